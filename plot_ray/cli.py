@@ -1,0 +1,196 @@
+"""The ``plot-ray`` command line.
+
+    plot-ray config FILE [key=value ...]      validate a config and print it resolved
+    plot-ray synth --out DIR [--seed N]        write the synthetic preference benchmark
+    plot-ray build-model --data DIR --out DIR  train a tokenizer and build a tiny Llama
+    plot-ray prepare --config FILE             Ray Data: validate, tokenize, count tokens
+    plot-ray train --config FILE [--resume]    Ray Train + DeepSpeed PLOT fine-tuning
+    plot-ray demo --out DIR                    the end-to-end pipeline on a local Ray instance
+
+Every subcommand has ``--help``. Config errors exit with status 2 and name the offending key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from plot_ray.config import ConfigError, load_config
+
+__all__ = ["main", "build_parser"]
+
+
+def _print(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+# ------------------------------------------------------------------------------ commands
+def _config_args(args: argparse.Namespace) -> tuple[str | None, list[str]]:
+    """``FILE [key=value ...]`` where FILE may be left out: then the first override is no file."""
+    if args.file and "=" in args.file and not Path(args.file).exists():
+        return None, [args.file, *args.overrides]
+    return args.file, list(args.overrides)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    cfg = load_config(*_config_args(args))
+    if args.json:
+        _print(json.dumps(cfg.to_dict(), indent=2))
+    else:
+        _print(cfg.to_yaml().rstrip())
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from plot_ray.synth import generate_benchmark
+
+    started = time.perf_counter()
+    manifest = generate_benchmark(args.out, seed=args.seed, scale=args.scale)
+    _print(f"wrote the synthetic benchmark to {args.out} in {time.perf_counter() - started:.1f}s")
+    for name, count in sorted(manifest.get("counts", {}).items()):
+        _print(f"  {name:<42} {count:>7} rows")
+    return 0
+
+
+def cmd_build_model(args: argparse.Namespace) -> int:
+    from plot_ray.models.tiny import TinyModelSpec, build_from_corpus
+
+    spec = TinyModelSpec(hidden_size=args.hidden_size, num_hidden_layers=args.layers)
+    summary = build_from_corpus(
+        args.data,
+        args.out,
+        vocab_size=args.vocab_size,
+        spec=spec,
+        warmup_steps=args.warmup_steps,
+        seed=args.seed,
+    )
+    _print(
+        f"built a tiny Llama ({summary['parameters'] / 1e6:.2f}M parameters, vocabulary "
+        f"{summary['vocab_size']}) in {summary['seconds']}s → {args.out}"
+    )
+    if summary["warmup_steps"]:
+        _print(
+            f"  warm-up: {summary['warmup_steps']} steps, loss {summary['warmup_first_loss']:.2f}"
+            f" → {summary['warmup_last_loss']:.2f}"
+        )
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from plot_ray.cluster import init_ray_from_config
+    from plot_ray.data import run_prepare
+
+    cfg = load_config(args.config, args.overrides)
+    init_ray_from_config(cfg.cluster)
+    run_prepare(cfg)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from plot_ray.train import run_training
+
+    overrides = [*args.overrides, *([f"cluster.address={args.address}"] if args.address else [])]
+    cfg = load_config(args.config, overrides)
+    run = run_training(cfg, resume=args.resume)
+    last = run.last
+    _print(f"trained {last.get('step', 0)} steps → {run.run_dir}")
+    for key in ("loss/total", "loss/vanilla", "loss/plot", "rewards/accuracy", "tokens_per_s"):
+        if key in last:
+            _print(f"  {key:<18} {last[key]:.4f}")
+    if run.final_model:
+        _print(f"final model (safetensors, loads with transformers and vLLM): {run.final_model}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from plot_ray.demo import run_demo
+
+    run_demo(Path(args.out), seed=args.seed, scale=args.scale, warmup_steps=args.warmup_steps)
+    return 0
+
+
+# -------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="plot-ray",
+        description="Ray-distributed preference fine-tuning of LLMs with PLOT "
+        "(Preference Learning via Optimal Transport).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("config", help="validate a config file and print it resolved")
+    p.add_argument("file", nargs="?", help="YAML config (omit to start from the defaults)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides")
+    p.add_argument("--json", action="store_true", help="print JSON instead of YAML")
+    p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("synth", help="write the deterministic synthetic preference benchmark")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scale", type=float, default=1.0, help="multiplies every row count")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser(
+        "build-model",
+        help="train a byte-level BPE tokenizer on a corpus and build a tiny Llama from it",
+    )
+    p.add_argument("--data", required=True, help="corpus folder (e.g. from `plot-ray synth`)")
+    p.add_argument("--out", required=True, help="where to save_pretrained the model")
+    p.add_argument("--vocab-size", type=int, default=4096)
+    p.add_argument("--hidden-size", type=int, default=128)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument(
+        "--warmup-steps", type=int, default=0, help="causal-LM steps on the warm-up corpus"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_build_model)
+
+    p = sub.add_parser(
+        "prepare",
+        help="read, validate and tokenize preference corpora with Ray Data; count tokens",
+    )
+    p.add_argument("--config", required=True, help="YAML config (data and model sections)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser(
+        "train", help="PLOT fine-tuning with Ray Train + DeepSpeed ZeRO on the prepared data"
+    )
+    p.add_argument("--config", required=True, help="YAML config")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run named train.run_name"
+    )
+    p.add_argument(
+        "--address", help="Ray cluster address (default: RAY_ADDRESS, else a local instance)"
+    )
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "demo", help="run the end-to-end pipeline on a local Ray instance with a tiny model"
+    )
+    p.add_argument("--out", default="runs/demo", help="output folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scale", type=float, default=0.5, help="synthetic corpus size factor")
+    p.add_argument("--warmup-steps", type=int, default=300)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"plot-ray: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"plot-ray {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""A deterministic synthetic preference benchmark for PLOT on a machine without a GPU.
+
+    from plot_ray.synth import generate_benchmark, token_frequency_gap
+    manifest = generate_benchmark("runs/synth", seed=0, scale=1.0)
+
+Pure Python (``random.Random`` streams derived from the seed only), a few seconds at scale 1.0,
+byte-for-byte identical for a given ``seed`` and ``scale``. ``scale`` multiplies every row count
+(harmlessness train ~4000 pairs and logic train ~2000 pairs at 1.0; validation and test ~10% each).
+Every file is written atomically (temporary file, then rename); ``manifest.json`` is deleted at
+the start and written last.
+
+Files under ``out_dir`` (full schema with examples: ``plot_ray/synth/SCHEMA.md``)::
+
+    harmlessness/{train,validation,test}.jsonl
+        {"id", "prompt", "chosen", "rejected", "subpreference": "harmlessness",
+         "category": "harmful" | "benign", "topic"}
+        harmful (3/4): chosen = refusal (optionally reason, safe redirect, closer),
+                       rejected = content-free compliance ("Sure, here is how to ...", "Step 1: ...")
+        benign  (1/4): chosen = helpful answer, rejected = needless refusal
+    logic/{train,validation,test}.jsonl
+        {"id", "prompt", "chosen", "rejected", "subpreference": "logic", "answer": int, "template"}
+        chosen = correct working ending "#### <answer>", rejected = plausible mistake "#### <M>", M != answer
+    ranked/{train,validation,test}.jsonl
+        {"id", "prompt", "responses": [4 strings, best first], "scores": [1.0, 0.6, 0.3, 0.0],
+         "subpreference", ...} (harmful, benign and logic prompts; plus "category"/"topic" or
+         "answer"/"template")
+    eval/behaviors.jsonl            {"behavior_id", "behavior", "target": "Sure, here is ...", "topic"}
+                                    held-out topics and phrasings, never in any training file
+    eval/benign.jsonl               {"id", "prompt", "reference", "topic"}
+    eval/jailbreak_templates.jsonl  {"template_id", "template"} with one "{behavior}" placeholder
+    eval/logic_heldout.jsonl        {"id", "question", "answer": int, "template", "heldout_template": bool}
+    warmup/train.jsonl              {"text": "User: ...\\nAssistant: ...", "kind"}
+                                    80% of harmful requests answered with compliance
+    manifest.json                   {"name", "version", "seed", "scale", "subpreferences", "files",
+                                     "counts", "sha256", "topics", "logic_templates"}
+
+All prompts (harmlessness, ranked, warm-up, eval/benign) are distinct across every file, as are all
+logic questions. ``token_frequency_gap(rows)`` reports the largest ``Q+ - Q-`` entries in both
+directions and the total-variation distance, i.e. whether a corpus carries a PLOT signal.
+"""
+
+from plot_ray.synth.benchmark import MANIFEST, SYNTH_VERSION, generate_benchmark, split_sizes
+from plot_ray.synth.common import SPLITS, CapacityError
+from plot_ray.synth.evalsets import JAILBREAK_TEMPLATES
+from plot_ray.synth.stats import (
+    frequency_difference,
+    relative_frequencies,
+    token_frequency_gap,
+    word_tokenize,
+)
+from plot_ray.synth.writer import read_jsonl
+
+__all__ = [
+    "JAILBREAK_TEMPLATES",
+    "MANIFEST",
+    "SPLITS",
+    "SYNTH_VERSION",
+    "CapacityError",
+    "frequency_difference",
+    "generate_benchmark",
+    "read_jsonl",
+    "relative_frequencies",
+    "split_sizes",
+    "token_frequency_gap",
+    "word_tokenize",
+]

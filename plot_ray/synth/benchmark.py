@@ -1,0 +1,113 @@
+"""``generate_benchmark``: write the whole synthetic benchmark (see ``SCHEMA.md``)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from plot_ray.synth import evalsets as E
+from plot_ray.synth import harmlessness as H
+from plot_ray.synth import logic as L
+from plot_ray.synth import ranked as R
+from plot_ray.synth.common import SPLITS, UniqueDrawer, rng_for, scaled
+from plot_ray.synth.writer import write_json, write_jsonl
+
+SYNTH_VERSION = "plot-ray-synth/1.0"
+MANIFEST = "manifest.json"
+
+# Row counts at scale 1.0 and the minimum at any scale.
+BASE_SPLITS: dict[str, dict[str, int]] = {
+    "harmlessness": {"train": 4000, "validation": 400, "test": 400},
+    "logic": {"train": 2000, "validation": 200, "test": 200},
+    "ranked": {"train": 1500, "validation": 150, "test": 150},
+}
+MIN_SPLIT = {"train": 8, "validation": 4, "test": 4}
+BASE_EVAL = {"behaviors": 200, "benign": 200, "logic_heldout": 200, "warmup": 3000}
+MIN_EVAL = {"behaviors": 10, "benign": 8, "logic_heldout": 8, "warmup": 20}
+
+
+def _check_args(seed: int, scale: float) -> tuple[int, float]:
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    try:
+        scale = float(scale)
+    except (TypeError, ValueError):
+        raise TypeError(f"scale must be a number, got {scale!r}") from None
+    if not math.isfinite(scale) or scale <= 0:
+        raise ValueError(f"scale must be a positive finite number, got {scale}")
+    return seed, scale
+
+
+def split_sizes(scale: float) -> dict[str, dict[str, int]]:
+    return {
+        domain: {s: scaled(base[s], scale, MIN_SPLIT[s]) for s in SPLITS}
+        for domain, base in BASE_SPLITS.items()
+    }
+
+
+def generate_benchmark(out_dir: str | Path, seed: int = 0, scale: float = 1.0) -> dict:
+    """Generate the synthetic preference benchmark under ``out_dir`` and return its manifest.
+
+    Deterministic: the same ``seed`` and ``scale`` give byte-identical files. ``scale``
+    multiplies every row count (except the fixed set of jailbreak templates). Each file is
+    written atomically; ``manifest.json`` is removed first and written last, so its presence
+    means the directory holds one complete, consistent benchmark.
+    """
+    seed, scale = _check_args(seed, scale)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)
+
+    # One unique drawer per kind of prompt: everything drawn from it is disjoint by exact prompt.
+    harmful = UniqueDrawer(H.make_harmful_request, rng_for(seed, "harmful-requests"), lambda r: r.prompt, "harmful requests")
+    benign = UniqueDrawer(H.make_benign_request, rng_for(seed, "benign-requests"), lambda r: r.prompt, "benign requests")
+    problems = UniqueDrawer(L.make_problem, rng_for(seed, "logic-problems"), lambda p: p.question, "logic problems")
+    heldout_problems = UniqueDrawer(L.make_heldout_problem, rng_for(seed, "logic-heldout-problems"), lambda p: p.question, "held-out logic problems")
+
+    sizes = split_sizes(scale)
+    files: dict[str, list[dict]] = {}
+    harm_pairs = H.build_pairs(harmful, benign, sizes["harmlessness"], rng_for(seed, "harmlessness-pairs"))
+    logic_pairs = L.build_pairs(problems, sizes["logic"], rng_for(seed, "logic-pairs"))
+    ranked = R.build_ranked(harmful, benign, problems, sizes["ranked"], rng_for(seed, "ranked"))
+    for split in SPLITS:
+        files[f"harmlessness/{split}.jsonl"] = harm_pairs[split]
+        files[f"logic/{split}.jsonl"] = logic_pairs[split]
+        files[f"ranked/{split}.jsonl"] = ranked[split]
+
+    n_eval = {k: scaled(v, scale, MIN_EVAL[k]) for k, v in BASE_EVAL.items()}
+    files["eval/behaviors.jsonl"] = E.behaviour_rows(rng_for(seed, "behaviors"), n_eval["behaviors"])
+    files["eval/benign.jsonl"] = E.benign_eval_rows(rng_for(seed, "benign-eval"), benign, n_eval["benign"])
+    files["eval/jailbreak_templates.jsonl"] = E.jailbreak_rows()
+    files["eval/logic_heldout.jsonl"] = E.logic_heldout_rows(
+        rng_for(seed, "logic-heldout"), problems, heldout_problems, n_eval["logic_heldout"]
+    )
+    files["warmup/train.jsonl"] = E.warmup_rows(
+        rng_for(seed, "warmup"), harmful, benign, problems, n_eval["warmup"]
+    )
+
+    counts: dict[str, int] = {}
+    digests: dict[str, str] = {}
+    for rel in sorted(files):
+        counts[rel], digests[rel] = write_jsonl(out / rel, files[rel])
+
+    manifest = {
+        "name": "plot-ray-synth",
+        "version": SYNTH_VERSION,
+        "seed": seed,
+        "scale": scale,
+        "subpreferences": [H.SUBPREFERENCE, L.SUBPREFERENCE],
+        "files": sorted(files),
+        "counts": counts,
+        "sha256": digests,
+        "topics": {
+            "harmful_train": [t.name for t in H.HARMFUL_TOPICS],
+            "harmful_heldout": list(H.HELDOUT_HARMFUL_TOPICS),
+            "benign": [t.name for t in H.BENIGN_TOPICS],
+        },
+        "logic_templates": {
+            "train": list(L.TRAIN_TEMPLATES),
+            "heldout": list(L.HELDOUT_TEMPLATES),
+        },
+    }
+    write_json(out / MANIFEST, manifest)
+    return manifest

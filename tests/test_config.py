@@ -1,0 +1,124 @@
+"""The typed config: valid configs load, and each class of invalid config names its key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from plot_ray.config import ConfigError, PlotRayConfig, load_config, parse_override
+
+CONFIGS = sorted(Path(__file__).parents[1].joinpath("jobs", "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_example_configs_are_valid(path):
+    cfg = load_config(path)
+    assert isinstance(cfg, PlotRayConfig)
+    assert cfg.model.trust_remote_code is False
+
+
+def test_defaults_are_valid_and_round_trip_through_yaml(tmp_path):
+    cfg = load_config()
+    again = tmp_path / "c.yaml"
+    again.write_text(cfg.to_yaml())
+    assert load_config(again) == cfg
+
+
+def test_overrides_are_typed_and_nested():
+    cfg = load_config(
+        CONFIGS[0],
+        ["loss.alpha=0.25", "deepspeed.zero_stage=3", "loss.plot.projection=sliced",
+         "tune.alphas=[0, 0.5]", "data.sources.1.subpreference=math"],
+    )
+    assert cfg.loss.alpha == 0.25 and cfg.deepspeed.zero_stage == 3
+    assert cfg.loss.plot.projection == "sliced"
+    assert cfg.tune.alphas == [0.0, 0.5]
+    assert cfg.data.sources[1].subpreference == "math"
+
+
+@pytest.mark.parametrize(
+    "override, key, allowed",
+    [
+        ("loss.alpha=-0.1", "loss.alpha", "greater than or equal to 0"),
+        ("train.num_workers=0", "train.num_workers", "greater than or equal to 1"),
+        ("deepspeed.zero_stage=5", "deepspeed.zero_stage", "0, 1, 2 or 3"),
+        ("loss.method=ppo", "loss.method", "'sft', 'dpo'"),
+        ("loss.plot.transform=sigmoid", "loss.plot.transform", "'shift', 'relu' or 'softmax'"),
+        ("train.learning_rate=fast", "train.learning_rate", "valid number"),
+        ("loss.beta=0", "loss.beta", "greater than 0"),
+        ("tune.alphas=[0.1, -1]", "tune.alphas", ">= 0"),
+        ("data.max_prompt_length=600", "data.max_prompt_length", "data.max_length"),
+    ],
+)
+def test_invalid_values_name_the_key_and_what_is_allowed(override, key, allowed):
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=[override])
+    assert key in str(err.value)
+    assert allowed in str(err.value)
+
+
+@pytest.mark.parametrize("override", ["loss.alhpa=1", "trian.max_steps=3", "loss.plot.targt=x"])
+def test_unknown_keys_are_rejected_with_allowed_keys(override):
+    with pytest.raises(ConfigError, match=r"unknown key; allowed: .*"):
+        load_config(overrides=[override])
+
+
+def test_unknown_key_in_yaml_names_the_dotted_path(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("loss:\n  plot:\n    colour: red\n")
+    with pytest.raises(ConfigError, match=r"loss\.plot\.colour: unknown key; allowed: .*aggregate"):
+        load_config(path)
+
+
+def test_cross_field_rules():
+    with pytest.raises(ConfigError, match="deepspeed.offload_param=cpu needs deepspeed.zero_stage=3"):
+        load_config(overrides=["deepspeed.offload_param=cpu", "deepspeed.zero_stage=2"])
+    with pytest.raises(ConfigError, match="anchored needs the reference model's logits"):
+        load_config(overrides=["loss.reference=precomputed", "loss.alpha=1"])
+    # ...which is fine with the global target, or when PLOT is off.
+    load_config(overrides=["loss.reference=precomputed", "loss.alpha=1", "loss.plot.target=global"])
+    load_config(overrides=["loss.reference=precomputed", "loss.alpha=0"])
+
+
+@pytest.mark.parametrize("text", ["loss.alpha", "=3", ""])
+def test_malformed_overrides(text):
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_override(text)
+
+
+def test_missing_and_non_mapping_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(tmp_path / "list.yaml")
+
+
+def test_cli_config_prints_resolved_config_and_fails_naming_the_key():
+    ok = subprocess.run(
+        [sys.executable, "-m", "plot_ray.cli", "config", str(CONFIGS[0]), "loss.alpha=0.75"],
+        capture_output=True, text=True,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "alpha: 0.75" in ok.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "plot_ray.cli", "config", "deepspeed.zero_stage=5"],
+        capture_output=True, text=True,
+    )
+    assert bad.returncode == 2
+    assert "deepspeed.zero_stage" in bad.stderr and "0, 1, 2 or 3" in bad.stderr
+
+
+def test_every_subcommand_has_help():
+    from plot_ray.cli import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001 - argparse has no API
+    for name in commands:
+        out = subprocess.run(
+            [sys.executable, "-m", "plot_ray.cli", name, "--help"], capture_output=True, text=True
+        )
+        assert out.returncode == 0 and "usage: plot-ray" in out.stdout, name
