@@ -80,11 +80,9 @@ def cmd_build_model(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from plot_ray.cluster import init_ray_from_config
     from plot_ray.data import run_prepare
 
     cfg = load_config(args.config, args.overrides)
-    init_ray_from_config(cfg.cluster)
     run_prepare(cfg)
     return 0
 

@@ -11,7 +11,26 @@ import os
 
 from plot_ray.config import ClusterConfig
 
-__all__ = ["init_ray", "init_ray_from_config"]
+__all__ = ["SMALL_MACHINE_ENV", "init_ray", "init_ray_from_config", "use_small_machine_env"]
+
+# Settings for running the whole stack on one small CPU box (tests, benchmarks, laptops); see
+# shared/ENVIRONMENT.md. They must be in the environment before Ray starts; workers inherit them.
+SMALL_MACHINE_ENV = {
+    "RAY_AUTH_MODE": "disabled",  # a local instance only this user reaches
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",  # each report() after the first waits this long
+    "RAY_DATA_DISABLE_PROGRESS_BARS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "DS_ACCELERATOR": "cpu",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+}
+
+
+def use_small_machine_env() -> None:
+    """Set :data:`SMALL_MACHINE_ENV` wherever the user has not set the variable already."""
+    for key, value in SMALL_MACHINE_ENV.items():
+        os.environ.setdefault(key, value)
 
 
 def init_ray(

@@ -60,6 +60,7 @@ class DataSource(_Section):
     path: str
     format: DataFormat = "auto"
     reader: DataReader = "auto"
+    # "default": each row's own `subpreference` field where it has one, else "default".
     subpreference: str = "default"
     split: str = "train"  # hub / save_to_disk split
     limit: int | None = Field(default=None, ge=1)
@@ -74,7 +75,7 @@ class DataConfig(_Section):
     length_policy: Literal["truncate", "drop"] = "truncate"
     strict: bool = False  # any quarantined row is an error
     ranked_pairing: Literal["best_worst", "best_rest"] = "best_worst"
-    tokenize_actors: int = Field(default=1, ge=1)
+    tokenize_actors: int = Field(default=2, ge=1)
     tokenize_cpus_per_actor: float = Field(default=0.5, gt=0)
     batch_size: int = Field(default=512, ge=1)
 
@@ -127,7 +128,6 @@ class PlotConfig(_Section):
     divergence: Literal["wasserstein", "kl", "js"] = "wasserstein"
     aggregate: Literal["sequence", "token"] = "sequence"
     responses: Literal["chosen", "rejected", "all"] = "chosen"
-    ranked_counts: Literal["best_worst", "best_rest"] = "best_worst"
     chunk_size: int = Field(default=1024, ge=1)  # positions per softmax chunk
     seed: int = 0
 

@@ -8,20 +8,11 @@ Everything here is real: Ray, tokenizers, transformers models. Markers:
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-# Test settings for Ray on a small shared CPU box (see shared/ENVIRONMENT.md). They must be in the
-# environment before Ray starts, and they are inherited by Ray's workers.
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
-os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("DS_ACCELERATOR", "cpu")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+from plot_ray.cluster import use_small_machine_env
+
+use_small_machine_env()  # before any test starts Ray: its workers inherit these
 
 SYNTH_SCALE = 0.1
 TINY_VOCAB = 1024
@@ -65,3 +56,44 @@ def tiny_model_dir(tmp_path_factory, synth_dir):
     out = tmp_path_factory.mktemp("tiny-model")
     build_from_corpus(synth_dir, out, vocab_size=TINY_VOCAB, warmup_steps=20, progress=False)
     return out
+
+
+def _prepare(synth_dir, model_dir, out, sources):
+    from plot_ray.config import load_config
+    from plot_ray.data import run_prepare
+
+    cfg = load_config(
+        overrides={
+            "data.sources": [
+                {"path": str(synth_dir / rel), "subpreference": sub} for rel, sub in sources
+            ],
+            "data.output_dir": str(out),
+            "data.max_length": 160,
+            "data.max_prompt_length": 96,
+            "model.name_or_path": str(model_dir),
+        }
+    )
+    run_prepare(cfg, progress=False, print_fn=None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def prepared_dir(ray_local, synth_dir, tiny_model_dir, tmp_path_factory):
+    """Pairwise preference data (harmlessness + logic) tokenized and counted by the Ray pipeline."""
+    return _prepare(
+        synth_dir,
+        tiny_model_dir,
+        tmp_path_factory.mktemp("prepared"),
+        [("harmlessness/train.jsonl", "harmlessness"), ("logic/train.jsonl", "logic")],
+    )
+
+
+@pytest.fixture(scope="session")
+def prepared_ranked_dir(ray_local, synth_dir, tiny_model_dir, tmp_path_factory):
+    """Ranked lists (for PRO) tokenized and counted by the Ray pipeline."""
+    return _prepare(
+        synth_dir,
+        tiny_model_dir,
+        tmp_path_factory.mktemp("prepared-ranked"),
+        [("ranked/train.jsonl", "harmlessness")],
+    )

@@ -6,8 +6,6 @@ import hashlib
 import json
 from typing import Any
 
-import torch
-
 __all__ = [
     "TokenizerMismatchError",
     "check_tokenizer_fingerprint",
@@ -16,7 +14,7 @@ __all__ = [
     "tokenizer_fingerprint",
 ]
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_DTYPES = ("float32", "bfloat16", "float16")
 
 
 class TokenizerMismatchError(ValueError):
@@ -43,13 +41,14 @@ def load_causal_lm(
     name_or_path: str, dtype: str = "float32", trust_remote_code: bool = False, **kwargs: Any
 ):
     """``AutoModelForCausalLM`` from a hub name or local folder; safetensors weights only."""
+    import torch
     from transformers import AutoModelForCausalLM
 
     if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        raise ValueError(f"dtype must be one of {list(_DTYPES)}, got {dtype!r}")
     return AutoModelForCausalLM.from_pretrained(
         name_or_path,
-        dtype=_DTYPES[dtype],
+        dtype=getattr(torch, dtype),
         trust_remote_code=trust_remote_code,
         use_safetensors=True,
         **kwargs,

@@ -15,8 +15,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
-
 __all__ = [
     "CHAT_TEMPLATE",
     "SPECIAL_TOKENS",
@@ -102,6 +100,7 @@ class TinyModelSpec:
 
 def build_tiny_model(tokenizer, spec: TinyModelSpec = TinyModelSpec(), seed: int = 0):
     """A randomly initialised ``LlamaForCausalLM`` sized for ``tokenizer``."""
+    import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
@@ -195,6 +194,7 @@ def warm_up(
     Transcripts (``User: …\\nAssistant: …``) are rendered with the chat template so the base
     model already speaks the format that fine-tuning and evaluation use. Returns the losses.
     """
+    import torch
     from tqdm.auto import tqdm
 
     if not rows:

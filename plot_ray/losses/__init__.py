@@ -1,0 +1,71 @@
+"""Losses: the vanilla preference methods and the PLOT term, in pure PyTorch (no Ray).
+
+- :mod:`~plot_ray.losses.ot`: 1-D Wasserstein-1 (:func:`wasserstein_1d`), the precomputed
+  :class:`TokenGeometry`, and the exact POT reference.
+- :mod:`~plot_ray.losses.preference`: :func:`preference_distribution` and
+  :class:`PreferenceTargets` (the data pipeline's counts -> PLOT targets).
+- :mod:`~plot_ray.losses.plot`: :class:`PlotLoss` (W1 / KL / JS, sequence / token, global /
+  anchored).
+- :mod:`~plot_ray.losses.methods`: SFT, DPO/IPO, PRO, AOT, SimPO, ORPO and their registry.
+- :mod:`~plot_ray.losses.logprobs`: logits + labels -> per-token / per-sequence log-probs.
+- :mod:`~plot_ray.losses.objective`: ``L_vanilla + alpha * L_PLOT`` (:func:`build_objective`).
+- :mod:`~plot_ray.losses.chunked`: the memory-lean kernel both of the above run on.
+"""
+
+from plot_ray.losses.logprobs import SequenceLogProbs, sequence_logprobs, shift_labels
+from plot_ray.losses.methods import (
+    METHODS,
+    MethodBatch,
+    MethodSpec,
+    aot_loss,
+    dpo_loss,
+    get_method,
+    num_responses,
+    orpo_loss,
+    pro_loss,
+    register_method,
+    sft_loss,
+    simpo_loss,
+)
+from plot_ray.losses.objective import ObjectiveOutput, PreferenceObjective, build_objective
+from plot_ray.losses.ot import ExactGeometry, TokenGeometry, exact_wasserstein, wasserstein_1d
+from plot_ray.losses.plot import JSDivergence, KLDivergence, PlotLoss, anchored_target
+from plot_ray.losses.preference import (
+    PreferenceTargets,
+    frequency_difference,
+    preference_distribution,
+    preference_tilt,
+)
+
+__all__ = [
+    "wasserstein_1d",
+    "TokenGeometry",
+    "ExactGeometry",
+    "exact_wasserstein",
+    "preference_distribution",
+    "preference_tilt",
+    "frequency_difference",
+    "PreferenceTargets",
+    "PlotLoss",
+    "KLDivergence",
+    "JSDivergence",
+    "anchored_target",
+    "sft_loss",
+    "dpo_loss",
+    "pro_loss",
+    "aot_loss",
+    "simpo_loss",
+    "orpo_loss",
+    "MethodBatch",
+    "MethodSpec",
+    "METHODS",
+    "register_method",
+    "get_method",
+    "num_responses",
+    "SequenceLogProbs",
+    "sequence_logprobs",
+    "shift_labels",
+    "ObjectiveOutput",
+    "PreferenceObjective",
+    "build_objective",
+]

@@ -1,0 +1,279 @@
+"""The training objective ``L = L_vanilla + alpha * L_PLOT``, built from the config.
+
+The train loop does one concatenated forward over all responses of a batch of ``B`` prompts:
+``R`` groups of ``B`` rows, rows ``[k*B:(k+1)*B]`` holding the k-th response of each prompt,
+best first (pairwise: group 0 chosen, group 1 rejected; SFT: R = 1; PRO: R = n). Then::
+
+    objective = build_objective(cfg.loss, geometry, targets)
+    out = objective(logits, labels, num_responses=R, ref_logps=..., ref_logits=...,
+                    subpreference_ids=..., scores=...)
+    out.loss.backward()
+
+``labels`` are the input ids with -100 on prompt and padding (unshifted). With ``alpha = 0`` the
+PLOT term is not computed at all and ``out.loss`` is the vanilla loss tensor itself (bit for
+bit). With ``alpha > 0`` the response log-probs and PLOT's softmax statistics come from one
+chunked pass over the logits with a single gradient tensor (:mod:`plot_ray.losses.chunked`),
+so PLOT adds ``O(B * V)`` memory, not another ``(N, T, V)`` gradient.
+
+Reference model, for memory: when ``ref_logits`` are given (the anchored target needs them) and
+``ref_logps`` are not, the reference log-probs are computed from ``ref_logits`` in the same pass
+as the reference aggregates. Run the reference forward after the policy forward and drop
+``ref_logits`` before ``backward()``: nothing of them is kept beyond ``O(B * V)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from plot_ray.losses.chunked import IGNORE_INDEX, softmax_stats, softmax_stats_forward
+from plot_ray.losses.logprobs import check_labels, package_logprobs, shift_labels
+from plot_ray.losses.methods import MethodBatch, get_method
+from plot_ray.losses.methods import num_responses as method_num_responses
+from plot_ray.losses.ot import ExactGeometry, TokenGeometry
+from plot_ray.losses.plot import PlotLoss
+from plot_ray.losses.preference import PreferenceTargets
+
+if TYPE_CHECKING:  # pragma: no cover
+    from plot_ray.config import LossConfig
+
+__all__ = ["ObjectiveOutput", "PreferenceObjective", "build_objective"]
+
+
+@dataclass
+class ObjectiveOutput:
+    """``loss`` to backprop; ``vanilla`` and ``plot`` detached scalars; ``metrics`` to log."""
+
+    loss: Tensor
+    vanilla: Tensor
+    plot: Tensor
+    metrics: dict[str, float | Tensor] = field(default_factory=dict)
+
+
+class PreferenceObjective(nn.Module):
+    """``L_vanilla(method) + alpha * L_PLOT`` on one concatenated batch (see the module doc)."""
+
+    def __init__(self, loss_cfg: LossConfig, plot_loss: PlotLoss | None = None):
+        super().__init__()
+        self.loss_cfg = loss_cfg
+        self.method = get_method(loss_cfg.method)
+        self.alpha = float(loss_cfg.alpha)
+        if self.alpha > 0 and plot_loss is None:
+            raise ValueError("loss.alpha > 0 needs a PlotLoss (use build_objective)")
+        self.plot_loss = plot_loss if self.alpha > 0 else None
+        self.responses = loss_cfg.plot.responses
+        self.chunk_size = loss_cfg.plot.chunk_size
+
+    # ------------------------------------------------------------------ what it needs
+    @property
+    def needs_reference_logps(self) -> bool:
+        """The vanilla method needs reference log-probs (``ref_logps``, or ``ref_logits``)."""
+        return self.method.needs_reference
+
+    @property
+    def needs_reference_logits(self) -> bool:
+        """PLOT's anchored target needs the reference model's logits on the same positions."""
+        return self.plot_loss is not None and self.plot_loss.needs_reference_logits
+
+    def num_responses(self, method: str | None = None) -> int | None:
+        """Responses per prompt for ``method`` (default: this objective's): SFT 1, pairwise 2,
+        PRO None (``n >= 2`` from the data)."""
+        return method_num_responses(method or self.loss_cfg.method)
+
+    def extra_repr(self) -> str:
+        return f"method={self.method.name}, alpha={self.alpha}, responses={self.responses}"
+
+    # ---------------------------------------------------------------------- helpers
+    def _check_batch(self, logits: Tensor, labels: Tensor, r: int) -> int:
+        if logits.dim() != 3 or labels.shape != logits.shape[:2]:
+            raise ValueError(
+                f"logits must be (R*B, T, V) and labels (R*B, T); got {tuple(logits.shape)} "
+                f"and {tuple(labels.shape)}"
+            )
+        if r < 1 or logits.shape[0] % r:
+            raise ValueError(f"{logits.shape[0]} rows do not split into num_responses={r} groups")
+        need = self.method.num_responses
+        if need is None and r < 2:
+            raise ValueError(
+                f"method {self.method.name!r} needs >= 2 ranked responses per prompt, got {r}"
+            )
+        if need is not None and r != need:
+            raise ValueError(
+                f"method {self.method.name!r} takes {need} response(s) per prompt, got {r}"
+            )
+        return logits.shape[0] // r
+
+    def _plot_rows(self, r: int, b: int, device) -> Tensor:
+        if self.responses == "chosen":
+            return torch.arange(b, device=device)
+        if self.responses == "rejected":
+            return torch.arange((r - 1) * b, r * b, device=device)
+        return torch.arange(r * b, device=device)
+
+    def _subpreference_ids(self, ids: Tensor | None, b: int, rows: Tensor) -> Tensor | None:
+        if ids is None:
+            return None
+        ids = torch.as_tensor(ids, device=rows.device).long().flatten()
+        if ids.shape[0] != b:
+            raise ValueError(f"subpreference_ids must be (B,) = ({b},), got {tuple(ids.shape)}")
+        return ids[rows % b]
+
+    # ---------------------------------------------------------------------- forward
+    def forward(
+        self,
+        logits: Tensor,
+        labels: Tensor,
+        num_responses: int,
+        ref_logps: Tensor | None = None,
+        ref_logits: Tensor | None = None,
+        subpreference_ids: Tensor | None = None,
+        scores: Tensor | None = None,
+    ) -> ObjectiveOutput:
+        """Compute the objective on one concatenated batch.
+
+        Args:
+            logits: ``(R*B, T, V)`` policy logits, any float dtype.
+            labels: ``(R*B, T)`` long, unshifted, -100 on non-response tokens.
+            num_responses: ``R``.
+            ref_logps: ``(R*B,)`` reference per-sequence log-prob sums (methods with a
+                reference; may be omitted when ``ref_logits`` are given).
+            ref_logits: ``(R*B, T, V)`` reference logits (the anchored PLOT target).
+            subpreference_ids: ``(B,)`` long rows of the targets (None: 0).
+            scores: ``(B, R)`` optional reward scores (PRO).
+        """
+        r = int(num_responses)
+        b = self._check_batch(logits, labels, r)
+        n = logits.shape[0]
+        check_labels(labels, logits.shape[-1])
+        frame = shift_labels(labels.long())
+        lengths = (frame != IGNORE_INDEX).sum(1)
+        used = lengths[:b] if self.method.num_responses == 1 else lengths
+        if (used == 0).any():
+            empty = torch.nonzero(used == 0).flatten().tolist()
+            raise ValueError(
+                f"rows {empty} have no response tokens (labels all -100 after the first "
+                "position): drop them in the data pipeline"
+            )
+        if ref_logps is not None and ref_logps.shape != (n,):
+            raise ValueError(f"ref_logps must be (R*B,) = ({n},), got {tuple(ref_logps.shape)}")
+        if ref_logits is not None and ref_logits.shape != logits.shape:
+            raise ValueError(
+                f"ref_logits {tuple(ref_logits.shape)} must match logits {tuple(logits.shape)}"
+            )
+        if scores is not None and scores.shape != (b, r):
+            raise ValueError(f"scores must be (B, R) = ({b}, {r}), got {tuple(scores.shape)}")
+        need_ref_logps = self.needs_reference_logps and ref_logps is None
+        if need_ref_logps and ref_logits is None:
+            raise ValueError(
+                f"method {self.method.name!r} needs reference log-probs: pass ref_logps or ref_logits"
+            )
+
+        plot_value = None
+        if self.plot_loss is None:
+            token_logps, _ = softmax_stats(logits, frame, chunk_size=self.chunk_size)
+            if need_ref_logps:
+                with torch.no_grad():
+                    ref_tok, _, _ = softmax_stats_forward(
+                        ref_logits.detach(), frame, chunk_size=self.chunk_size
+                    )
+                ref_logps = package_logprobs(ref_tok, frame).sums
+        else:
+            rows = self._plot_rows(r, b, logits.device)
+            plot_mask = frame.index_select(0, rows) != IGNORE_INDEX
+            ids = self.plot_loss.resolve_ids(
+                self._subpreference_ids(subpreference_ids, b, rows), rows.shape[0], logits.device
+            )
+            ref_pbar = None
+            if self.needs_reference_logits or need_ref_logps:
+                if ref_logits is None:
+                    raise ValueError(
+                        "loss.plot.target=anchored needs ref_logits (R*B, T, V): the reference "
+                        "model's logits on the same positions"
+                    )
+                with torch.no_grad():
+                    ref_tok, _, ref_pbar = softmax_stats_forward(
+                        ref_logits.detach(),
+                        frame if need_ref_logps else None,
+                        rows if self.needs_reference_logits else None,
+                        plot_mask,
+                        "sequence",
+                        chunk_size=self.chunk_size,
+                    )
+                if need_ref_logps:
+                    ref_logps = package_logprobs(ref_tok, frame).sums
+            row_targets = self.plot_loss.row_targets(
+                ids, ref_pbar if self.needs_reference_logits else None
+            )
+            token_logps, values = self.plot_loss.fused(logits, frame, rows, plot_mask, row_targets)
+            plot_value = values.mean()
+
+        logps = package_logprobs(token_logps, frame)
+        batch = MethodBatch(
+            logps=logps.sums.view(r, b),
+            lengths=logps.lengths.view(r, b),
+            ref_logps=None
+            if ref_logps is None
+            else ref_logps.detach().to(logps.sums.dtype).view(r, b),
+            scores=scores,
+        )
+        vanilla, metrics = self.method.compute(batch, self.loss_cfg)
+        if plot_value is None:
+            loss = vanilla
+            plot_detached = torch.zeros((), dtype=vanilla.dtype, device=vanilla.device)
+        else:
+            loss = vanilla + self.alpha * plot_value
+            plot_detached = plot_value.detach()
+        out_metrics: dict[str, float | Tensor] = {
+            "loss/total": loss.detach(),
+            "loss/vanilla": vanilla.detach(),
+            "loss/plot": plot_detached,
+            "loss/alpha": self.alpha,
+        }
+        out_metrics.update(metrics)
+        return ObjectiveOutput(
+            loss=loss, vanilla=vanilla.detach(), plot=plot_detached, metrics=out_metrics
+        )
+
+
+def build_objective(
+    loss_cfg: LossConfig,
+    geometry: TokenGeometry | ExactGeometry | None = None,
+    targets: PreferenceTargets | None = None,
+) -> PreferenceObjective:
+    """Build ``L_vanilla + alpha * L_PLOT`` from a :class:`~plot_ray.config.LossConfig`.
+
+    ``geometry`` (from :meth:`TokenGeometry.from_config` on the policy's input embeddings at
+    the start of training) and ``targets`` (from :meth:`PreferenceTargets.from_counts`) are
+    needed only when ``alpha > 0``; the ``uniform`` and ``index`` costs and the ``kl`` / ``js``
+    divergences need no embeddings, so a missing geometry is built for them.
+    """
+    method = get_method(loss_cfg.method)
+    plot_cfg = loss_cfg.plot
+    if loss_cfg.alpha == 0:
+        return PreferenceObjective(loss_cfg, None)
+    if targets is None:
+        raise ValueError(
+            f"loss.alpha={loss_cfg.alpha} > 0 needs preference targets: build them from the data "
+            "pipeline's counts with PreferenceTargets.from_counts(pos, neg, cfg.loss.plot)"
+        )
+    if plot_cfg.responses == "rejected" and method.num_responses == 1:
+        raise ValueError(
+            f"loss.plot.responses=rejected, but method {method.name!r} has no rejected responses"
+        )
+    if plot_cfg.divergence == "wasserstein":
+        if geometry is None:
+            if plot_cfg.cost == "embedding":
+                raise ValueError(
+                    "loss.plot.cost=embedding needs a TokenGeometry built from the policy's "
+                    "input embeddings: TokenGeometry.from_config(E, cfg.loss.plot)"
+                )
+            geometry = TokenGeometry.from_config(None, plot_cfg, vocab_size=targets.vocab_size)
+        elif geometry.cost not in (plot_cfg.cost, "exact"):
+            raise ValueError(
+                f"the geometry was built for cost={geometry.cost!r}, but loss.plot.cost={plot_cfg.cost!r}"
+            )
+    plot_loss = PlotLoss.from_config(plot_cfg, targets, geometry)
+    return PreferenceObjective(loss_cfg, plot_loss)

@@ -1,0 +1,121 @@
+"""The DeepSpeed config dict, built in one place from the typed plot-ray config.
+
+A user's own DeepSpeed JSON (``deepspeed.config_file``) is merged on top, key by key, so anything
+DeepSpeed supports can be set without plot-ray knowing about it. Batch sizes always come from
+plot-ray's ``train`` section so that the data pipeline and DeepSpeed agree.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from plot_ray.config import ConfigError, PlotRayConfig
+
+__all__ = ["zero_config", "reference_zero_config", "merge_user_config"]
+
+
+def _on_cpu() -> bool:
+    from deepspeed.accelerator import get_accelerator
+
+    return get_accelerator().device_name() == "cpu"
+
+
+def merge_user_config(base: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
+    """Recursive merge; the user's values win."""
+    out = dict(base)
+    for key, value in user.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_user_config(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _load_user_config(path: str) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"deepspeed.config_file: {path!r} does not exist")
+    try:
+        user = json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"deepspeed.config_file: {path} is not valid JSON: {exc}") from None
+    if not isinstance(user, dict):
+        raise ConfigError(f"deepspeed.config_file: {path} must hold a JSON object")
+    return user
+
+
+def zero_config(cfg: PlotRayConfig, world_size: int, on_cpu: bool | None = None) -> dict[str, Any]:
+    """The DeepSpeed config for the policy engine (ZeRO 0-3, offload, precision, clipping, AdamW).
+
+    ``on_cpu`` selects PyTorch's AdamW (DeepSpeed's fused Adam is CUDA-only); by default it
+    follows DeepSpeed's accelerator (``DS_ACCELERATOR=cpu`` here, CUDA on GPU clusters).
+    """
+    ds, train = cfg.deepspeed, cfg.train
+    on_cpu = _on_cpu() if on_cpu is None else on_cpu
+    zero: dict[str, Any] = {
+        "stage": ds.zero_stage,
+        "overlap_comm": ds.overlap_comm,
+        "contiguous_gradients": ds.contiguous_gradients,
+    }
+    if ds.offload_optimizer != "none":
+        zero["offload_optimizer"] = {"device": ds.offload_optimizer, "pin_memory": not on_cpu}
+    if ds.offload_param != "none":
+        zero["offload_param"] = {"device": ds.offload_param, "pin_memory": not on_cpu}
+    if ds.zero_stage == 3:
+        # Full weights are gathered explicitly when the final model is saved.
+        zero["stage3_gather_16bit_weights_on_model_save"] = False
+
+    optimizer_params: dict[str, Any] = {
+        "lr": train.learning_rate,
+        "betas": [0.9, 0.95],
+        "eps": 1e-8,
+        "weight_decay": train.weight_decay,
+    }
+    if on_cpu and ds.offload_optimizer == "none":
+        optimizer_params["torch_adam"] = True
+
+    config: dict[str, Any] = {
+        "train_micro_batch_size_per_gpu": train.micro_batch_size,
+        "gradient_accumulation_steps": train.gradient_accumulation_steps,
+        "train_batch_size": train.micro_batch_size * train.gradient_accumulation_steps * world_size,
+        "gradient_clipping": train.max_grad_norm,
+        "zero_optimization": zero,
+        "optimizer": {"type": "AdamW", "params": optimizer_params},
+        "bf16": {"enabled": ds.precision == "bf16"},
+        "fp16": {"enabled": ds.precision == "fp16", "initial_scale_power": 16},
+        "steps_per_print": 10**9,  # plot-ray reports metrics itself
+        "wall_clock_breakdown": False,
+    }
+    if ds.config_file:
+        config = merge_user_config(config, _load_user_config(ds.config_file))
+        for key in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps"):
+            if key in config and config[key] != getattr(
+                train, "micro_batch_size" if key.startswith("train_micro") else key
+            ):
+                raise ConfigError(
+                    f"deepspeed.config_file sets {key}={config[key]}; set it with train.* instead"
+                )
+        config["train_batch_size"] = (
+            train.micro_batch_size * train.gradient_accumulation_steps * world_size
+        )
+    return config
+
+
+def reference_zero_config(cfg: PlotRayConfig, world_size: int) -> dict[str, Any]:
+    """A frozen reference model's config: inference only, partitioned under ZeRO-3 (the policy's
+    stage), otherwise a plain replicated copy (stage 0), no optimizer."""
+    ds, train = cfg.deepspeed, cfg.train
+    zero: dict[str, Any] = {"stage": 3 if ds.zero_stage == 3 else 0}
+    if ds.zero_stage == 3 and ds.offload_param != "none":
+        zero["offload_param"] = {"device": ds.offload_param}
+    return {
+        "train_micro_batch_size_per_gpu": train.micro_batch_size,
+        "gradient_accumulation_steps": train.gradient_accumulation_steps,
+        "train_batch_size": train.micro_batch_size * train.gradient_accumulation_steps * world_size,
+        "zero_optimization": zero,
+        "bf16": {"enabled": ds.precision == "bf16"},
+        "fp16": {"enabled": ds.precision == "fp16"},
+        "steps_per_print": 10**9,
+    }
