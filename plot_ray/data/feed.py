@@ -39,6 +39,7 @@ __all__ = [
     "PreferenceCollateFn",
     "load_tokenized_dataset",
     "preference_collate_fn",
+    "read_parquet_for_training",
     "select_responses",
 ]
 
@@ -202,15 +203,24 @@ def load_tokenized_dataset(output_dir: str | Path, split: str = "train", columns
     files = [str(base / TOKENIZED_DIR / name) for name in summary.get("shards", [])]
     if not files:
         raise ValueError(f"the prepare run in {base} produced no rows to train on")
-    # Fractional CPUs: on a small box the training workers hold most of the CPUs, and read tasks
-    # that wait for a whole one would starve the workers' data stream (a silent hang). Ray
-    # Data's V2 parquet path adds a file-listing task that always asks for a whole CPU, so the
-    # V1 path (which honours ray_remote_args for every task) is used here.
+    return read_parquet_for_training(files, columns=columns)
+
+
+def read_parquet_for_training(paths, columns=None):
+    """``ray.data.read_parquet`` for datasets that stream into Ray Train workers.
+
+    Read tasks ask for a fraction of a CPU: on a small box the training workers hold most of
+    the CPUs, and read tasks that wait for a whole one would starve the workers' data stream (a
+    silent hang). Ray Data's V2 parquet path adds a file-listing task that always asks for a
+    whole CPU, so the V1 path (which honours ``ray_remote_args`` for every task) is used.
+    """
+    import ray.data
+
     ctx = ray.data.DataContext.get_current()
     previous, ctx.use_datasource_v2 = ctx.use_datasource_v2, False
     try:
         return ray.data.read_parquet(
-            files, columns=columns, ray_remote_args={"num_cpus": READ_CPUS}
+            paths, columns=columns, ray_remote_args={"num_cpus": READ_CPUS}
         )
     finally:
         ctx.use_datasource_v2 = previous

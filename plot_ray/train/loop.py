@@ -227,7 +227,7 @@ class PreferenceRecipe:
     def _setup_data(self) -> Iterator[dict[str, torch.Tensor]]:
         import ray.train
 
-        from plot_ray.data import collate_preference_batch
+        from plot_ray.data import collate_preference_batch, select_responses
         from plot_ray.losses import num_responses as responses_per_prompt
 
         shard = ray.train.get_dataset_shard("train")
@@ -240,7 +240,8 @@ class PreferenceRecipe:
             if "ref_logps" in rows:  # precomputed by plot_ray.train.reference
                 ref = np.stack([np.asarray(r, dtype=np.float32) for r in rows["ref_logps"]])
                 r = batch["input_ids"].shape[0] // ref.shape[0]
-                batch["ref_logps"] = torch.from_numpy(ref[:, :r].T.reshape(-1).copy())
+                picks = select_responses(ref.shape[1], r)  # the responses collate picked
+                batch["ref_logps"] = torch.from_numpy(ref[:, picks].T.reshape(-1).copy())
             return batch
 
         def epochs() -> Iterator[dict[str, torch.Tensor]]:

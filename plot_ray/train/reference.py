@@ -12,8 +12,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-
 from plot_ray.config import PlotRayConfig
 
 __all__ = ["ReferenceLogps", "add_reference_logps"]
@@ -36,27 +34,33 @@ class ReferenceLogps:
         self.pad_id = load_tokenizer(cfg.model.tokenizer_path, cfg.model.trust_remote_code).pad_token_id
         self.max_length = cfg.data.max_length
 
-    def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def __call__(self, table):
+        """A pyarrow batch in, the same batch plus ``ref_logps`` (list<float32>) out. Arrow in
+        and out keeps the ragged id columns typed (numpy would turn them into pickled objects)."""
+        import pyarrow as pa
         import torch
 
         from plot_ray.data import collate_preference_batch
         from plot_ray.losses import sequence_logprobs
 
+        rows = table.to_pylist()
         batch = collate_preference_batch(rows, self.pad_id, None, self.max_length)
         with torch.no_grad():
             logits = self.model(
                 input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
             ).logits
             logps = sequence_logprobs(logits, batch["labels"]).sums
-        b = len(rows["row_id"])
-        per_row = logps.float().view(-1, b).T.numpy()  # (B, R), best response first
-        rows["ref_logps"] = np.array([r.astype(np.float32) for r in per_row], dtype=object)
-        return rows
+        per_row = logps.float().view(-1, len(rows)).T  # (B, R), best response first
+        return table.append_column(
+            "ref_logps", pa.array(per_row.tolist(), type=pa.list_(pa.float32()))
+        )
 
 
 def add_reference_logps(cfg: PlotRayConfig, dataset, out_dir: Path):
     """``dataset`` with a ``ref_logps`` column, computed once and stored under ``out_dir``."""
     import ray.data
+
+    from plot_ray.data.feed import read_parquet_for_training
 
     out_dir = Path(out_dir)
     done = out_dir.parent / f"{out_dir.name}.complete"  # beside, not inside, the parquet
@@ -65,10 +69,10 @@ def add_reference_logps(cfg: PlotRayConfig, dataset, out_dir: Path):
             ReferenceLogps,
             fn_constructor_args=(cfg.to_dict(),),
             batch_size=cfg.train.micro_batch_size,
-            batch_format="numpy",
+            batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=1),
             num_cpus=min(1.0, cfg.train.cpus_per_worker),
         )
         scored.write_parquet(str(out_dir))
         done.touch()
-    return ray.data.read_parquet(str(out_dir))
+    return read_parquet_for_training(str(out_dir))
