@@ -34,11 +34,11 @@ import statistics
 import time
 
 import torch
-from torch.profiler import ProfilerActivity, profile
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from plot_ray.config import LossConfig, PlotConfig
 from plot_ray.losses import PreferenceTargets, TokenGeometry, build_objective, sequence_logprobs
+from plot_ray.profiling import peak_live_bytes
 
 
 def make_model(vocab: int, seed: int) -> LlamaForCausalLM:
@@ -171,16 +171,7 @@ def main() -> None:
     }
     step_peak = {}
     for name in ["dpo", "dpo+plot", "dpo", "dpo+plot"]:
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            step(variants[name])
-        events = sorted(
-            (e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
-            key=lambda e: e.start_ns(),
-        )
-        live = peak = 0
-        for e in events:
-            live += e.nbytes()
-            peak = max(peak, live)
+        peak = peak_live_bytes(lambda: step(variants[name]))
         step_peak[name] = max(step_peak.get(name, 0), peak)
 
     # ---- time: ABBA-interleaved steps

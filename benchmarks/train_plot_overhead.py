@@ -25,7 +25,7 @@ def main() -> None:
     ws = prepare_workspace()
     common = {"train.max_steps": args.steps, "train.log_every": args.log_every,
               "train.micro_batch_size": 4, "loss.method": "dpo", "train.num_workers": 2,
-              "train.cpus_per_worker": 0.9, "deepspeed.zero_stage": 2}
+              "train.cpus_per_worker": 0.75, "deepspeed.zero_stage": 2}
     # tokens/s over identical batches is inverse step time; alternate the two to cancel drift.
     tps: dict[float, list[float]] = {0.0: [], 0.5: []}
     for rep in range(args.repeats):

@@ -1,5 +1,5 @@
 """Data-parallel scaling of the distributed train step: tokens/s with 2 Ray Train workers vs 1
-(ZeRO-2, CPU, gloo), each worker with 0.9 of a CPU (Ray Data reads in the rest) and one thread — weak scaling, the same per-worker
+(ZeRO-2, CPU, gloo), each worker with 0.75 of a CPU (Ray Data reads in the rest) and one thread — weak scaling, the same per-worker
 batch. Both runs happen in this process, one after the other, on the same prepared data.
 
     python benchmarks/train_scaling.py [--steps 30]
@@ -24,7 +24,7 @@ def main() -> None:
     ws = prepare_workspace()
     common = {"train.max_steps": args.steps, "train.log_every": args.log_every,
               "train.micro_batch_size": 4, "loss.method": "dpo", "loss.alpha": 0.5,
-              "deepspeed.zero_stage": 2, "train.cpus_per_worker": 0.9}
+              "deepspeed.zero_stage": 2, "train.cpus_per_worker": 0.75}
     tps = {}
     for workers in (1, 2):
         metrics = train_metrics(ws, f"scaling-{workers}", **common, **{"train.num_workers": workers})

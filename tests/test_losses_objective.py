@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from plot_ray.config import LossConfig, PlotConfig
+from plot_ray.profiling import peak_live_bytes
 from plot_ray.losses import (
     PlotLoss,
     PreferenceTargets,
@@ -325,8 +326,6 @@ def test_build_objective_validates_what_plot_needs():
 @pytest.mark.parametrize("aggregate, bound", [("sequence", 1.05), ("token", 1.25)])
 def test_plot_adds_almost_no_peak_memory(aggregate, bound):
     """Peak live bytes of forward + backward: DPO+PLOT close to DPO (one gradient tensor)."""
-    from torch.profiler import ProfilerActivity, profile
-
     v, t, b = 1024, 256, 2
     gen = torch.Generator().manual_seed(0)
     targets = PreferenceTargets.from_counts(
@@ -345,17 +344,8 @@ def test_plot_adds_almost_no_peak_memory(aggregate, bound):
         )
         objective(logits, labels, 2, ref_logps=ref_logps).loss.backward()  # warm-up
         logits.grad = None
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            objective(logits, labels, 2, ref_logps=ref_logps).loss.backward()
+        top = peak_live_bytes(lambda: objective(logits, labels, 2, ref_logps=ref_logps).loss.backward())
         logits.grad = None
-        events = sorted(
-            (e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
-            key=lambda e: e.start_ns(),
-        )
-        live = top = 0
-        for e in events:
-            live += e.nbytes()
-            top = max(top, live)
         return top
 
     logits_bytes = logits.numel() * 4

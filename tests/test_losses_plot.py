@@ -17,6 +17,7 @@ from plot_ray.losses import (
     wasserstein_1d,
 )
 from plot_ray.losses.chunked import softmax_stats
+from plot_ray.profiling import peak_live_bytes
 
 V = 16
 
@@ -273,8 +274,6 @@ def test_sgd_on_free_logits_decreases_w1(aggregate):
 
 def test_extra_memory_is_one_gradient_not_several():
     """Forward + backward peak beyond the logits: ~one gradient tensor, not log_softmax & co."""
-    from torch.profiler import ProfilerActivity, profile
-
     b, t, v = 2, 64, 2048
     targets = _targets(v, dtype=torch.float32)
     loss = PlotLoss(targets, TokenGeometry.from_embeddings(torch.randn(v, 8)), chunk_size=16)
@@ -282,16 +281,7 @@ def test_extra_memory_is_one_gradient_not_several():
     mask = torch.ones(b, t, dtype=torch.bool)
     loss(logits, mask).backward()  # warm-up
     logits.grad = None
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        loss(logits, mask).backward()
-    events = sorted(
-        (e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
-        key=lambda e: e.start_ns(),
-    )
-    live = peak = 0
-    for e in events:
-        live += e.nbytes()
-        peak = max(peak, live)
+    peak = peak_live_bytes(lambda: loss(logits, mask).backward())
     logits_bytes = logits.numel() * 4
     assert logits_bytes <= peak < logits_bytes * 1.25  # the gradient + O(B V + chunk V)
 

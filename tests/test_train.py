@@ -249,3 +249,16 @@ def test_precomputed_reference_logps_match_the_model_and_train(
     run = run_training(cfg)
     assert [m["step"] for m in run.metrics] == [1, 2]
     assert run.metrics[0]["loss/vanilla"] == pytest.approx(0.6931, abs=1e-3)  # policy == reference
+
+
+def test_non_finite_losses_are_skipped_counted_and_bounded(ray_local, prepared_dir, tiny_model_dir, runs):
+    cfg = train_config(prepared_dir, tiny_model_dir, runs,
+                       **{"train.max_steps": 3, "train.max_nan_skips": 1, "train.run_name": "nan-once",
+                          "train.save_hf_model": False})
+    run = run_training(cfg, nan_at_steps=(2,))
+    assert [m["nan_skips"] for m in run.metrics] == [0, 1, 1]  # counted and reported, not hidden
+    cfg = train_config(prepared_dir, tiny_model_dir, runs,
+                       **{"train.max_steps": 4, "train.max_nan_skips": 1, "train.run_name": "nan-twice",
+                          "train.save_hf_model": False})
+    with pytest.raises(Exception, match=r"2 non-finite losses \(train.max_nan_skips=1\)"):
+        run_training(cfg, nan_at_steps=(2, 3))

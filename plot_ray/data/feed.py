@@ -212,15 +212,13 @@ def read_parquet_for_training(paths, columns=None):
     Read tasks ask for a fraction of a CPU: on a small box the training workers hold most of
     the CPUs, and read tasks that wait for a whole one would starve the workers' data stream (a
     silent hang). Ray Data's V2 parquet path adds a file-listing task that always asks for a
-    whole CPU, so the V1 path (which honours ``ray_remote_args`` for every task) is used.
+    whole CPU, so the V1 path (which honours ``num_cpus`` for every task) is used.
     """
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
     previous, ctx.use_datasource_v2 = ctx.use_datasource_v2, False
     try:
-        return ray.data.read_parquet(
-            paths, columns=columns, ray_remote_args={"num_cpus": READ_CPUS}
-        )
+        return ray.data.read_parquet(paths, columns=columns, num_cpus=READ_CPUS)
     finally:
         ctx.use_datasource_v2 = previous

@@ -66,11 +66,17 @@ def lr_lambda(kind: str, warmup_steps: int, total_steps: int):
 
 
 class PreferenceRecipe:
+    """One worker's share of a training run (see the module docstring for the stages)."""
+
     def __init__(self, loop_config: dict[str, Any]):
         self.cfg = PlotRayConfig.model_validate(loop_config["cfg"])
+        if not self.cfg.train.use_gpu:
+            os.environ.setdefault("DS_ACCELERATOR", "cpu")  # before DeepSpeed is imported
         self.run_dir = Path(loop_config["run_dir"])
         self.artifact_dir = loop_config["artifact_dir"]
-        self.fail_at_step = loop_config.get("fail_at_step")  # fault-injection for tests
+        # Fault injection, for the tests: crash one worker once at a step; NaN losses at steps.
+        self.fail_at_step = loop_config.get("fail_at_step")
+        self.nan_at_steps = set(loop_config.get("nan_at_steps") or ())
         self.step = 0
         self.consumed = 0
         self.nan_skips = 0
@@ -301,11 +307,9 @@ class PreferenceRecipe:
         from plot_ray.losses import sequence_logprobs
 
         logits = self._forward(self.reference, batch)
-        ref_logps = None
-        if self.objective.needs_reference_logps:
-            ref_logps = sequence_logprobs(logits, batch["labels"]).sums
-        ref_logits = logits if self.objective.needs_reference_logits else None
-        return ref_logps, ref_logits
+        if self.objective.needs_reference_logits:
+            return None, logits  # the objective takes the log-probs from these in one pass
+        return sequence_logprobs(logits, batch["labels"]).sums, None
 
     def _all_finite(self, loss: torch.Tensor) -> bool:
         """Whether every worker's loss is finite: all of them skip together or none does, so the
@@ -329,6 +333,9 @@ class PreferenceRecipe:
             subpreference_ids=batch.get("subpreference_ids"),
             scores=batch.get("scores"),
         )
+        del ref_logits  # (R*B, T, V): free it before backward, which never needs it
+        if self.step + 1 in self.nan_at_steps:
+            out.loss = out.loss * float("nan")
         if not self._all_finite(out.loss):
             self.nan_skips += 1
             if self.nan_skips > self.cfg.train.max_nan_skips:

@@ -94,13 +94,16 @@ def _reference_dataset(cfg: PlotRayConfig, dataset, run_dir: Path):
 
 
 def run_training(
-    cfg: PlotRayConfig, resume: bool = False, fail_at_step: int | None = None
+    cfg: PlotRayConfig,
+    resume: bool = False,
+    fail_at_step: int | None = None,
+    nan_at_steps: tuple[int, ...] = (),
 ) -> TrainRunResult:
     """Fine-tune ``cfg.model`` with ``cfg.loss`` on the prepared data; returns where it all is.
 
     ``resume`` continues a stopped run with the same ``train.run_name`` from its newest complete
-    checkpoint. ``fail_at_step`` makes one worker crash once at that step (fault-injection, used
-    by the tests to exercise automatic restore).
+    checkpoint. Fault injection, used by the tests: ``fail_at_step`` makes one worker crash once
+    at that step (automatic restore); ``nan_at_steps`` makes the loss NaN at those steps.
     """
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -138,6 +141,7 @@ def run_training(
             "run_dir": str(log_dir),
             "artifact_dir": str(Path(cfg.data.output_dir).resolve()),
             "fail_at_step": fail_at_step,
+            "nan_at_steps": list(nan_at_steps),
         },
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(
