@@ -17,13 +17,14 @@ from _train_common import median_after_warmup, prepare_workspace, train_metrics
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--log-every", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--log-every", type=int, default=10)
+    parser.add_argument("--micro-batch", type=int, default=8, help="pairs per worker per step")
     args = parser.parse_args()
 
     ws = prepare_workspace()
     common = {"train.max_steps": args.steps, "train.log_every": args.log_every,
-              "train.micro_batch_size": 4, "loss.method": "dpo", "loss.alpha": 0.5,
+              "train.micro_batch_size": args.micro_batch, "loss.method": "dpo", "loss.alpha": 0.5,
               "deepspeed.zero_stage": 2, "train.cpus_per_worker": 0.75}
     tps = {}
     for workers in (1, 2):

@@ -83,6 +83,7 @@ def run_demo(out: Path, seed: int = 0, scale: float = 0.5, warmup_steps: int = 3
     from plot_ray.models.tiny import build_from_corpus
     from plot_ray.synth import generate_benchmark
     from plot_ray.train import run_training
+    from plot_ray.train.checkpoint import RAY_SNAPSHOT
 
     use_small_machine_env()  # the demo runs on one machine: local Ray, CPU DeepSpeed
     out = out.resolve()
@@ -135,7 +136,7 @@ def run_demo(out: Path, seed: int = 0, scale: float = 0.5, warmup_steps: int = 3
         train_summary = json.loads((run_dir / "summary.json").read_text())
     else:
         # An interrupted demo continues its run from the last checkpoint.
-        resume = (run_dir / "checkpoint_manager_snapshot.json").is_file()
+        resume = (run_dir / RAY_SNAPSHOT).is_file()
         run = run_training(cfg, resume=resume)
         train_summary = json.loads((run.run_dir / "summary.json").read_text())
         first, last = run.metrics[0], run.last

@@ -28,6 +28,7 @@ __all__ = [
     "DEEPSPEED_TAG",
     "STATE_FILE",
     "HF_MODEL_DIR",
+    "RAY_SNAPSHOT",
     "read_state",
     "write_state",
     "save_rng",
@@ -41,7 +42,7 @@ STATE_FILE = "plot_ray_state.json"
 HF_MODEL_DIR = "hf_model"
 CHECKPOINT_DIR_RE = re.compile(r"^checkpoint_\d{6}$")
 # Ray Train's record of the checkpoints it registered for a run.
-_RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"
+RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"
 
 
 class CheckpointError(ValueError):
@@ -114,7 +115,7 @@ def find_resumable_run(run_dir: Path) -> Path:
     if not run_dir.is_dir():
         raise CheckpointError(f"--resume: there is no run at {run_dir}")
     candidates = sorted(p for p in run_dir.iterdir() if CHECKPOINT_DIR_RE.match(p.name))
-    if not (run_dir / _RAY_SNAPSHOT).is_file() or not candidates:
+    if not (run_dir / RAY_SNAPSHOT).is_file() or not candidates:
         raise CheckpointError(
             f"--resume: {run_dir} holds no registered checkpoint to resume from (it stopped "
             "before its first checkpoint?): start it again without --resume"

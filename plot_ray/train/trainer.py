@@ -17,6 +17,7 @@ from typing import Any
 from plot_ray.config import PlotRayConfig
 from plot_ray.train.checkpoint import (
     HF_MODEL_DIR,
+    RAY_SNAPSHOT,
     CheckpointError,
     find_resumable_run,
     remove_orphaned_checkpoints,
@@ -24,7 +25,6 @@ from plot_ray.train.checkpoint import (
 
 __all__ = ["TrainRunResult", "run_training", "check_training_setup", "read_metrics"]
 
-_RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"
 
 
 @dataclass
@@ -87,12 +87,6 @@ def check_training_setup(cfg: PlotRayConfig) -> None:
     TokenCounts.load(cfg.data.output_dir, tokenizer=tokenizer)
 
 
-def _reference_dataset(cfg: PlotRayConfig, dataset, run_dir: Path):
-    from plot_ray.train.reference import add_reference_logps
-
-    return add_reference_logps(cfg, dataset, run_dir / "reference_logps")
-
-
 def run_training(
     cfg: PlotRayConfig,
     resume: bool = False,
@@ -121,17 +115,18 @@ def run_training(
     storage = _storage_path(cfg)
     run_dir = Path(storage) / cfg.train.run_name
     log_dir = Path(cfg.train.output_dir).resolve() / cfg.train.run_name
-    has_checkpoints = (run_dir / _RAY_SNAPSHOT).is_file()
     if resume:
         find_resumable_run(run_dir)
-    elif has_checkpoints:
+    elif (run_dir / RAY_SNAPSHOT).is_file():
         raise CheckpointError(
             f"{run_dir} already holds a run named {cfg.train.run_name!r}: pass --resume to "
             "continue it, or set train.run_name to start a new one"
         )
 
     if cfg.loss.reference == "precomputed" and cfg.loss.needs_reference_logps:
-        dataset = _reference_dataset(cfg, dataset, log_dir)
+        from plot_ray.train.reference import add_reference_logps
+
+        dataset = add_reference_logps(cfg, dataset, log_dir / "reference_logps")
 
     use_gpu = cfg.train.use_gpu
     trainer = TorchTrainer(
