@@ -218,6 +218,19 @@ def resolve_source(index: int, source: DataSource) -> ResolvedSource:
     keys = tuple(
         f"{source.path}|{source.split}|{os.path.relpath(f, root) if local else f}" for f in files
     )
+    return _resolved(
+        index,
+        source,
+        reader=reader,
+        requested_reader=reader,
+        files=uris,
+        file_keys=keys,
+        fingerprint={"reader": reader, "files": [_stat(fs, f) for f in files]},
+    )
+
+
+def _resolved(index: int, source: DataSource, **found) -> ResolvedSource:
+    """A :class:`ResolvedSource` carrying ``source``'s settings plus what resolving found."""
     return ResolvedSource(
         index=index,
         path=source.path,
@@ -225,11 +238,7 @@ def resolve_source(index: int, source: DataSource) -> ResolvedSource:
         subpreference=source.subpreference,
         split=source.split,
         limit=source.limit,
-        reader=reader,
-        requested_reader=reader,
-        files=uris,
-        file_keys=keys,
-        fingerprint={"reader": reader, "files": [_stat(fs, f) for f in files]},
+        **found,
     )
 
 
@@ -263,13 +272,9 @@ def _resolve_hf(index: int, source: DataSource, reader: str) -> ResolvedSource:
             f"data source {source.path!r}: the dataset is held in memory, not in Arrow files; "
             "save it with `save_to_disk` and use reader=hf_disk"
         )
-    return ResolvedSource(
-        index=index,
-        path=source.path,
-        format=source.format,
-        subpreference=source.subpreference,
-        split=source.split,
-        limit=source.limit,
+    return _resolved(
+        index,
+        source,
         reader="arrow",
         requested_reader=reader,
         files=files,

@@ -86,6 +86,24 @@ def _check_same_shape(**tensors: Tensor) -> None:
         raise ValueError(f"inputs must have the same shape, got {shapes}")
 
 
+def _check_length_normalised_pair(
+    name: str,
+    policy_chosen_logps: Tensor,
+    policy_rejected_logps: Tensor,
+    chosen_lengths: Tensor,
+    rejected_lengths: Tensor,
+) -> None:
+    """Inputs of the methods that divide log-probs by response lengths (SimPO, ORPO)."""
+    _check_same_shape(
+        policy_chosen_logps=policy_chosen_logps,
+        policy_rejected_logps=policy_rejected_logps,
+        chosen_lengths=chosen_lengths,
+        rejected_lengths=rejected_lengths,
+    )
+    if (chosen_lengths <= 0).any() or (rejected_lengths <= 0).any():
+        raise ValueError(f"{name}: every response needs at least one token")
+
+
 def sft_loss(chosen_logps: Tensor, chosen_lengths: Tensor) -> tuple[Tensor, Metrics]:
     """Token-mean negative log-likelihood over the batch: ``-sum(logps) / sum(lengths)``."""
     _check_same_shape(chosen_logps=chosen_logps, chosen_lengths=chosen_lengths)
@@ -234,14 +252,9 @@ def simpo_loss(
     label_smoothing: float = 0.0,
 ) -> tuple[Tensor, Metrics]:
     """SimPO: reference-free, length-normalised, with target margin ``gamma``."""
-    _check_same_shape(
-        policy_chosen_logps=policy_chosen_logps,
-        policy_rejected_logps=policy_rejected_logps,
-        chosen_lengths=chosen_lengths,
-        rejected_lengths=rejected_lengths,
+    _check_length_normalised_pair(
+        "simpo_loss", policy_chosen_logps, policy_rejected_logps, chosen_lengths, rejected_lengths
     )
-    if (chosen_lengths <= 0).any() or (rejected_lengths <= 0).any():
-        raise ValueError("simpo_loss: every response needs at least one token")
     chosen = beta * policy_chosen_logps / chosen_lengths
     rejected = beta * policy_rejected_logps / rejected_lengths
     loss = _smoothed_logistic(chosen - rejected - gamma, label_smoothing).mean()
@@ -277,14 +290,9 @@ def orpo_loss(
     Mean log-probs are clamped at ``-1e-7`` before ``log(1 - P)`` so that a sequence of
     probability 1 gives a large finite log-odds, never inf.
     """
-    _check_same_shape(
-        policy_chosen_logps=policy_chosen_logps,
-        policy_rejected_logps=policy_rejected_logps,
-        chosen_lengths=chosen_lengths,
-        rejected_lengths=rejected_lengths,
+    _check_length_normalised_pair(
+        "orpo_loss", policy_chosen_logps, policy_rejected_logps, chosen_lengths, rejected_lengths
     )
-    if (chosen_lengths <= 0).any() or (rejected_lengths <= 0).any():
-        raise ValueError("orpo_loss: every response needs at least one token")
     mean_c = policy_chosen_logps / chosen_lengths
     mean_r = policy_rejected_logps / rejected_lengths
     log_odds_ratio = _log_odds(mean_c) - _log_odds(mean_r)
