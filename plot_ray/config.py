@@ -6,7 +6,13 @@ wrong types and impossible values raise :class:`ConfigError` naming the dotted k
 allowed, before any Ray worker starts.
 
 Sections: ``data``, ``model``, ``loss`` (the vanilla method and its PLOT term), ``train``,
-``deepspeed``, ``tune``, ``eval`` and ``cluster``.
+``deepspeed``, ``tune``, ``eval`` and ``cluster``. The meaning of every ``loss`` and
+``loss.plot`` key, with the formulas, is in docs/plot.md.
+
+The list of methods lives in one place, the registry :data:`plot_ray.losses.methods.METHODS`:
+``loss.method`` and ``tune.methods`` are validated against it, and whether a method needs a
+reference model is read from it. ``import plot_ray.config`` stays free of torch; the registry
+(and torch) is imported the first time a loss config is validated.
 """
 
 from __future__ import annotations
@@ -14,10 +20,17 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "ConfigError",
@@ -35,8 +48,6 @@ __all__ = [
     "load_config",
     "apply_overrides",
     "parse_override",
-    "METHODS",
-    "REFERENCE_FREE_METHODS",
 ]
 
 
@@ -108,50 +119,109 @@ class ModelConfig(_Section):
 
 
 # ---------------------------------------------------------------------------------- loss
-METHODS = ("sft", "dpo", "ipo", "pro", "aot", "simpo", "orpo")
-# Methods whose vanilla loss needs no reference model.
-REFERENCE_FREE_METHODS = ("sft", "pro", "simpo", "orpo")
+def _method_registry() -> dict:
+    """The method registry (imported lazily: it needs torch, ``import plot_ray.config`` not)."""
+    from plot_ray.losses.methods import METHODS as registry
+
+    return registry
+
+
+def _check_method(name: str) -> str:
+    # pydantic's error report prefixes the dotted key (loss.method, tune.methods.1)
+    registry = _method_registry()
+    if name not in registry:
+        allowed = ", ".join(repr(m) for m in registry)
+        raise ValueError(f"unknown method {name!r}; allowed: {allowed}")
+    return name
 
 
 class PlotConfig(_Section):
-    """The PLOT term; see DESIGN.md, "PLOT, as this project defines it"."""
+    """The PLOT term ``L_PLOT``; every key is defined in docs/plot.md (section in brackets)."""
 
-    target: Literal["global", "anchored"] = "anchored"
-    transform: Literal["shift", "relu", "softmax"] = "shift"
-    tau: float = Field(default=1.0, gt=0)
-    support: Literal["observed", "vocab"] = "observed"
-    smoothing: float = Field(default=0.0, ge=0, le=1)
-    cost: Literal["embedding", "uniform", "index"] = "embedding"
-    projection: Literal["pca", "sliced"] = "pca"
-    num_projections: int = Field(default=16, ge=1)
-    p_norm: float = Field(default=2.0, gt=0)  # l of ||E_i - E_j||_l (exact mode)
-    divergence: Literal["wasserstein", "kl", "js"] = "wasserstein"
-    aggregate: Literal["sequence", "token"] = "sequence"
-    responses: Literal["chosen", "rejected", "all"] = "chosen"
-    chunk_size: int = Field(default=1024, ge=1)  # positions per softmax chunk
-    seed: int = 0
+    target: Literal["global", "anchored"] = "anchored"  # [Targets]
+    transform: Literal["shift", "relu", "softmax"] = "shift"  # [Preference distribution]
+    tau: float = Field(default=1.0, gt=0)  # softmax transform / anchored tilt temperature
+    support: Literal["observed", "vocab"] = "observed"  # [Preference distribution]
+    smoothing: float = Field(default=0.0, ge=0, le=1)  # mix with uniform(S)
+    cost: Literal["embedding", "uniform", "index"] = "embedding"  # [Ground cost]
+    # [Projections]: 1-D principal direction, K random directions averaged, or the exact LP
+    # on the full cost matrix (at most plot_ray.losses.ot.EXACT_MAX_VOCAB = 2048 tokens)
+    projection: Literal["pca", "sliced", "exact"] = "pca"
+    num_projections: int = Field(default=16, ge=1)  # sliced only
+    p_norm: float = Field(default=2.0, gt=0)  # l of ||E_i - E_j||_l (projection=exact only)
+    # [Normalisation]: "reference" divides each row's distance by the distance, computed once
+    # at start, of the corpus's response-token distribution to its target (so L_PLOT ~ 1 and
+    # alpha ~ 1 gives PLOT a gradient comparable to the vanilla loss's); "unit_variance"
+    # divides the embedding cost by the embeddings' spread; "none": raw embedding units
+    normalize: Literal["reference", "unit_variance", "none"] = "reference"
+    divergence: Literal["wasserstein", "kl", "js"] = "wasserstein"  # [Divergences]
+    aggregate: Literal["sequence", "token"] = "sequence"  # [Aggregation]
+    responses: Literal["chosen", "rejected", "all"] = "chosen"  # [Which responses]
+    chunk_size: int = Field(default=1024, ge=1)  # positions per softmax chunk [Efficiency]
+    seed: int = 0  # sliced directions
 
 
 class LossConfig(_Section):
-    method: Literal["sft", "dpo", "ipo", "pro", "aot", "simpo", "orpo"] = "dpo"
-    alpha: float = Field(default=0.0, ge=0)
-    beta: float = Field(default=0.1, gt=0)
-    label_smoothing: float = Field(default=0.0, ge=0, lt=0.5)
-    sft_weight: float = Field(default=0.0, ge=0)  # PRO's weighted SFT term (and DPO+SFT)
+    """``L = L_vanilla(method) + alpha * L_PLOT``; docs/plot.md, "Vanilla methods".
+
+    Which keys each method reads (``lambda`` etc. below are the formulas' symbols):
+
+    ======== ================================================================================
+    sft      (none)
+    dpo      ``beta``, ``label_smoothing``, ``sft_weight``
+    ipo      ``beta`` (target margin ``1 / (2 beta)``), ``ipo_normalize``, ``sft_weight``
+    pro      ``pro_sft_weight``, ``pro_sft_reduction`` (and reward scores from the data)
+    aot      ``beta``, ``label_smoothing``, ``aot_variant``, ``sft_weight``
+    simpo    ``simpo_beta``, ``simpo_gamma``, ``label_smoothing``, ``sft_weight``
+    orpo     ``orpo_lambda``
+    ======== ================================================================================
+
+    SimPO has its own ``simpo_beta`` because its scale is per token (length-normalised): it
+    wants beta ~ 2, twenty times DPO's 0.1, so a sweep over methods must not share one beta.
+    """
+
+    method: str = "dpo"  # a name in plot_ray.losses.methods.METHODS
+    alpha: float = Field(default=0.0, ge=0)  # weight of L_PLOT; 0 = the vanilla loss exactly
+    beta: float = Field(default=0.1, gt=0)  # DPO / IPO / AOT
+    label_smoothing: float = Field(default=0.0, ge=0, lt=0.5)  # DPO / AOT / SimPO
+    # IPO: divide each response's log-ratio by its length (TRL's and CPO's IPO); false: summed
+    ipo_normalize: bool = True
+    # + sft_weight x token-mean NLL of the chosen responses (DPO, IPO, AOT, SimPO; 0 = off)
+    sft_weight: float = Field(default=0.0, ge=0)
+    # PRO: + pro_sft_weight * (n - 1)^2 x NLL of the best response (Song et al.: 0.05)
+    pro_sft_weight: float = Field(default=0.05, ge=0)
+    # "sum": sequence-summed NLL (the paper's scale); "mean": token-mean NLL (hundreds of
+    # times weaker at the same weight)
+    pro_sft_reduction: Literal["sum", "mean"] = "sum"
     aot_variant: Literal["paired", "unpaired"] = "paired"
-    simpo_gamma: float = Field(default=0.5, ge=0)
+    simpo_beta: float = Field(default=2.0, gt=0)  # SimPO's reward scale (per-token log-probs)
+    simpo_gamma: float = Field(default=1.0, ge=0)  # SimPO's target margin (gamma/beta = 0.5)
     orpo_lambda: float = Field(default=0.1, ge=0)
     reference: Literal["model", "precomputed"] = "model"
     plot: PlotConfig = Field(default_factory=PlotConfig)
 
+    @field_validator("method")
+    @classmethod
+    def _registered_method(cls, value: str) -> str:
+        return _check_method(value)
+
     @property
     def needs_reference_logps(self) -> bool:
-        return self.method not in REFERENCE_FREE_METHODS
+        return _method_registry()[self.method].needs_reference
 
     @property
     def needs_reference_logits(self) -> bool:
         """The anchored PLOT target tilts the reference model's own output distribution."""
         return self.alpha > 0 and self.plot.target == "anchored"
+
+    @model_validator(mode="after")
+    def _ipo_has_no_label_smoothing(self) -> "LossConfig":
+        if self.method == "ipo" and self.label_smoothing > 0:
+            raise ValueError(
+                f"loss.label_smoothing={self.label_smoothing} does not apply to loss.method=ipo "
+                "(a squared loss, not a logistic one): set it to 0"
+            )
+        return self
 
     @model_validator(mode="after")
     def _anchored_needs_logits(self) -> "LossConfig":
@@ -213,14 +283,17 @@ class DeepSpeedConfig(_Section):
 # ---------------------------------------------------------------------------------- tune
 class TuneConfig(_Section):
     alphas: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.5, 1.0])
-    methods: list[Literal["sft", "dpo", "ipo", "pro", "aot", "simpo", "orpo"]] = Field(
-        default_factory=lambda: ["dpo"]
-    )
+    methods: list[str] = Field(default_factory=lambda: ["dpo"])  # registered method names
     seeds: list[int] = Field(default_factory=lambda: [0])
     metric: str = "eval/reward_accuracy"
     mode: Literal["min", "max"] = "max"
     max_concurrent_trials: int = Field(default=1, ge=1)
     output_dir: str = "runs/tune"
+
+    @field_validator("methods")
+    @classmethod
+    def _registered_methods(cls, value: list[str]) -> list[str]:
+        return [_check_method(name) for name in value]
 
     @model_validator(mode="after")
     def _non_negative_alphas(self) -> "TuneConfig":
@@ -291,60 +364,50 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def _allowed_keys(model_cls: type[BaseModel]) -> list[str]:
-    return sorted(model_cls.model_fields)
-
-
-def _section_class(path: list[str]) -> type[BaseModel] | None:
-    """The pydantic class that a dotted path lands in, if it is a section."""
+def _section_class(path: list[str | int]) -> type[BaseModel] | None:
+    """The pydantic section class at a dotted location (list indices step into the item type)."""
     cls: Any = PlotRayConfig
     for part in path:
+        if isinstance(part, int) or str(part).isdigit():
+            continue  # a list item: its class is the list's item type, resolved below
         if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
             return None
-        field = cls.model_fields.get(part)
+        field = cls.model_fields.get(str(part))
         if field is None:
             return None
         ann = field.annotation
-        cls = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        args = [a for a in get_args(ann) if isinstance(a, type)]  # list[DataSource] -> DataSource
+        cls = next((a for a in [ann, *args] if isinstance(a, type) and issubclass(a, BaseModel)), None)
     return cls
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str] | dict[str, Any]) -> dict[str, Any]:
     """Apply dotted overrides to a raw (not yet validated) config dict; returns a new dict.
 
-    List items are addressed by index (``data.sources.0.path=...``). Unknown section keys are
-    rejected here with the allowed keys listed, so typos never silently create new keys.
+    Sections are created as needed and list items are addressed by index
+    (``data.sources.0.path=...``). Keys are not checked here: validation rejects unknown ones
+    (``extra="forbid"``) and names the allowed keys.
     """
     out = copy.deepcopy(raw)
     items = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides)
     for key, value in items:
-        parts = key.split(".")
+        *parents, last = key.split(".")
         node: Any = out
-        for depth, part in enumerate(parts[:-1]):
-            prefix = parts[: depth + 1]
+        for i, part in enumerate(parents):
             if isinstance(node, list):
-                node = _list_item(node, part, key)
+                node = node[_list_index(node, part, key)]
                 continue
-            section = _section_class(prefix[:-1]) if depth else PlotRayConfig
-            if section is not None and part not in section.model_fields:
-                raise ConfigError(
-                    f"{'.'.join(prefix)}: unknown key; allowed: {', '.join(_allowed_keys(section))}"
-                )
-            nxt = node.get(part)
-            if nxt is None:
-                nxt = node[part] = {}
-            node = nxt
-        last = parts[-1]
+            if not isinstance(node, dict):
+                raise ConfigError(f"{key}: {'.'.join(parents[:i])} is a value, not a section")
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
         if isinstance(node, list):
-            idx = int(_list_index(node, last, key))
-            node[idx] = value
-            continue
-        section = _section_class(parts[:-1])
-        if section is not None and last not in section.model_fields:
-            raise ConfigError(f"{key}: unknown key; allowed: {', '.join(_allowed_keys(section))}")
-        if not isinstance(node, dict):
-            raise ConfigError(f"{key}: {'.'.join(parts[:-1])} is not a section")
-        node[last] = value
+            node[_list_index(node, last, key)] = value
+        elif isinstance(node, dict):
+            node[last] = value
+        else:
+            raise ConfigError(f"{key}: {'.'.join(parents)} is a value, not a section")
     return out
 
 
@@ -354,18 +417,14 @@ def _list_index(node: list, part: str, key: str) -> int:
     return int(part)
 
 
-def _list_item(node: list, part: str, key: str) -> Any:
-    return node[_list_index(node, part, key)]
-
-
 def _format_validation_error(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(root)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            section = _section_class([str(p) for p in err["loc"][:-1]])
-            allowed = f"; allowed: {', '.join(_allowed_keys(section))}" if section else ""
+            section = _section_class(list(err["loc"][:-1]))
+            allowed = f"; allowed: {', '.join(sorted(section.model_fields))}" if section else ""
             msg = f"unknown key{allowed}"
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]

@@ -122,3 +122,46 @@ def test_every_subcommand_has_help():
             [sys.executable, "-m", "plot_ray.cli", name, "--help"], capture_output=True, text=True
         )
         assert out.returncode == 0 and "usage: plot-ray" in out.stdout, name
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("tune.methods=[dpo, ppo]", "tune.methods: unknown method 'ppo'; allowed: 'sft', 'dpo'"),
+        ("loss.plot.projection=umap", "'pca', 'sliced' or 'exact'"),
+        ("loss.plot.normalize=max", "'reference', 'unit_variance' or 'none'"),
+        ("loss.simpo_beta=0", "loss.simpo_beta"),
+    ],
+)
+def test_loss_keys_name_the_key_and_the_allowed_values(override, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=[override])
+    assert message in str(err.value)
+
+
+def test_ipo_rejects_label_smoothing_by_key():
+    with pytest.raises(ConfigError, match="loss.label_smoothing=0.1 does not apply to loss.method=ipo"):
+        load_config(overrides=["loss.method=ipo", "loss.label_smoothing=0.1"])
+
+
+def test_length_normalised_methods_have_their_own_documented_defaults():
+    loss = load_config(overrides=["loss.method=simpo"]).loss
+    assert (loss.beta, loss.simpo_beta, loss.simpo_gamma) == (0.1, 2.0, 1.0)
+    assert loss.ipo_normalize is True
+    assert (loss.pro_sft_weight, loss.pro_sft_reduction, loss.sft_weight) == (0.05, "sum", 0.0)
+    assert loss.plot.normalize == "reference"
+
+
+def test_importing_the_config_does_not_import_torch():
+    code = "import sys, plot_ray.config; assert 'torch' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_unknown_key_inside_a_list_item_lists_the_item_keys():
+    with pytest.raises(ConfigError, match=r"data\.sources\.0\.colour: unknown key; allowed: .*path"):
+        load_config(overrides={"data.sources": [{"path": "x.jsonl"}], "data.sources.0.colour": 1})
+
+
+def test_an_override_below_a_value_is_a_clear_error():
+    with pytest.raises(ConfigError, match=r"loss\.alpha\.x: loss\.alpha is a value, not a section"):
+        load_config(overrides=["loss.alpha=1", "loss.alpha.x=2"])

@@ -8,17 +8,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from plot_ray.config import METHODS as CONFIG_METHODS
-from plot_ray.config import REFERENCE_FREE_METHODS, LossConfig
+from plot_ray.config import LossConfig
 from plot_ray.losses import (
     METHODS,
     MethodBatch,
+    MethodSpec,
     aot_loss,
     dpo_loss,
     get_method,
+    ipo_loss,
     num_responses,
     orpo_loss,
     pro_loss,
+    register_method,
     sft_loss,
     simpo_loss,
 )
@@ -58,12 +60,25 @@ def test_dpo_label_smoothing():
     assert float(loss) == pytest.approx(sum(per_pair) / 2)
 
 
-def test_ipo():
-    loss, _ = dpo_loss(*DPO_INPUTS, beta=0.5, ipo=True)
-    # (margin - 1 / (2 beta))^2 = (2 - 1)^2, (-1 - 1)^2
+# response lengths for DPO_INPUTS: chosen [2, 4], rejected [1, 2]
+DPO_LENGTHS = (torch.tensor([2, 4]), torch.tensor([1, 2]))
+
+
+def test_ipo_divides_each_log_ratio_by_its_response_length():
+    loss, m = ipo_loss(*DPO_INPUTS, *DPO_LENGTHS, beta=0.5)
+    # rho_c = [1/2, 0/4], rho_r = [-1/1, 1/2]; (rho_c - rho_r - 1/(2 beta))^2 = (1.5 - 1)^2,
+    # (-0.5 - 1)^2
+    assert float(loss) == pytest.approx((0.25 + 2.25) / 2)
+    assert float(m["rewards/chosen"]) == pytest.approx(0.5 * (0.5 + 0.0) / 2)
+    assert float(m["rewards/rejected"]) == pytest.approx(0.5 * (-1.0 + 0.5) / 2)
+
+
+def test_ipo_summed_form_without_lengths():
+    loss, _ = ipo_loss(*DPO_INPUTS, beta=0.5)
+    # (margin - 1 / (2 beta))^2 = (2 - 1)^2, (-1 - 1)^2 on the summed log-ratios
     assert float(loss) == pytest.approx((1.0 + 4.0) / 2)
-    with pytest.raises(ValueError, match="IPO"):
-        dpo_loss(*DPO_INPUTS, ipo=True, label_smoothing=0.1)
+    with pytest.raises(ValueError, match="both"):
+        ipo_loss(*DPO_INPUTS, DPO_LENGTHS[0], beta=0.5)
 
 
 def test_dpo_gradient_pushes_chosen_up_and_rejected_down():
@@ -95,13 +110,30 @@ def test_pro_three_responses_by_hand_with_sft_term():
     term1 = -math.log(e(-2) / (e(-2) + e(-3)))
     assert float(loss) == pytest.approx(term0 + term1)
     assert float(m["pro/top1_accuracy"]) == 1.0
-    # reward-gap temperatures: r = [3, 1, 0]; k = 0 gaps [2, 3] (max 3), k = 1 gap [1]
-    loss, _ = pro_loss(logps, lengths, t(3.0, 1.0, 0.0).view(1, 3), sft_weight=0.5)
+    # reward-gap temperatures: r = [3, 1, 0]; k = 0 gaps [2, 3] (max 3), k = 1 gap [1];
+    # SFT: 0.5 * (n - 1)^2 = 2 times the best response's NLL, 1
+    loss, m = pro_loss(logps, lengths, t(3.0, 1.0, 0.0).view(1, 3), sft_weight=0.5)
     term0 = -math.log(e(-3) / (e(-3) + e(-4) + e(-9)))
     term1 = softplus(-1.0)
-    assert float(loss) == pytest.approx(term0 + term1 + 0.5 * 1.0)
+    assert float(loss) == pytest.approx(term0 + term1 + 2.0 * 1.0)
+    assert float(m["pro/sft_scale"]) == 2.0
     with pytest.raises(ValueError, match="non-increasing"):
         pro_loss(logps, lengths, t(0.0, 1.0, 2.0).view(1, 3))
+
+
+def test_pro_sft_term_is_the_sequence_summed_nll_at_the_papers_scale():
+    # two prompts, three responses each; best responses: logps -6 (3 tokens), -2 (4 tokens)
+    logps = t(-6.0, -4.0, -9.0, -2.0, -3.0, -8.0).view(2, 3)
+    lengths = torch.tensor([[3, 1, 3], [4, 1, 2]])
+    ranking, _ = pro_loss(logps, lengths)
+    summed, m = pro_loss(logps, lengths, sft_weight=0.05)
+    # 0.05 * (3 - 1)^2 = 0.2 times the mean summed NLL (6 + 2) / 2 = 4
+    assert float(summed - ranking) == pytest.approx(0.2 * 4.0)
+    assert float(m["pro/sft"]) == pytest.approx(4.0)
+    # the token-mean option: 0.2 times (6 + 2) / (3 + 4) nats per token
+    mean, m = pro_loss(logps, lengths, sft_weight=0.05, sft_reduction="mean")
+    assert float(mean - ranking) == pytest.approx(0.2 * 8.0 / 7.0)
+    assert float(m["pro/sft"]) == pytest.approx(8.0 / 7.0)
 
 
 # AOT: policy margins [2, -4, 2] (sorted [-4, 2, 2]) vs reference margins [0, 1, -1] (sorted
@@ -163,10 +195,29 @@ def test_orpo():
     assert torch.isfinite(loss) and torch.isfinite(chosen.grad).all()
 
 
-def test_registry_covers_every_config_method():
-    assert set(CONFIG_METHODS) <= set(METHODS)
-    for name in CONFIG_METHODS:
-        assert get_method(name).needs_reference == (name not in REFERENCE_FREE_METHODS)
+def test_the_config_reads_which_methods_need_a_reference_from_the_registry():
+    reference_free = [name for name, spec in METHODS.items() if not spec.needs_reference]
+    assert reference_free == ["sft", "pro", "simpo", "orpo"]
+    for name in METHODS:
+        assert LossConfig(method=name).needs_reference_logps == (name not in reference_free)
+
+
+def test_registering_a_method_is_all_the_config_needs():
+    spec = MethodSpec("hinge_test", 2, True, lambda batch, cfg: (batch.logps.sum(), {}))
+    register_method(spec)
+    try:
+        cfg = LossConfig(method="hinge_test")
+        assert cfg.needs_reference_logps
+        from plot_ray.config import TuneConfig
+
+        assert TuneConfig(methods=["dpo", "hinge_test"]).methods == ["dpo", "hinge_test"]
+    finally:
+        del METHODS["hinge_test"]
+    with pytest.raises(ValueError, match="unknown method 'hinge_test'; allowed: 'sft', 'dpo'"):
+        LossConfig(method="hinge_test")
+
+
+def test_registry_answers_method_questions():
     assert (
         num_responses("sft"),
         num_responses("dpo"),
@@ -178,13 +229,27 @@ def test_registry_covers_every_config_method():
 
 
 def test_registry_dispatch_uses_the_config():
-    logps = torch.stack([t(-1.0, -2.0), t(-3.0, -1.0)])
+    logps = torch.stack([t(-1.0, -2.0), t(-3.0, -1.0)])  # DPO_INPUTS' policy log-probs
     ref = torch.stack([t(-2.0, -2.0), t(-2.0, -2.0)])
-    lengths = torch.ones(2, 2, dtype=torch.long)
+    lengths = torch.stack(DPO_LENGTHS)
     batch = MethodBatch(logps, lengths, ref)
+    # IPO: normalised by default (see test_ipo_divides_...), summed on request
     loss, _ = get_method("ipo").compute(batch, LossConfig(method="ipo", beta=0.5))
+    assert float(loss) == pytest.approx(1.25)
+    loss, _ = get_method("ipo").compute(
+        batch, LossConfig(method="ipo", beta=0.5, ipo_normalize=False)
+    )
     assert float(loss) == pytest.approx(2.5)
+    # DPO + SFT: the token-mean NLL of the chosen responses, (1 + 2) / (2 + 4)
     loss, _ = get_method("dpo").compute(batch, LossConfig(method="dpo", beta=0.5, sft_weight=2.0))
-    assert float(loss) == pytest.approx((softplus(-1.0) + softplus(0.5)) / 2 + 2.0 * 1.5)
+    assert float(loss) == pytest.approx((softplus(-1.0) + softplus(0.5)) / 2 + 2.0 * 0.5)
+    # SimPO reads its own beta (2.0) and gamma (1.0), not loss.beta (0.1): mean log-probs
+    # chosen [-0.5, -0.5], rejected [-3, -0.5] -> h = 2 * [2.5, 0] - 1
+    loss, _ = get_method("simpo").compute(batch, LossConfig(method="simpo"))
+    assert float(loss) == pytest.approx((softplus(-4.0) + softplus(1.0)) / 2)
+    # PRO's default SFT term: 0.05 * (2 - 1)^2 x the summed NLL of the best responses, 1.5
+    ranking, _ = pro_loss(logps.T, lengths.T)
+    loss, _ = get_method("pro").compute(batch, LossConfig(method="pro"))
+    assert float(loss - ranking) == pytest.approx(0.05 * 1.5)
     with pytest.raises(ValueError, match="needs reference log-probs"):
         get_method("aot").compute(MethodBatch(logps, lengths), LossConfig(method="aot"))

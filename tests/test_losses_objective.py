@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
 from plot_ray.config import LossConfig, PlotConfig
-from plot_ray.profiling import peak_live_bytes
 from plot_ray.losses import (
+    EXACT_MAX_VOCAB,
     PlotLoss,
     PreferenceTargets,
     TokenGeometry,
+    anchored_target,
     aot_loss,
+    build_geometry,
     build_objective,
     dpo_loss,
+    ipo_loss,
     orpo_loss,
     pro_loss,
     sequence_logprobs,
     sft_loss,
     simpo_loss,
 )
+from plot_ray.losses.ot import principal_direction
+from plot_ray.profiling import peak_live_bytes
 
 V, T, B = 12, 8, 2
 
@@ -110,23 +117,21 @@ def _vanilla_by_hand(method: str, cfg: LossConfig, logits, labels, ref_logits, r
     rs = ref.view(r, -1)
     if method == "sft":
         return sft_loss(s[0], n[0])[0]
-    if method in ("dpo", "ipo"):
+    if method == "dpo":
         return dpo_loss(
-            s[0],
-            s[1],
-            rs[0],
-            rs[1],
-            beta=cfg.beta,
-            label_smoothing=cfg.label_smoothing,
-            ipo=method == "ipo",
+            s[0], s[1], rs[0], rs[1], beta=cfg.beta, label_smoothing=cfg.label_smoothing
         )[0]
+    if method == "ipo":
+        return ipo_loss(s[0], s[1], rs[0], rs[1], n[0], n[1], beta=cfg.beta)[0]
     if method == "aot":
         return aot_loss(s[0], s[1], rs[0], rs[1], beta=cfg.beta, variant=cfg.aot_variant)[0]
     if method == "simpo":
-        return simpo_loss(s[0], s[1], n[0], n[1], beta=cfg.beta, gamma=cfg.simpo_gamma)[0]
+        return simpo_loss(s[0], s[1], n[0], n[1], beta=cfg.simpo_beta, gamma=cfg.simpo_gamma)[0]
     if method == "orpo":
         return orpo_loss(s[0], s[1], n[0], n[1], lam=cfg.orpo_lambda)[0]
-    return pro_loss(s.T, n.T, scores, sft_weight=cfg.sft_weight)[0]
+    return pro_loss(
+        s.T, n.T, scores, sft_weight=cfg.pro_sft_weight, sft_reduction=cfg.pro_sft_reduction
+    )[0]
 
 
 CASES = [("sft", 1), ("dpo", 2), ("ipo", 2), ("aot", 2), ("simpo", 2), ("orpo", 2), ("pro", 3)]
@@ -137,7 +142,7 @@ def test_alpha_zero_reproduces_the_vanilla_loss_bit_for_bit(method, r):
     extra = (
         {"label_smoothing": 0.1}
         if method == "dpo"
-        else {"sft_weight": 0.3}
+        else {"pro_sft_weight": 0.3}
         if method == "pro"
         else {}
     )
@@ -190,7 +195,7 @@ def test_plot_term_is_added_and_logged_separately(target, aggregate):
     )  # the fused pass leaves the vanilla loss unchanged
     assert torch.equal(out.loss.detach(), out.vanilla + cfg.alpha * out.plot)
     # the PLOT value is PlotLoss on the chosen rows' response-scoring positions
-    standalone = PlotLoss(_targets(), _geometry(), target=target, aggregate=aggregate)
+    standalone = PlotLoss.from_config(cfg.plot, _targets(), _geometry())
     mask = labels[:B, 1:] != -100
     expected = standalone(logits[:B, :-1], mask, ids, ref_logits[:B, :-1])
     torch.testing.assert_close(out.plot, expected, atol=1e-12, rtol=0)
@@ -223,6 +228,7 @@ def test_gradient_matches_naive_dpo_plus_plot(target, aggregate):
         plot = geometry.distance(torch.einsum("bt,btv->bv", w, p), q)
     else:
         plot = (geometry.distance(p, q[:, None, :]) * w).sum(1)
+    plot = plot * objective.plot_loss.row_scale[0]  # normalize=reference, sub-preference 0
     (dpo + cfg.alpha * plot.mean()).backward()
     torch.testing.assert_close(leaf.grad, naive_leaf.grad, atol=1e-10, rtol=1e-8)
 
@@ -242,11 +248,11 @@ def test_reference_logps_can_come_from_reference_logits():
     [("chosen", slice(0, B)), ("rejected", slice(B, 2 * B)), ("all", slice(0, 2 * B))],
 )
 def test_which_responses_enter_plot(responses, rows):
-    _, objective = _plot_objective(target="global", responses=responses)
+    cfg, objective = _plot_objective(target="global", responses=responses)
     logits, ref_logits, labels = _inputs(2 * B)
     ids = torch.tensor([0, 1])
     out = objective(logits, labels, 2, ref_logits=ref_logits, subpreference_ids=ids)
-    standalone = PlotLoss(_targets(), _geometry())
+    standalone = PlotLoss.from_config(cfg.plot, _targets(), _geometry())
     row_ids = torch.cat([ids, ids])[rows]
     expected = standalone(logits[rows, :-1], labels[rows, 1:] != -100, row_ids)
     torch.testing.assert_close(out.plot, expected, atol=1e-12, rtol=0)
@@ -258,7 +264,7 @@ def test_pro_with_plot_on_all_ranked_responses():
     out = objective(logits, labels, 3)
     assert objective.num_responses() is None and not objective.needs_reference_logps
     lp = sequence_logprobs(logits, labels)
-    vanilla, _ = pro_loss(lp.sums.view(3, B).T, lp.lengths.view(3, B).T)
+    vanilla, _ = pro_loss(lp.sums.view(3, B).T, lp.lengths.view(3, B).T, sft_weight=0.05)
     assert torch.equal(out.vanilla, vanilla.detach())
 
 
@@ -298,7 +304,7 @@ def test_bad_calls_raise_clear_errors():
 def test_build_objective_validates_what_plot_needs():
     with pytest.raises(ValueError, match="needs preference targets"):
         build_objective(LossConfig(alpha=0.1))
-    with pytest.raises(ValueError, match="needs a TokenGeometry"):
+    with pytest.raises(ValueError, match="needs a geometry built from the policy's input"):
         build_objective(LossConfig(alpha=0.1), None, _targets())
     with pytest.raises(ValueError, match="no rejected responses"):
         build_objective(
@@ -352,3 +358,221 @@ def test_plot_adds_almost_no_peak_memory(aggregate, bound):
     vanilla, with_plot = peak(0.0), peak(0.5)
     assert vanilla < 1.35 * logits_bytes  # the gradient + chunk temporaries, no log_softmax copies
     assert with_plot < bound * vanilla  # (a naive log_softmax + softmax version is about 3x)
+
+
+# ------------------------------------------------------------------ special tokens
+EOS = 0
+
+
+def _labels_with_eos(rows: int, seed: int = 0) -> torch.Tensor:
+    """``_labels`` with every response ending in EOS (id 0) and no EOS elsewhere."""
+    labels = _labels(rows, seed)
+    labels[labels == EOS] = 1
+    for r in range(rows):
+        last = int(torch.nonzero(labels[r] != -100).max())
+        labels[r, last] = EOS
+    return labels
+
+
+@pytest.mark.parametrize("target", ["global", "anchored"])
+def test_plot_leaves_out_positions_whose_label_is_a_special_token(target):
+    cfg = LossConfig(method="dpo", alpha=0.5, plot=PlotConfig(target=target, chunk_size=3))
+    objective = build_objective(cfg, _geometry(), _targets(), special_token_ids=[EOS])
+    vanilla = build_objective(LossConfig(method="dpo", alpha=0.0))
+    logits, ref_logits, _ = _inputs(2 * B)
+    labels = _labels_with_eos(2 * B)
+    # logits[r, t] scores labels[r, t + 1]: the positions that predict EOS
+    eos_rows, eos_pos = torch.nonzero(labels[:, 1:] == EOS, as_tuple=True)
+    moved = logits.clone()
+    moved[eos_rows, eos_pos] += 3.0 * torch.randn(len(eos_rows), V, dtype=torch.float64)
+
+    def run(obj, x):
+        leaf = x.clone().requires_grad_()
+        out = obj(leaf, labels, 2, ref_logits=ref_logits)
+        out.loss.backward()
+        return out, leaf.grad
+
+    out, grad = run(objective, logits)
+    out_moved, _ = run(objective, moved)
+    base, grad_vanilla = run(vanilla, logits)
+    base_moved, _ = run(vanilla, moved)
+    # the PLOT value does not see the EOS-predicting logits; the vanilla log-probs do
+    torch.testing.assert_close(out.plot, out_moved.plot, atol=1e-12, rtol=0)
+    assert abs(float(base.vanilla - base_moved.vanilla)) > 1e-3
+    # ...and PLOT's gradient there is zero: the total gradient equals the vanilla one there
+    plot_grad = grad - grad_vanilla
+    assert float(plot_grad[eos_rows, eos_pos].abs().max()) < 1e-12
+    assert float(plot_grad[:B].abs().max()) > 1e-4  # elsewhere PLOT acts
+    # without the special ids the EOS positions enter PLOT (the old behaviour)
+    with_eos = build_objective(cfg, _geometry(), _targets())
+    assert abs(float(run(with_eos, logits)[0].plot - run(with_eos, moved)[0].plot)) > 1e-6
+
+
+def test_a_response_of_special_tokens_only_leaves_plot():
+    cfg = LossConfig(method="sft", alpha=0.5, plot=PlotConfig(target="global"))
+    objective = build_objective(cfg, _geometry(), _targets(), special_token_ids=[EOS])
+    logits, _, _ = _inputs(B)
+    labels = _labels_with_eos(B)
+    only_eos = labels.clone()
+    only_eos[0, :] = -100
+    only_eos[0, 4] = EOS  # row 0's response is a lone EOS: the vanilla loss keeps it
+    out = objective(logits, only_eos, 1)
+    standalone = PlotLoss.from_config(cfg.plot, _targets(), _geometry())
+    mask = (labels[1:, 1:] != -100) & (labels[1:, 1:] != EOS)
+    expected = standalone(logits[1:, :-1], mask)
+    torch.testing.assert_close(out.plot, expected, atol=1e-12, rtol=0)
+    every_row = labels.clone()
+    every_row[:, :] = -100
+    every_row[:, 4] = EOS
+    out = objective(logits, every_row, 1)
+    assert float(out.plot) == 0.0 and torch.equal(out.loss, out.vanilla)
+
+
+# ------------------------------------------------------------- exact OT, normalisation
+@pytest.mark.parametrize("normalize", ["none", "unit_variance"])
+def test_projection_exact_gives_the_pot_value(normalize):
+    import ot
+
+    emb = torch.randn(V, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    plot_cfg = PlotConfig(target="global", projection="exact", p_norm=1.5, normalize=normalize)
+    cfg = LossConfig(method="dpo", alpha=0.5, plot=plot_cfg)
+    geometry = build_geometry(emb, plot_cfg)
+    objective = build_objective(cfg, geometry, _targets())
+    logits, ref_logits, labels = _inputs(2 * B)
+    ids = torch.tensor([1, 0])
+    out = objective(logits, labels, 2, ref_logits=ref_logits, subpreference_ids=ids)
+    cost = torch.cdist(emb, emb, p=1.5)
+    if normalize == "unit_variance":  # s^2 = tr Cov(E), the mean squared distance to the mean
+        cost = cost / (emb - emb.mean(0)).pow(2).sum(1).mean().sqrt()
+    mask = labels[:B, 1:] != -100
+    pbar = torch.einsum(
+        "bt,btv->bv", mask.double() / mask.sum(1, keepdim=True), torch.softmax(logits[:B, :-1], -1)
+    )
+    targets = _targets().targets[ids]
+    expected = sum(float(ot.emd2(pbar[b], targets[b], cost)) for b in range(B)) / B
+    assert float(out.plot) == pytest.approx(expected, abs=1e-9)
+    assert out.metrics["plot/scale"] == pytest.approx(geometry.scale)
+
+
+def test_projection_exact_refuses_large_vocabularies_naming_the_limit():
+    plot_cfg = PlotConfig(projection="exact")
+    with pytest.raises(ValueError, match="projection=exact .* at most 2048 tokens"):
+        build_geometry(torch.zeros(EXACT_MAX_VOCAB + 1, 2), plot_cfg)
+    with pytest.raises(ValueError, match="built for cost='embedding'"):
+        build_objective(LossConfig(alpha=0.1, plot=plot_cfg), _geometry(), _targets())
+
+
+def test_normalisations_rescale_the_raw_distance_by_their_documented_factors():
+    emb = torch.randn(V, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    logits, ref_logits, labels = _inputs(2 * B)
+    ids = torch.tensor([1, 0])
+    outs, objectives = {}, {}
+    for normalize in ("none", "unit_variance", "reference"):
+        plot_cfg = PlotConfig(target="anchored", normalize=normalize)
+        cfg = LossConfig(method="dpo", alpha=1.0, plot=plot_cfg)
+        objectives[normalize] = build_objective(cfg, build_geometry(emb, plot_cfg), _targets())
+        outs[normalize] = objectives[normalize](
+            logits, labels, 2, ref_logits=ref_logits, subpreference_ids=ids
+        )
+    # unit_variance: the coordinates divided by their standard deviation, s
+    coords = emb @ principal_direction(emb).to(emb.dtype)
+    s = float(coords.std(unbiased=False))
+    assert outs["unit_variance"].metrics["plot/scale"] == pytest.approx(1 / s)
+    assert float(outs["unit_variance"].plot) == pytest.approx(float(outs["none"].plot) / s)
+    # reference: row b divided by D(Qbar_c, Qbar_c tilted) of its sub-preference c
+    targets, raw = _targets(), objectives["none"].plot_loss
+    q_mean = targets.q_mean.double()
+    d = raw.geometry.distance(q_mean, anchored_target(q_mean, targets.log_tilts))
+    plot_loss = objectives["reference"].plot_loss
+    torch.testing.assert_close(plot_loss.row_scale, 1 / d, atol=1e-9, rtol=1e-6)
+    rows = raw.per_sequence(logits[:B, :-1], labels[:B, 1:] != -100, ids, ref_logits[:B, :-1])
+    expected = (rows / d[ids]).mean()
+    assert float(outs["reference"].plot) == pytest.approx(float(expected), rel=1e-9)
+    assert outs["none"].metrics["plot/scale"] == 1.0
+
+
+class _TinyLM(torch.nn.Module):
+    """Embeddings, a causal running mean, an MLP and a head, all initialised at std 0.02 as
+    Hugging Face initialises LMs: the scale at which raw embedding distances are tiny."""
+
+    def __init__(self, vocab: int, dim: int = 16):
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        self.emb = torch.nn.Embedding(vocab, dim)
+        self.mix = torch.nn.Linear(dim, dim)
+        self.head = torch.nn.Linear(dim, vocab, bias=False)
+        with torch.no_grad():
+            for w in (self.emb.weight, self.mix.weight, self.head.weight):
+                w.copy_(0.02 * torch.randn(w.shape, generator=gen))
+            self.mix.bias.zero_()
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        h = self.emb(ids).cumsum(1) / torch.arange(1, ids.shape[1] + 1)[None, :, None]
+        return self.head(torch.tanh(self.mix(h)) + h)
+
+
+def _preference_pairs(n: int, seed: int, vocab: int = 48) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts from ids 1-15; chosen responses from 16-31, rejected from 32-47; then EOS."""
+    gen = torch.Generator().manual_seed(seed)
+    prompt = torch.randint(1, 16, (n, 4), generator=gen)
+    chosen = torch.randint(16, 32, (n, 6), generator=gen)
+    rejected = torch.randint(32, vocab, (n, 6), generator=gen)
+    eos = torch.full((n, 1), EOS)
+    ids = torch.cat([torch.cat([prompt, chosen, eos], 1), torch.cat([prompt, rejected, eos], 1)])
+    labels = ids.clone()
+    labels[:, :4] = -100
+    return ids, labels
+
+
+def test_alpha_one_changes_training_measurably_at_the_default_normalisation():
+    """10 Adam steps of DPO(+PLOT): alpha = 1 must move the model away from the alpha = 0 run
+    and toward the target on held-out pairs. The raw (normalize=none) scale fails both
+    thresholds: there, alpha = 1 barely acts (measured: 14% weight difference, 0.89)."""
+    vocab, steps, b = 48, 10, 8
+    base = _TinyLM(vocab)
+    ids, labels = _preference_pairs(steps * b, seed=1)
+    n = ids.shape[0] // 2
+    pos = torch.bincount(labels[:n][labels[:n] > EOS], minlength=vocab)
+    neg = torch.bincount(labels[n:][labels[n:] > EOS], minlength=vocab)
+    held_ids, held_labels = _preference_pairs(16, seed=2)
+    embeddings = base.emb.weight.detach()
+
+    def objective(alpha: float, normalize: str):
+        plot_cfg = PlotConfig(target="anchored", normalize=normalize)
+        cfg = LossConfig(method="dpo", alpha=alpha, plot=plot_cfg)
+        targets = PreferenceTargets.from_counts(pos, neg, plot_cfg)
+        return build_objective(
+            cfg, build_geometry(embeddings, plot_cfg), targets, special_token_ids=[EOS]
+        )
+
+    def train(alpha: float, normalize: str) -> tuple[torch.Tensor, float]:
+        torch.manual_seed(0)
+        policy = copy.deepcopy(base)
+        obj = objective(alpha, normalize)
+        opt = torch.optim.Adam(policy.parameters(), lr=1e-2)
+        for s in range(steps):
+            rows = torch.arange(s * b, (s + 1) * b)
+            x = torch.cat([ids[rows], ids[n + rows]])
+            y = torch.cat([labels[rows], labels[n + rows]])
+            with torch.no_grad():
+                ref_logits = base(x)
+            loss = obj(policy(x), y, 2, ref_logits=ref_logits).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():  # held-out PLOT distance, one yardstick for every run
+            held = probe(policy(held_ids), held_labels, 2, ref_logits=base(held_ids)).plot
+        return torch.cat([p.detach().flatten() for p in policy.parameters()]), float(held)
+
+    probe = objective(1.0, "reference")
+    start = torch.cat([p.detach().flatten() for p in base.parameters()])
+    w0, held0 = train(0.0, "reference")
+    results = {norm: train(1.0, norm) for norm in ("reference", "none")}
+
+    def weight_change(w):  # relative to the whole alpha = 0 update
+        return float((w - w0).norm() / (w0 - start).norm())
+
+    assert weight_change(results["reference"][0]) > 0.5
+    assert results["reference"][1] < 0.8 * held0
+    assert weight_change(results["none"][0]) < 0.5
+    assert results["none"][1] > 0.8 * held0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import ot
 import pytest
@@ -235,3 +237,16 @@ def test_exact_geometry_matches_emd2_on_its_support():
         2 * h
     )
     assert float((grad[0] * direction).sum()) == pytest.approx(float(fd[0]), abs=1e-5)
+
+
+def test_unit_variance_divides_coordinates_by_their_standard_deviation():
+    # coordinates 0, 1, 2, 3: variance 1.25, so all mass from 0 to 3 costs 3 / sqrt(1.25)
+    geo = TokenGeometry.from_coordinates(
+        torch.tensor([0.0, 1.0, 2.0, 3.0], dtype=torch.float64), normalize="unit_variance"
+    )
+    e0, e3 = torch.eye(4, dtype=torch.float64)[0], torch.eye(4, dtype=torch.float64)[3]
+    assert float(geo.distance(e0, e3)) == pytest.approx(3 / math.sqrt(1.25))
+    assert geo.scale == pytest.approx(1 / math.sqrt(1.25))
+    # the exact mode's s^2 = tr Cov(E) is the same number for 1-D embeddings
+    exact = ExactGeometry(torch.tensor([[0.0], [1.0], [2.0], [3.0]]), normalize="unit_variance")
+    assert float(exact.value(e0[None], e3[None])[0]) == pytest.approx(3 / math.sqrt(1.25))

@@ -1,5 +1,6 @@
-"""PlotLoss: gradcheck of the custom autograd function, parity with a naive implementation,
-chunking, the divergences' hand values and clamping, anchored targets, and SGD sanity."""
+"""PlotLoss: the fused path (what training runs) against the reference path (plain autograd,
+``PlotLoss.per_sequence``), gradcheck of the custom autograd function, chunking, the
+divergences' hand values and clamping, anchored targets, and SGD sanity."""
 
 from __future__ import annotations
 
@@ -49,8 +50,16 @@ def _batch(b: int = 3, t: int = 6, v: int = V, seed: int = 2):
     return logits, ref, mask, ids
 
 
+def _fused(loss: PlotLoss, logits, mask, ids, ref=None):
+    """The fused path on the reference path's arguments: per-row values ``(B,)``."""
+    rows = torch.arange(logits.shape[0])
+    pbar = loss.reference_mean_softmax(ref, mask) if loss.target == "anchored" else None
+    targets = loss.row_targets(ids, pbar)
+    return loss.normalized(loss.fused(logits, None, rows, mask, targets)[1], ids)
+
+
 def _naive(loss: PlotLoss, logits, mask, ids, ref=None):
-    """The definition, with plain autograd: softmax, mean, divergence."""
+    """The definition once more, with autograd through KL / JS too: softmax, mean, divergence."""
     p = torch.softmax(logits, -1)
     w = mask.to(p.dtype) / mask.sum(1, keepdim=True)
     if loss.target == "global":
@@ -85,7 +94,7 @@ def test_gradcheck_float64(aggregate, target):
     logits, ref, mask, ids = _batch(b=2, t=5, v=v)
     leaf = logits.clone().requires_grad_()
     assert torch.autograd.gradcheck(
-        lambda x: loss.per_sequence(x, mask, ids[:2], ref[:2]), (leaf,), eps=1e-6, atol=1e-6
+        lambda x: _fused(loss, x, mask, ids[:2], ref[:2]), (leaf,), eps=1e-6, atol=1e-6
     )
 
 
@@ -109,7 +118,7 @@ def test_gradcheck_fused_with_token_logprobs(aggregate):
 @pytest.mark.parametrize("aggregate", ["sequence", "token"])
 @pytest.mark.parametrize("divergence", ["wasserstein", "kl", "js"])
 @pytest.mark.parametrize("target", ["global", "anchored"])
-def test_matches_naive_implementation_values_and_gradients(aggregate, divergence, target):
+def test_fused_path_matches_the_reference_values_and_gradients(aggregate, divergence, target):
     loss = PlotLoss(
         _targets(),
         _geometry(),
@@ -119,14 +128,17 @@ def test_matches_naive_implementation_values_and_gradients(aggregate, divergence
         chunk_size=4,
     )
     logits, ref, mask, ids = _batch()
-    ours_leaf, naive_leaf = logits.clone().requires_grad_(), logits.clone().requires_grad_()
-    ours = loss.per_sequence(ours_leaf, mask, ids, ref)
-    naive = _naive(loss, naive_leaf, mask, ids, ref)
-    torch.testing.assert_close(ours, naive, atol=1e-10, rtol=1e-10)
+    leaves = [logits.clone().requires_grad_() for _ in range(3)]
+    fused = _fused(loss, leaves[0], mask, ids, ref)
+    reference = loss.per_sequence(leaves[1], mask, ids, ref)
+    naive = _naive(loss, leaves[2], mask, ids, ref)
+    torch.testing.assert_close(fused, reference, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(reference, naive, atol=1e-10, rtol=1e-10)
     weights = torch.tensor([0.3, -1.0, 2.0], dtype=torch.float64)
-    (ours * weights).sum().backward()
-    (naive * weights).sum().backward()
-    torch.testing.assert_close(ours_leaf.grad, naive_leaf.grad, atol=1e-10, rtol=1e-8)
+    for values in (fused, reference, naive):
+        (values * weights).sum().backward()
+    torch.testing.assert_close(leaves[0].grad, leaves[1].grad, atol=1e-10, rtol=1e-8)
+    torch.testing.assert_close(leaves[1].grad, leaves[2].grad, atol=1e-10, rtol=1e-8)
 
 
 @pytest.mark.parametrize("aggregate", ["sequence", "token"])
@@ -138,7 +150,7 @@ def test_chunked_equals_unchunked(aggregate):
             _targets(), _geometry(), target="anchored", aggregate=aggregate, chunk_size=chunk
         )
         leaf = logits.clone().requires_grad_()
-        value = loss(leaf, mask, ids, ref)
+        value = _fused(loss, leaf, mask, ids, ref).mean()
         value.backward()
         results.append((value.detach(), leaf.grad))
     for value, grad in results[:-1]:
@@ -151,7 +163,7 @@ def test_float32_and_bfloat16_logits_accumulate_in_float32():
     logits, _, mask, ids = _batch()
     ref = loss(logits.float(), mask, ids)
     half = logits.bfloat16().requires_grad_()
-    value = loss(half, mask, ids)
+    value = _fused(loss, half, mask, ids).mean()
     value.backward()
     assert value.dtype == torch.float32 and half.grad.dtype == torch.bfloat16
     assert float(value.detach()) == pytest.approx(float(ref), rel=2e-2)
@@ -279,9 +291,10 @@ def test_extra_memory_is_one_gradient_not_several():
     loss = PlotLoss(targets, TokenGeometry.from_embeddings(torch.randn(v, 8)), chunk_size=16)
     logits = torch.randn(b, t, v, requires_grad=True)
     mask = torch.ones(b, t, dtype=torch.bool)
-    loss(logits, mask).backward()  # warm-up
+    ids = torch.zeros(b, dtype=torch.long)
+    _fused(loss, logits, mask, ids).mean().backward()  # warm-up
     logits.grad = None
-    peak = peak_live_bytes(lambda: loss(logits, mask).backward())
+    peak = peak_live_bytes(lambda: _fused(loss, logits, mask, ids).mean().backward())
     logits_bytes = logits.numel() * 4
     assert logits_bytes <= peak < logits_bytes * 1.25  # the gradient + O(B V + chunk V)
 

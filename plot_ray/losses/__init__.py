@@ -1,17 +1,23 @@
 """Losses: the vanilla preference methods and the PLOT term, in pure PyTorch (no Ray).
 
+docs/plot.md is the specification: every formula and config key that these modules implement.
+
 - :mod:`~plot_ray.losses.ot`: 1-D Wasserstein-1 (:func:`wasserstein_1d`), the precomputed
-  :class:`TokenGeometry`, and the exact POT reference.
+  :class:`TokenGeometry`, the exact POT reference (:class:`ExactGeometry`) and
+  :func:`build_geometry` (config -> geometry, normalisation included).
 - :mod:`~plot_ray.losses.preference`: :func:`preference_distribution` and
   :class:`PreferenceTargets` (the data pipeline's counts -> PLOT targets).
 - :mod:`~plot_ray.losses.plot`: :class:`PlotLoss` (W1 / KL / JS, sequence / token, global /
-  anchored).
-- :mod:`~plot_ray.losses.methods`: SFT, DPO/IPO, PRO, AOT, SimPO, ORPO and their registry.
+  anchored): a plain-autograd reference path and the fused path training runs.
+- :mod:`~plot_ray.losses.methods`: SFT, DPO, IPO, PRO, AOT, SimPO, ORPO and their registry
+  (the one list of methods; the config validates against it).
 - :mod:`~plot_ray.losses.logprobs`: logits + labels -> per-token / per-sequence log-probs.
 - :mod:`~plot_ray.losses.objective`: ``L_vanilla + alpha * L_PLOT`` (:func:`build_objective`).
-- :mod:`~plot_ray.losses.chunked`: the memory-lean kernel both of the above run on.
+- :mod:`~plot_ray.losses.chunked`: the memory-lean kernel both of the above run on, and
+  :data:`IGNORE_INDEX` (-100, the label of positions no loss reads).
 """
 
+from plot_ray.losses.chunked import IGNORE_INDEX
 from plot_ray.losses.logprobs import SequenceLogProbs, sequence_logprobs, shift_labels
 from plot_ray.losses.methods import (
     METHODS,
@@ -20,6 +26,7 @@ from plot_ray.losses.methods import (
     aot_loss,
     dpo_loss,
     get_method,
+    ipo_loss,
     num_responses,
     orpo_loss,
     pro_loss,
@@ -28,7 +35,14 @@ from plot_ray.losses.methods import (
     simpo_loss,
 )
 from plot_ray.losses.objective import ObjectiveOutput, PreferenceObjective, build_objective
-from plot_ray.losses.ot import ExactGeometry, TokenGeometry, exact_wasserstein, wasserstein_1d
+from plot_ray.losses.ot import (
+    EXACT_MAX_VOCAB,
+    ExactGeometry,
+    TokenGeometry,
+    build_geometry,
+    exact_wasserstein,
+    wasserstein_1d,
+)
 from plot_ray.losses.plot import JSDivergence, KLDivergence, PlotLoss, anchored_target
 from plot_ray.losses.preference import (
     PreferenceTargets,
@@ -38,7 +52,10 @@ from plot_ray.losses.preference import (
 )
 
 __all__ = [
+    "IGNORE_INDEX",
     "wasserstein_1d",
+    "build_geometry",
+    "EXACT_MAX_VOCAB",
     "TokenGeometry",
     "ExactGeometry",
     "exact_wasserstein",
@@ -52,6 +69,7 @@ __all__ = [
     "anchored_target",
     "sft_loss",
     "dpo_loss",
+    "ipo_loss",
     "pro_loss",
     "aot_loss",
     "simpo_loss",

@@ -1,5 +1,7 @@
 """The vanilla fine-tuning objectives that PLOT is added to, on per-sequence log-probabilities.
 
+docs/plot.md, "Vanilla methods", gives each formula with its config keys.
+
 Every function takes per-sequence log-prob sums (and lengths / reference log-probs where the
 method needs them), all of shape ``(B,)`` unless stated, and returns ``(loss, metrics)``: a
 scalar loss and a dict of detached scalar tensors. Notation: ``pi_c, pi_r`` policy log-probs of
@@ -8,11 +10,14 @@ tokens, ``l(z) = -log sigmoid(z)``.
 
 - SFT: token-mean NLL over the batch, ``-sum(pi_c) / sum(|y_c|)``.
 - DPO: ``h = beta * ((pi_c - ref_c) - (pi_r - ref_r))``,
-  ``(1 - eps) l(h) + eps l(-h)`` (``eps``: label smoothing, the conservative DPO);
-  IPO: ``((pi_c - ref_c) - (pi_r - ref_r) - 1 / (2 beta))^2`` on the same (summed) log-ratios.
-- PRO (Song et al., 2024): responses ranked best first, ``s_k = logp_k / |y_k|``;
-  ``sum_{k < n} -log softmax(s_k, ..., s_n)[first]`` plus ``sft_weight`` x the SFT loss of the
-  best response. With reward scores ``r`` the logits are scaled by reward gaps (PRO's dynamic
+  ``(1 - eps) l(h) + eps l(-h)`` (``eps``: label smoothing, the conservative DPO).
+- IPO: ``(rho_c - rho_r - 1 / (2 beta))^2`` with ``rho = (pi - ref) / |y|``, each log-ratio
+  divided by its response length as TRL's ``ipo`` loss and CPO do (the default,
+  ``loss.ipo_normalize``), or ``rho = pi - ref`` summed over the response.
+- PRO (Song et al., AAAI 2024): responses ranked best first, ``s_k = logp_k / |y_k|``;
+  ``sum_{k < n} -log softmax(s_k, ..., s_n)[first]`` plus ``sft_weight * (n - 1)^2`` x the
+  sequence-summed NLL ``-logp_1`` of the best response (the paper's scale; the token-mean NLL
+  ``-logp_1 / |y_1|`` is an option). With reward scores ``r`` the logits are scaled by reward gaps (PRO's dynamic
   temperature): ``s_i (r_k - r_i)`` for ``i > k`` and ``s_k max_{i > k}(r_k - r_i)``.
 - AOT (Melnyk et al., NeurIPS 2024), distributional alignment by first-order stochastic
   dominance, with the quantiles taken as the batch's sorted values:
@@ -20,7 +25,8 @@ tokens, ``l(z) = -log sigmoid(z)``.
   unpaired: chosen log-ratios ``pi_c - ref_c`` vs rejected log-ratios ``pi_r - ref_r``;
   each side sorted separately, then the DPO loss on the sorted differences. (Without the
   sorting, paired AOT is exactly DPO.)
-- SimPO: ``h = beta * (pi_c / |y_c| - pi_r / |y_r|) - gamma``, ``l(h)`` (label smoothing as DPO).
+- SimPO: ``h = beta * (pi_c / |y_c| - pi_r / |y_r|) - gamma``, ``l(h)`` (label smoothing as
+  DPO); its beta is per token, so it has its own config key (``loss.simpo_beta``, 2.0).
 - ORPO: SFT loss + ``lambda * l(log odds(y_c) - log odds(y_r))``, ``odds = P / (1 - P)`` with
   ``log P = logp / |y|``.
 
@@ -45,6 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "sft_loss",
     "dpo_loss",
+    "ipo_loss",
     "pro_loss",
     "aot_loss",
     "simpo_loss",
@@ -121,9 +128,8 @@ def dpo_loss(
     ref_rejected_logps: Tensor,
     beta: float = 0.1,
     label_smoothing: float = 0.0,
-    ipo: bool = False,
 ) -> tuple[Tensor, Metrics]:
-    """DPO (sigmoid, optional label smoothing) or IPO; mean over the batch.
+    """DPO (sigmoid, optional label smoothing); mean over the batch.
 
     Rewards are ``beta * (pi - ref)``; metrics: ``rewards/{chosen,rejected,accuracy,margin}``,
     ``logps/{chosen,rejected}``.
@@ -138,14 +144,53 @@ def dpo_loss(
         raise ValueError(f"beta must be > 0, got {beta}")
     chosen_logratios = policy_chosen_logps - ref_chosen_logps
     rejected_logratios = policy_rejected_logps - ref_rejected_logps
-    margin = chosen_logratios - rejected_logratios
-    if ipo:
-        if label_smoothing:
-            raise ValueError("label_smoothing does not apply to IPO (set it to 0)")
-        losses = (margin - 1.0 / (2.0 * beta)) ** 2
-    else:
-        losses = _smoothed_logistic(beta * margin, label_smoothing)
+    losses = _smoothed_logistic(beta * (chosen_logratios - rejected_logratios), label_smoothing)
     metrics = _reward_metrics(beta * chosen_logratios, beta * rejected_logratios)
+    metrics["logps/chosen"] = policy_chosen_logps.detach().mean()
+    metrics["logps/rejected"] = policy_rejected_logps.detach().mean()
+    return losses.mean(), metrics
+
+
+def ipo_loss(
+    policy_chosen_logps: Tensor,
+    policy_rejected_logps: Tensor,
+    ref_chosen_logps: Tensor,
+    ref_rejected_logps: Tensor,
+    chosen_lengths: Tensor | None = None,
+    rejected_lengths: Tensor | None = None,
+    beta: float = 0.1,
+) -> tuple[Tensor, Metrics]:
+    """IPO: ``mean_b (rho_c - rho_r - 1 / (2 beta))^2``.
+
+    With ``chosen_lengths`` / ``rejected_lengths`` (``(B,)`` response lengths in tokens) each
+    log-ratio is length-normalised, ``rho = (pi - ref) / |y|`` (TRL's ``ipo`` and CPO's form,
+    the default in the config); without them ``rho = pi - ref`` is the sequence sum. Rewards
+    in the metrics are ``beta * rho``.
+    """
+    _check_same_shape(
+        policy_chosen_logps=policy_chosen_logps,
+        policy_rejected_logps=policy_rejected_logps,
+        ref_chosen_logps=ref_chosen_logps,
+        ref_rejected_logps=ref_rejected_logps,
+    )
+    if beta <= 0:
+        raise ValueError(f"beta must be > 0, got {beta}")
+    chosen = policy_chosen_logps - ref_chosen_logps
+    rejected = policy_rejected_logps - ref_rejected_logps
+    if (chosen_lengths is None) != (rejected_lengths is None):
+        raise ValueError("ipo_loss: give both chosen_lengths and rejected_lengths, or neither")
+    if chosen_lengths is not None:
+        _check_length_normalised_pair(
+            "ipo_loss",
+            policy_chosen_logps,
+            policy_rejected_logps,
+            chosen_lengths,
+            rejected_lengths,
+        )
+        chosen = chosen / chosen_lengths
+        rejected = rejected / rejected_lengths
+    losses = (chosen - rejected - 1.0 / (2.0 * beta)) ** 2
+    metrics = _reward_metrics(beta * chosen, beta * rejected)
     metrics["logps/chosen"] = policy_chosen_logps.detach().mean()
     metrics["logps/rejected"] = policy_rejected_logps.detach().mean()
     return losses.mean(), metrics
@@ -156,15 +201,22 @@ def pro_loss(
     lengths: Tensor,
     scores: Tensor | None = None,
     sft_weight: float = 0.0,
+    sft_reduction: Literal["sum", "mean"] = "sum",
 ) -> tuple[Tensor, Metrics]:
     """PRO listwise ranking loss over ``n >= 2`` responses per prompt, plus a weighted SFT term.
+
+    ``loss = ranking + sft_weight * (n - 1)^2 * NLL``, with ``NLL`` the batch mean of the best
+    response's negative log-likelihood.
 
     Args:
         logps: ``(B, n)`` sequence log-prob sums, column 0 the best response, then in rank order.
         lengths: ``(B, n)`` response lengths in tokens.
         scores: optional ``(B, n)`` reward scores, non-increasing along each row; they scale
             the ranking logits by reward gaps (see the module docstring).
-        sft_weight: weight of the SFT (token-mean NLL) term on the best responses.
+        sft_weight: PRO's SFT weight (the paper uses 0.05 with the summed NLL).
+        sft_reduction: ``sum``: the NLL summed over the best response's tokens, in nats per
+            sequence (the paper's scale); ``mean``: the token-mean NLL over the batch
+            (:func:`sft_loss`), in nats per token.
     """
     _check_same_shape(logps=logps, lengths=lengths)
     if logps.dim() != 2 or logps.shape[1] < 2:
@@ -190,11 +242,18 @@ def pro_loss(
             )
         ranking = ranking - torch.log_softmax(logits, dim=1)[:, 0]
     ranking = ranking.mean()
-    sft, _ = sft_loss(logps[:, 0], lengths[:, 0])
-    loss = ranking + sft_weight * sft if sft_weight else ranking
+    if sft_reduction == "sum":
+        sft = -logps[:, 0].mean()
+    elif sft_reduction == "mean":
+        sft, _ = sft_loss(logps[:, 0], lengths[:, 0])
+    else:
+        raise ValueError(f"sft_reduction must be 'sum' or 'mean', got {sft_reduction!r}")
+    sft_scale = sft_weight * (n - 1) ** 2
+    loss = ranking + sft_scale * sft if sft_weight else ranking
     metrics = {
         "pro/ranking": ranking.detach(),
         "pro/sft": sft.detach(),
+        "pro/sft_scale": torch.tensor(float(sft_scale)),
         "pro/top1_accuracy": (s[:, :1] > s[:, 1:]).all(1).float().mean().detach(),
         "logps/chosen": logps[:, 0].detach().mean(),
         "logps/rejected": logps[:, -1].detach().mean(),
@@ -248,7 +307,7 @@ def simpo_loss(
     chosen_lengths: Tensor,
     rejected_lengths: Tensor,
     beta: float = 2.0,
-    gamma: float = 0.5,
+    gamma: float = 1.0,
     label_smoothing: float = 0.0,
 ) -> tuple[Tensor, Metrics]:
     """SimPO: reference-free, length-normalised, with target margin ``gamma``."""
@@ -368,21 +427,34 @@ def _sft(batch: MethodBatch, cfg: LossConfig):
 
 def _dpo(batch: MethodBatch, cfg: LossConfig):
     ref = _ref(batch, cfg.method)
-    ipo = cfg.method == "ipo"
     loss, metrics = dpo_loss(
         batch.logps[0],
         batch.logps[1],
         ref[0],
         ref[1],
         beta=cfg.beta,
-        label_smoothing=0.0 if ipo else cfg.label_smoothing,
-        ipo=ipo,
+        label_smoothing=cfg.label_smoothing,
+    )
+    return _with_sft(loss, metrics, batch, cfg.sft_weight)
+
+
+def _ipo(batch: MethodBatch, cfg: LossConfig):
+    ref = _ref(batch, cfg.method)
+    lengths = (batch.lengths[0], batch.lengths[1]) if cfg.ipo_normalize else (None, None)
+    loss, metrics = ipo_loss(
+        batch.logps[0], batch.logps[1], ref[0], ref[1], *lengths, beta=cfg.beta
     )
     return _with_sft(loss, metrics, batch, cfg.sft_weight)
 
 
 def _pro(batch: MethodBatch, cfg: LossConfig):
-    return pro_loss(batch.logps.T, batch.lengths.T, batch.scores, sft_weight=cfg.sft_weight)
+    return pro_loss(
+        batch.logps.T,
+        batch.lengths.T,
+        batch.scores,
+        sft_weight=cfg.pro_sft_weight,
+        sft_reduction=cfg.pro_sft_reduction,
+    )
 
 
 def _aot(batch: MethodBatch, cfg: LossConfig):
@@ -405,7 +477,7 @@ def _simpo(batch: MethodBatch, cfg: LossConfig):
         batch.logps[1],
         batch.lengths[0],
         batch.lengths[1],
-        beta=cfg.beta,
+        beta=cfg.simpo_beta,
         gamma=cfg.simpo_gamma,
         label_smoothing=cfg.label_smoothing,
     )
@@ -430,7 +502,7 @@ def register_method(spec: MethodSpec) -> MethodSpec:
 for _spec in (
     MethodSpec("sft", 1, False, _sft),
     MethodSpec("dpo", 2, True, _dpo),
-    MethodSpec("ipo", 2, True, _dpo),
+    MethodSpec("ipo", 2, True, _ipo),
     MethodSpec("pro", None, False, _pro),
     MethodSpec("aot", 2, True, _aot),
     MethodSpec("simpo", 2, False, _simpo),

@@ -1,15 +1,23 @@
 """The training objective ``L = L_vanilla + alpha * L_PLOT``, built from the config.
 
+docs/plot.md defines both terms and every option.
+
 The train loop does one concatenated forward over all responses of a batch of ``B`` prompts:
 ``R`` groups of ``B`` rows, rows ``[k*B:(k+1)*B]`` holding the k-th response of each prompt,
 best first (pairwise: group 0 chosen, group 1 rejected; SFT: R = 1; PRO: R = n). Then::
 
-    objective = build_objective(cfg.loss, geometry, targets)
+    geometry = build_geometry(E, cfg.loss.plot, vocab_size=V)     # once, at start
+    objective = build_objective(cfg.loss, geometry, targets,
+                                special_token_ids=tokenizer.all_special_ids)
     out = objective(logits, labels, num_responses=R, ref_logps=..., ref_logits=...,
                     subpreference_ids=..., scores=...)
     out.loss.backward()
 
-``labels`` are the input ids with -100 on prompt and padding (unshifted). With ``alpha = 0`` the
+``labels`` are the input ids with -100 on prompt and padding (unshifted). The vanilla loss
+reads every labelled position; PLOT reads those whose label is not a special token (EOS and
+the like, docs/plot.md "Special tokens"): the counts behind the targets leave special tokens
+out, so a target gives them no mass and PLOT would otherwise push p(EOS) down. A response
+whose only labelled token is special leaves PLOT (its row is skipped). With ``alpha = 0`` the
 PLOT term is not computed at all and ``out.loss`` is the vanilla loss tensor itself (bit for
 bit). With ``alpha > 0`` the response log-probs and PLOT's softmax statistics come from one
 chunked pass over the logits with a single gradient tensor (:mod:`plot_ray.losses.chunked`),
@@ -23,6 +31,7 @@ as the reference aggregates. Run the reference forward after the policy forward 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -33,7 +42,7 @@ from plot_ray.losses.chunked import IGNORE_INDEX, softmax_stats, softmax_stats_f
 from plot_ray.losses.logprobs import check_labels, package_logprobs, shift_labels
 from plot_ray.losses.methods import MethodBatch, get_method
 from plot_ray.losses.methods import num_responses as method_num_responses
-from plot_ray.losses.ot import ExactGeometry, TokenGeometry
+from plot_ray.losses.ot import ExactGeometry, TokenGeometry, build_geometry
 from plot_ray.losses.plot import PlotLoss
 from plot_ray.losses.preference import PreferenceTargets
 
@@ -56,7 +65,12 @@ class ObjectiveOutput:
 class PreferenceObjective(nn.Module):
     """``L_vanilla(method) + alpha * L_PLOT`` on one concatenated batch (see the module doc)."""
 
-    def __init__(self, loss_cfg: LossConfig, plot_loss: PlotLoss | None = None):
+    def __init__(
+        self,
+        loss_cfg: LossConfig,
+        plot_loss: PlotLoss | None = None,
+        special_token_ids: Sequence[int] = (),
+    ):
         super().__init__()
         self.loss_cfg = loss_cfg
         self.method = get_method(loss_cfg.method)
@@ -66,6 +80,12 @@ class PreferenceObjective(nn.Module):
         self.plot_loss = plot_loss if self.alpha > 0 else None
         self.responses = loss_cfg.plot.responses
         self.chunk_size = loss_cfg.plot.chunk_size
+        # (K,) long, the ids whose positions PLOT leaves out; a buffer so it follows .to()
+        self.register_buffer(
+            "special_token_ids",
+            torch.tensor(sorted(set(int(i) for i in special_token_ids)), dtype=torch.long),
+            persistent=False,
+        )
 
     # ------------------------------------------------------------------ what it needs
     @property
@@ -112,6 +132,20 @@ class PreferenceObjective(nn.Module):
         if self.responses == "rejected":
             return torch.arange((r - 1) * b, r * b, device=device)
         return torch.arange(r * b, device=device)
+
+    def _plot_positions(self, frame: Tensor, r: int, b: int) -> tuple[Tensor, Tensor]:
+        """PLOT's rows ``(S,)`` and mask ``(S, T)`` in the logits frame: the selected responses'
+        labelled positions whose label is not a special token; rows left empty are dropped."""
+        rows = self._plot_rows(r, b, frame.device)
+        labels = frame.index_select(0, rows)
+        mask = labels != IGNORE_INDEX
+        if self.special_token_ids.numel():
+            special = self.special_token_ids.to(labels.device)
+            mask &= ~torch.isin(labels, special)
+        keep = mask.any(1)
+        if not bool(keep.all()):
+            rows, mask = rows[keep], mask[keep]
+        return rows, mask
 
     def _subpreference_ids(self, ids: Tensor | None, b: int, rows: Tensor) -> Tensor | None:
         if ids is None:
@@ -181,8 +215,7 @@ class PreferenceObjective(nn.Module):
                     )
                 ref_logps = package_logprobs(ref_tok, frame).sums
         else:
-            rows = self._plot_rows(r, b, logits.device)
-            plot_mask = frame.index_select(0, rows) != IGNORE_INDEX
+            rows, plot_mask = self._plot_positions(frame, r, b)
             ids = self.plot_loss.resolve_ids(
                 self._subpreference_ids(subpreference_ids, b, rows), rows.shape[0], logits.device
             )
@@ -208,7 +241,10 @@ class PreferenceObjective(nn.Module):
                 ids, ref_pbar if self.needs_reference_logits else None
             )
             token_logps, values = self.plot_loss.fused(logits, frame, rows, plot_mask, row_targets)
-            plot_value = values.mean()
+            values = self.plot_loss.normalized(values, ids)
+            # no row left (every selected response is special tokens only): a zero that keeps
+            # the graph, so the loss and its gradient are exactly the vanilla ones
+            plot_value = values.mean() if values.numel() else values.sum()
 
         logps = package_logprobs(token_logps, frame)
         batch = MethodBatch(
@@ -232,6 +268,8 @@ class PreferenceObjective(nn.Module):
             "loss/plot": plot_detached,
             "loss/alpha": self.alpha,
         }
+        if self.plot_loss is not None:
+            out_metrics["plot/scale"] = self.plot_loss.scale
         out_metrics.update(metrics)
         return ObjectiveOutput(
             loss=loss, vanilla=vanilla.detach(), plot=plot_detached, metrics=out_metrics
@@ -242,18 +280,25 @@ def build_objective(
     loss_cfg: LossConfig,
     geometry: TokenGeometry | ExactGeometry | None = None,
     targets: PreferenceTargets | None = None,
+    *,
+    special_token_ids: Sequence[int] = (),
 ) -> PreferenceObjective:
     """Build ``L_vanilla + alpha * L_PLOT`` from a :class:`~plot_ray.config.LossConfig`.
 
-    ``geometry`` (from :meth:`TokenGeometry.from_config` on the policy's input embeddings at
-    the start of training) and ``targets`` (from :meth:`PreferenceTargets.from_counts`) are
-    needed only when ``alpha > 0``; the ``uniform`` and ``index`` costs and the ``kl`` / ``js``
-    divergences need no embeddings, so a missing geometry is built for them.
+    Args:
+        loss_cfg: ``cfg.loss``.
+        geometry: from :func:`~plot_ray.losses.ot.build_geometry` on the policy's input
+            embeddings at the start of training (normalisation included); needed when
+            ``alpha > 0`` with the ``embedding`` cost. The ``uniform`` and ``index`` costs and
+            the ``kl`` / ``js`` divergences need no embeddings: a missing geometry is built.
+        targets: from :meth:`PreferenceTargets.from_counts` (``alpha > 0`` only).
+        special_token_ids: token ids whose positions PLOT leaves out (the tokenizer's
+            ``all_special_ids``); the vanilla loss keeps them.
     """
     method = get_method(loss_cfg.method)
     plot_cfg = loss_cfg.plot
     if loss_cfg.alpha == 0:
-        return PreferenceObjective(loss_cfg, None)
+        return PreferenceObjective(loss_cfg, None, special_token_ids)
     if targets is None:
         raise ValueError(
             f"loss.alpha={loss_cfg.alpha} > 0 needs preference targets: build them from the data "
@@ -264,16 +309,19 @@ def build_objective(
             f"loss.plot.responses=rejected, but method {method.name!r} has no rejected responses"
         )
     if plot_cfg.divergence == "wasserstein":
+        exact = plot_cfg.cost == "embedding" and plot_cfg.projection == "exact"
         if geometry is None:
             if plot_cfg.cost == "embedding":
                 raise ValueError(
-                    "loss.plot.cost=embedding needs a TokenGeometry built from the policy's "
-                    "input embeddings: TokenGeometry.from_config(E, cfg.loss.plot)"
+                    "loss.plot.cost=embedding needs a geometry built from the policy's input "
+                    "embeddings: build_geometry(E, cfg.loss.plot)"
                 )
-            geometry = TokenGeometry.from_config(None, plot_cfg, vocab_size=targets.vocab_size)
-        elif geometry.cost not in (plot_cfg.cost, "exact"):
+            geometry = build_geometry(None, plot_cfg, vocab_size=targets.vocab_size)
+        elif exact != (geometry.cost == "exact") or (not exact and geometry.cost != plot_cfg.cost):
             raise ValueError(
-                f"the geometry was built for cost={geometry.cost!r}, but loss.plot.cost={plot_cfg.cost!r}"
+                f"the geometry was built for cost={geometry.cost!r}, but loss.plot.cost="
+                f"{plot_cfg.cost!r} and loss.plot.projection={plot_cfg.projection!r}: "
+                "build it with build_geometry(E, cfg.loss.plot)"
             )
     plot_loss = PlotLoss.from_config(plot_cfg, targets, geometry)
-    return PreferenceObjective(loss_cfg, plot_loss)
+    return PreferenceObjective(loss_cfg, plot_loss, special_token_ids)

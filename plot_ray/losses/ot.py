@@ -1,7 +1,7 @@
 """Optimal transport between token distributions: closed-form 1-D W1 and an exact reference.
 
 PLOT compares distributions over the vocabulary under the ground cost ``C[i, j] = ||E_i - E_j||``
-(DESIGN.md, items 3-4). The exact problem is an LP over ``V x V``; the tractable version projects
+(docs/plot.md, "Ground cost" and "Projections"). The exact problem is an LP over ``V x V``; the tractable version projects
 the embeddings to one dimension, where W1 has a closed form in the cumulative distributions:
 
     with support points sorted, x_1 <= ... <= x_V:
@@ -13,7 +13,22 @@ and its gradient in ``p`` is a potential, the reverse cumulative sum of ``sign(P
 - :class:`TokenGeometry` sorts once (at the start of training) and keeps only the sort orders and
   gaps, ``O(K * V)``; it is the object the loss uses every step.
 - :func:`exact_wasserstein` and :class:`ExactGeometry` solve the full LP with POT (``ot.emd2``):
-  the reference the tests compare against, and an optional exact mode for a small support.
+  the reference the tests compare against, and the ``projection=exact`` mode for small
+  vocabularies (at most :data:`EXACT_MAX_VOCAB` tokens).
+- :func:`build_geometry` turns a :class:`~plot_ray.config.PlotConfig` and the embedding matrix
+  into the geometry the loss runs on (what the train loop calls once at start).
+
+Normalisation (``loss.plot.normalize``, docs/plot.md "Normalisation and how to read alpha"):
+``reference`` (the default) is applied by :class:`~plot_ray.losses.plot.PlotLoss` on top of a
+raw geometry; with ``unit_variance`` the embedding cost is divided once, at build time, by a length scale
+``s`` of the embeddings, so that distances no longer carry the model's embedding units:
+
+    1-D projections: s^2 = mean over the K directions of Var_v(<E_v, w_k>)
+    exact:           s^2 = tr Cov(E) = mean_v ||E_v - mean(E)||^2
+
+Either way a random pair of tokens is at mean squared cost 2 (for ``p_norm = 2``). The
+factor ``1 / s`` is kept as ``geometry.scale`` (reported as ``plot/scale``); the ``uniform``
+and ``index`` costs are already in [0, 1] units and are never rescaled (scale 1).
 """
 
 from __future__ import annotations
@@ -34,9 +49,17 @@ __all__ = [
     "ExactGeometry",
     "exact_wasserstein",
     "cost_matrix",
+    "build_geometry",
+    "EXACT_MAX_VOCAB",
 ]
 
+# projection=exact solves a V x V transport LP per distribution (POT's network simplex, roughly
+# cubic in V) and holds the V x V float64 cost matrix: 2048 tokens is a 32 MiB matrix and well
+# under a second per distribution; beyond that training stalls, so the config is refused.
+EXACT_MAX_VOCAB = 2048
+
 Projection = Literal["pca", "sliced"]
+Normalize = Literal["unit_variance", "none"]
 Cost = Literal["embedding", "uniform", "index"]
 
 
@@ -133,14 +156,25 @@ class TokenGeometry:
         ``index``: ``|i - j| / (V - 1)``, token-id order without semantics, scaled to [0, 1] so
             that its magnitude is comparable to total variation.
 
-    Distances are in the units of the coordinates (embedding units for ``embedding``).
+    Distances are in the units of the coordinates: embedding units for ``embedding``, or
+    units of the projected coordinates' standard deviation when built with
+    ``normalize="unit_variance"`` (then ``scale = 1 / s``, the factor applied to raw distances;
+    see the module docstring). ``scale`` is 1 otherwise.
     """
 
-    def __init__(self, cost: Cost, vocab_size: int, order: Tensor | None, gaps: Tensor | None):
+    def __init__(
+        self,
+        cost: Cost,
+        vocab_size: int,
+        order: Tensor | None,
+        gaps: Tensor | None,
+        scale: float = 1.0,
+    ):
         if cost not in ("embedding", "uniform", "index"):
             raise ValueError(f"cost must be 'embedding', 'uniform' or 'index', got {cost!r}")
         self.cost = cost
         self.vocab_size = int(vocab_size)
+        self.scale = float(scale)
         if cost == "uniform":
             self.order = self.rank = self.gaps = None
         else:
@@ -154,8 +188,15 @@ class TokenGeometry:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_coordinates(cls, coords: Tensor, cost: Cost = "embedding") -> TokenGeometry:
-        """From ``(V,)`` or ``(V, K)`` coordinates (K projections, averaged)."""
+    def from_coordinates(
+        cls, coords: Tensor, cost: Cost = "embedding", normalize: Normalize = "none"
+    ) -> TokenGeometry:
+        """From ``(V,)`` or ``(V, K)`` coordinates (K projections, averaged).
+
+        ``normalize="unit_variance"`` divides all coordinates by ``s``, the root of their
+        variance over the vocabulary averaged over the K columns (one factor for all columns,
+        so a sliced distance is exactly the raw one times ``1 / s``).
+        """
         coords = coords.detach().double().cpu()
         if coords.dim() == 1:
             coords = coords[:, None]
@@ -165,12 +206,20 @@ class TokenGeometry:
             )
         if not torch.isfinite(coords).all():
             raise ValueError("coords contain NaN or inf (check the embedding matrix)")
+        if normalize not in ("unit_variance", "none"):
+            raise ValueError(f"normalize must be 'unit_variance' or 'none', got {normalize!r}")
+        scale = 1.0
+        if normalize == "unit_variance":
+            spread = float(coords.var(dim=0, unbiased=False).mean().sqrt())
+            if not spread > 0:
+                raise ValueError("the projected coordinates are all equal: cannot normalise")
+            scale = 1.0 / spread
         cols = coords.T  # (K, V)
         order = torch.argsort(cols, dim=1, stable=True)
         x = torch.gather(cols, 1, order)
         gaps = torch.zeros_like(x)
-        gaps[:, :-1] = x[:, 1:] - x[:, :-1]
-        return cls(cost, cols.shape[1], order, gaps)
+        gaps[:, :-1] = (x[:, 1:] - x[:, :-1]) * scale
+        return cls(cost, cols.shape[1], order, gaps, scale)
 
     @classmethod
     def from_embeddings(
@@ -180,11 +229,12 @@ class TokenGeometry:
         num_projections: int = 16,
         seed: int = 0,
         cost: Cost = "embedding",
+        normalize: Normalize = "none",
     ) -> TokenGeometry:
         """Build from the embedding matrix ``E (V, d)`` (any dtype/device; not kept).
 
-        ``projection`` and ``num_projections`` apply to ``cost="embedding"`` only; ``uniform``
-        and ``index`` need just the vocabulary size.
+        ``projection``, ``num_projections`` and ``normalize`` apply to ``cost="embedding"``
+        only; ``uniform`` and ``index`` need just the vocabulary size.
         """
         if embeddings.dim() != 2:
             raise ValueError(f"embeddings must be (V, d), got shape {tuple(embeddings.shape)}")
@@ -203,16 +253,23 @@ class TokenGeometry:
             directions = random_directions(embeddings.shape[1], num_projections, seed)
         else:
             raise ValueError(f"projection must be 'pca' or 'sliced', got {projection!r}")
-        return cls.from_coordinates(_project(embeddings, directions), cost="embedding")
+        return cls.from_coordinates(
+            _project(embeddings, directions), cost="embedding", normalize=normalize
+        )
 
     @classmethod
     def from_config(
         cls, embeddings: Tensor | None, plot_cfg: PlotConfig, vocab_size: int | None = None
     ) -> TokenGeometry:
-        """From a :class:`~plot_ray.config.PlotConfig` (``cost``, ``projection``, ...).
+        """From a :class:`~plot_ray.config.PlotConfig` (``cost``, ``projection``, ``normalize``).
 
         ``embeddings`` may be None for the ``uniform`` and ``index`` costs (give ``vocab_size``).
+        ``projection=exact`` is not a 1-D geometry: use :func:`build_geometry`.
         """
+        if plot_cfg.projection == "exact" and plot_cfg.cost == "embedding":
+            raise ValueError(
+                "loss.plot.projection=exact builds an ExactGeometry: call build_geometry()"
+            )
         if plot_cfg.cost in ("uniform", "index") and embeddings is None:
             if vocab_size is None:
                 raise ValueError(f"cost={plot_cfg.cost!r} without embeddings needs vocab_size")
@@ -225,6 +282,7 @@ class TokenGeometry:
             num_projections=plot_cfg.num_projections,
             seed=plot_cfg.seed,
             cost=plot_cfg.cost,
+            normalize="unit_variance" if plot_cfg.normalize == "unit_variance" else "none",
         )
 
     @classmethod
@@ -369,18 +427,30 @@ def exact_wasserstein(p: Tensor, q: Tensor, embeddings: Tensor, p_norm: float = 
 
 
 class ExactGeometry:
-    """Exact OT on a small support ``S`` (optional ``exact`` mode; POT's LP per distribution).
+    """Exact OT on a small support ``S`` (``projection=exact``; POT's LP per distribution).
 
     Distributions over the whole vocabulary are restricted to ``S`` and renormalised,
-    ``p_S / p(S)``, then compared with ``ot.emd2`` under ``||E_i - E_j||_l`` on ``S``. The
-    gradient is the LP's dual potential pushed through the renormalisation. Cost grows like
-    ``|S|^3`` per distribution: use it for ablations on a few hundred tokens, not for training
-    at scale.
+    ``p_S / p(S)``, then compared with ``ot.emd2`` under ``||E_i - E_j||_l`` on ``S`` (times
+    ``scale``). With the whole vocabulary as ``S`` (the default, what :func:`build_geometry`
+    uses) the restriction is the identity. The gradient is the LP's dual potential pushed
+    through the renormalisation. Cost grows like ``|S|^3`` per distribution: use it for
+    ablations on small vocabularies (:data:`EXACT_MAX_VOCAB`), not for training at scale.
+
+    ``normalize="unit_variance"`` divides the cost matrix by ``s = sqrt(tr Cov(E))`` over the
+    whole vocabulary (``scale = 1 / s``; see the module docstring).
     """
 
     cost = "exact"
 
-    def __init__(self, embeddings: Tensor, support: Tensor | None = None, p_norm: float = 2.0):
+    def __init__(
+        self,
+        embeddings: Tensor,
+        support: Tensor | None = None,
+        p_norm: float = 2.0,
+        normalize: Normalize = "none",
+    ):
+        if normalize not in ("unit_variance", "none"):
+            raise ValueError(f"normalize must be 'unit_variance' or 'none', got {normalize!r}")
         vocab = embeddings.shape[0]
         self.vocab_size = int(vocab)
         self.support = (
@@ -392,7 +462,15 @@ class ExactGeometry:
             or int(self.support.min()) < 0
         ):
             raise ValueError(f"support must hold >= 2 token ids in [0, {vocab})")
-        self.matrix = cost_matrix(embeddings[self.support], p_norm)  # (S, S) float64
+        self.scale = 1.0
+        if normalize == "unit_variance":
+            e = embeddings.detach().double().cpu()
+            spread = float((e - e.mean(0)).pow(2).sum(1).mean().sqrt())
+            if not spread > 0:
+                raise ValueError("the embeddings are all equal: cannot normalise")
+            self.scale = 1.0 / spread
+        e_support = embeddings[self.support.to(embeddings.device)].detach().cpu()
+        self.matrix = cost_matrix(e_support, p_norm) * self.scale  # (S, S) float64, on CPU
 
     def to(self, device: torch.device | str) -> ExactGeometry:
         self.support = self.support.to(device)
@@ -439,3 +517,39 @@ class ExactGeometry:
             values.reshape(shape).to(device=p.device, dtype=p.dtype),
             grads.reshape(p.shape).to(device=p.device, dtype=p.dtype),
         )
+
+
+def build_geometry(
+    embeddings: Tensor | None, plot_cfg: PlotConfig, vocab_size: int | None = None
+) -> TokenGeometry | ExactGeometry | None:
+    """The geometry PLOT's divergence runs on, from the config; called once at start.
+
+    Args:
+        embeddings: ``(V, d)`` the policy's input embeddings (any dtype/device; not kept), or
+            None when the config needs none (``cost`` uniform/index, ``divergence`` kl/js).
+        plot_cfg: ``loss.plot`` (``divergence``, ``cost``, ``projection``, ``num_projections``,
+            ``p_norm``, ``normalize``, ``seed``).
+        vocab_size: V, needed when ``embeddings`` is None.
+
+    Returns:
+        None for ``kl`` / ``js`` (no ground cost); an :class:`ExactGeometry` over the whole
+        vocabulary for ``projection=exact`` (at most :data:`EXACT_MAX_VOCAB` tokens); a
+        :class:`TokenGeometry` otherwise.
+    """
+    if plot_cfg.divergence != "wasserstein":
+        return None
+    if plot_cfg.cost == "embedding" and embeddings is None:
+        raise ValueError(
+            "loss.plot.cost=embedding needs the embedding matrix (the policy's input embeddings)"
+        )
+    if plot_cfg.cost == "embedding" and plot_cfg.projection == "exact":
+        vocab = embeddings.shape[0]
+        if vocab > EXACT_MAX_VOCAB:
+            raise ValueError(
+                f"loss.plot.projection=exact solves a V x V transport problem per distribution "
+                f"and allows at most {EXACT_MAX_VOCAB} tokens; this vocabulary has {vocab}: "
+                "use loss.plot.projection=pca or sliced"
+            )
+        normalize = "unit_variance" if plot_cfg.normalize == "unit_variance" else "none"
+        return ExactGeometry(embeddings, p_norm=plot_cfg.p_norm, normalize=normalize)
+    return TokenGeometry.from_config(embeddings, plot_cfg, vocab_size=vocab_size)

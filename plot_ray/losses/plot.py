@@ -1,7 +1,7 @@
 """The PLOT loss: a divergence between the model's output distribution and a preference target.
 
-DESIGN.md, "PLOT, as this project defines it", items 2 and 5-6. For each selected response
-(row ``b``) with response positions ``t`` and per-position softmax ``p_t``:
+docs/plot.md defines it ("Targets", "Aggregation", "Divergences"). For each selected response
+(row ``b``) with PLOT positions ``t`` and per-position softmax ``p_t``:
 
     aggregate="sequence":  L_b = D(mean_t p_t, P_b)          (one distance per sequence)
     aggregate="token":     L_b = mean_t D(p_t, P_b)          (one distance per position)
@@ -32,8 +32,19 @@ Divergences ``D(p, P)``:
         gives a finite gradient, not ``-inf`` (which times the softmax's ``p_v = 0`` is NaN).
     Neither ever returns inf or NaN for finite logits.
 
-Memory: see :mod:`plot_ray.losses.chunked`; beyond the logits, ``O(B * V)`` (the aggregates,
-targets and potentials) plus ``(chunk_size, V)`` temporaries.
+Two implementations of the same numbers, and the tests compare them:
+
+- :meth:`PlotLoss.per_sequence` / :meth:`PlotLoss.forward` is the **reference**: plain
+  autograd over ``torch.softmax``, a masked mean and the divergence, line for line the
+  formulas above. It holds several ``(B, T, V)`` tensors; tests use it as the oracle.
+- :meth:`PlotLoss.fused` is the **fused** path that training runs (through
+  :class:`~plot_ray.losses.objective.PreferenceObjective`): one chunked custom autograd pass
+  (:mod:`plot_ray.losses.chunked`) that also yields the response log-probs of the vanilla loss
+  and writes a single gradient tensor. Beyond the logits it needs ``O(B * V)`` (the
+  aggregates, targets and potentials) plus ``(chunk_size, V)`` temporaries.
+
+Which positions enter (the mask) is the caller's choice: the objective uses the response
+positions whose label is not a special token (docs/plot.md, "Special tokens").
 """
 
 from __future__ import annotations
@@ -168,6 +179,11 @@ class PlotLoss(nn.Module):
         chunk_size: positions per softmax chunk (memory: a few ``chunk_size x V`` float32;
             on CPU at most 32 positions).
         eps: the clamp of ``kl`` / ``js`` (None: the dtype's smallest normal number).
+        normalize: ``reference``: divide each row's value by ``D_c``, the divergence between
+            sub-preference ``c``'s corpus response-token distribution ``Qbar = (Q+ + Q-) / 2``
+            and its target (for ``anchored``, ``Qbar`` tilted), computed once here
+            (:attr:`row_scale` ``= 1 / D_c``); anything else: no per-row factor (the
+            geometry carries ``unit_variance``).
     """
 
     def __init__(
@@ -180,6 +196,7 @@ class PlotLoss(nn.Module):
         divergence: DivergenceName = "wasserstein",
         chunk_size: int = 1024,
         eps: float | None = None,
+        normalize: str = "none",
     ):
         super().__init__()
         if target not in ("global", "anchored"):
@@ -197,6 +214,36 @@ class PlotLoss(nn.Module):
         self.divergence_name = divergence
         self.divergence = make_divergence(divergence, geometry, eps)
         self.chunk_size = int(chunk_size)
+        self.normalize = normalize
+        # (C,) float64 factors, one per sub-preference: computed once, O(C * V)
+        self.row_scale = (
+            self._reference_scale()
+            if normalize == "reference"
+            else torch.ones(len(targets), dtype=torch.float64)
+        )
+
+    def _reference_scale(self) -> Tensor:
+        """``1 / D(Qbar_c, target_c)`` per sub-preference (see ``normalize``)."""
+        q_mean = self.targets.q_mean
+        if q_mean is None:
+            raise ValueError(
+                "loss.plot.normalize=reference needs the corpus's token distribution: build the "
+                "targets with PreferenceTargets.from_counts (or use loss.plot.normalize=none)"
+            )
+        q_mean = q_mean.detach().double().cpu()
+        if self.target == "global":
+            targets = self.targets.targets.detach().double().cpu()
+        else:
+            targets = anchored_target(q_mean, self.targets.log_tilts.detach().double().cpu())
+        values = self.divergence.value(q_mean, targets).double().cpu()
+        bad = [n for n, d in zip(self.targets.names, values.tolist(), strict=True) if not d > 0]
+        if bad:
+            raise ValueError(
+                f"loss.plot.normalize=reference: sub-preferences {bad} have a zero distance "
+                "between their corpus distribution and their target (no PLOT signal); use "
+                "loss.plot.normalize=unit_variance or none"
+            )
+        return 1.0 / values
 
     @classmethod
     def from_config(
@@ -212,11 +259,26 @@ class PlotLoss(nn.Module):
             aggregate=plot_cfg.aggregate,
             divergence=plot_cfg.divergence,
             chunk_size=plot_cfg.chunk_size,
+            normalize=plot_cfg.normalize,
         )
 
     @property
     def needs_reference_logits(self) -> bool:
         return self.target == "anchored"
+
+    @property
+    def scale(self) -> float:
+        """The factor between raw divergences and the values PLOT reports (``plot/scale``):
+        the geometry's ``unit_variance`` factor times the mean of :attr:`row_scale`; 1 for
+        ``normalize=none``."""
+        geometry = float(getattr(self.geometry, "scale", 1.0)) if self.geometry is not None else 1.0
+        return geometry * float(self.row_scale.mean())
+
+    def normalized(self, values: Tensor, ids: Tensor) -> Tensor:
+        """``values (S,)`` times their sub-preference's :attr:`row_scale` (``ids (S,)``)."""
+        if self.normalize != "reference":
+            return values
+        return values * self.row_scale.to(values.device, values.dtype).index_select(0, ids)
 
     def extra_repr(self) -> str:
         cost = getattr(self.geometry, "cost", None)
@@ -272,7 +334,8 @@ class PlotLoss(nn.Module):
         plot_mask: Tensor,
         row_targets: Tensor,
     ) -> tuple[Tensor, Tensor]:
-        """Token log-probs of all rows and the per-row PLOT values ``(S,)`` in one pass.
+        """Token log-probs of all rows and the per-row raw PLOT values ``(S,)`` in one pass
+        (the caller applies :meth:`normalized`).
 
         ``logits (N, T, V)`` and ``labels (N, T)`` in the logits frame (see
         :mod:`plot_ray.losses.chunked`); the objective uses this so that the vanilla loss and
@@ -299,7 +362,13 @@ class PlotLoss(nn.Module):
         subpreference_ids: Tensor | None = None,
         ref_logits: Tensor | None = None,
     ) -> Tensor:
-        """PLOT value per row ``(B,)``; arguments as in :meth:`forward`."""
+        """The reference implementation: PLOT value per row ``(B,)``, plain autograd.
+
+        Arguments as in :meth:`forward`. Computed in float32 (float64 for float64 logits), like
+        the fused path. The divergence's value and gradient in ``p`` come from the divergence
+        itself: autograd through the closed form for :class:`TokenGeometry`, the divergence's
+        own gradient otherwise (the exact LP's dual potential; KL / JS with their clamps).
+        """
         if logits.dim() != 3 or mask.shape != logits.shape[:2]:
             raise ValueError(
                 f"logits must be (B, T, V) and mask (B, T); got {tuple(logits.shape)} and "
@@ -310,8 +379,13 @@ class PlotLoss(nn.Module):
                 f"logits have V={logits.shape[-1]}, targets V={self.targets.vocab_size}"
             )
         mask = mask.bool()
+        empty = torch.nonzero(~mask.any(1)).flatten().tolist()
+        if empty:
+            raise ValueError(f"rows {empty} have no positions in the PLOT mask")
+        acc = torch.float64 if logits.dtype == torch.float64 else torch.float32
         b = logits.shape[0]
         ids = self.resolve_ids(subpreference_ids, b, logits.device)
+        weights = mask.to(acc) / mask.sum(1, keepdim=True)  # (B, T): 1/n_b on the mask
         ref_pbar = None
         if self.target == "anchored":
             if ref_logits is None or ref_logits.shape != logits.shape:
@@ -319,11 +393,26 @@ class PlotLoss(nn.Module):
                     "target='anchored' needs ref_logits of the same shape as logits "
                     f"{tuple(logits.shape)}"
                 )
-            ref_pbar = self.reference_mean_softmax(ref_logits, mask)
-        targets = self.row_targets(ids, ref_pbar)
-        rows = torch.arange(b, device=logits.device)
-        _, values = self.fused(logits, None, rows, mask, targets)
-        return values
+            with torch.no_grad():
+                ref_p = torch.softmax(ref_logits.detach().to(acc), -1)
+                ref_pbar = torch.einsum("bt,btv->bv", weights, ref_p)
+        targets = self.row_targets(ids, ref_pbar).to(acc)  # (B, V)
+        p = torch.softmax(logits.to(acc), -1)  # (B, T, V)
+        if self.aggregate == "sequence":
+            pbar = torch.einsum("bt,btv->bv", weights, p)  # (B, V)
+            return self.normalized(self._divergence(pbar, targets), ids)
+        row, _ = torch.nonzero(mask, as_tuple=True)
+        per_position = self._divergence(p[mask], targets[row])  # (positions,)
+        values = torch.zeros(b, dtype=acc, device=logits.device).index_add(
+            0, row, per_position * weights[mask]
+        )
+        return self.normalized(values, ids)
+
+    def _divergence(self, p: Tensor, q: Tensor) -> Tensor:
+        """``D(p_i, q_i)`` per row of ``p (n, V)``, differentiable in ``p``."""
+        if isinstance(self.divergence, TokenGeometry):
+            return self.divergence.distance(p, q)
+        return divergence_value(self.divergence, p, q)
 
     def forward(
         self,
@@ -332,7 +421,7 @@ class PlotLoss(nn.Module):
         subpreference_ids: Tensor | None = None,
         ref_logits: Tensor | None = None,
     ) -> Tensor:
-        """Mean PLOT value over rows (a scalar).
+        """Mean PLOT value over rows (a scalar), by the reference implementation.
 
         Args:
             logits: ``(B, T, V)``, position ``t`` being one that scores a response token.

@@ -1,4 +1,6 @@
-"""Preference distributions: the PLOT target built from response-token counts (DESIGN.md 1-2).
+"""Preference distributions: the PLOT target built from response-token counts.
+
+docs/plot.md, "Token counts", "Preference distribution" and "Targets", defines them.
 
 For one sub-preference (harmlessness, reasoning, ...), with ``n+[v]`` / ``n-[v]`` the counts of
 token ``v`` over preferred / rejected responses:
@@ -162,12 +164,17 @@ class PreferenceTargets:
         targets: ``(C, V)`` float32, the global targets ``P_t`` (rows sum to 1).
         log_tilts: ``(C, V)`` float32, the anchored tilts ``Q_diff / max|Q_diff| / tau``.
         q_diff: ``(C, V)`` float32, ``Q+ - Q-`` (for reports: :meth:`extremes`).
+        q_mean: ``(C, V)`` float32, ``(Q+ + Q-) / 2``, the corpus's response-token
+            distribution: the stand-in for a model's mean output distribution that
+            ``loss.plot.normalize=reference`` measures a typical distance from (None when
+            built by hand; that normalisation then refuses to start).
     """
 
     names: list[str]
     targets: Tensor
     log_tilts: Tensor
     q_diff: Tensor
+    q_mean: Tensor | None = None
 
     @classmethod
     def from_counts(
@@ -215,7 +222,7 @@ class PreferenceTargets:
             raise ValueError(f"{len(names)} names for {pos.shape[0]} rows of counts")
         if len(set(names)) != len(names):
             raise ValueError(f"sub-preference names must be unique, got {names}")
-        targets, tilts, diffs = [], [], []
+        targets, tilts, diffs, means = [], [], [], []
         for c, name in enumerate(names):
             try:
                 targets.append(preference_distribution(pos[c], neg[c], **opts))
@@ -223,11 +230,14 @@ class PreferenceTargets:
                 diffs.append(frequency_difference(pos[c], neg[c])[0])
             except ValueError as exc:
                 raise ValueError(f"sub-preference {name!r}: {exc}") from None
+            p64, n64 = pos[c].double(), neg[c].double()
+            means.append(0.5 * (p64 / p64.sum() + n64 / n64.sum()))
         return cls(
             names=names,
             targets=torch.stack(targets).float(),
             log_tilts=torch.stack(tilts).float(),
             q_diff=torch.stack(diffs).float(),
+            q_mean=torch.stack(means).float(),
         )
 
     @property
@@ -249,13 +259,15 @@ class PreferenceTargets:
         self.targets = self.targets.to(device)
         self.log_tilts = self.log_tilts.to(device)
         self.q_diff = self.q_diff.to(device)
+        if self.q_mean is not None:
+            self.q_mean = self.q_mean.to(device)
         return self
 
     def extremes(self, k: int = 10) -> dict[str, dict[str, list[tuple[int, float]]]]:
         """The ``k`` largest entries of ``Q_diff`` in both directions, per sub-preference.
 
         ``{name: {"preferred": [(token_id, q_diff), ...], "rejected": [...]}}``: the check that
-        DESIGN.md asks for before training (is there a PLOT signal at all?).
+        docs/plot.md asks for before training (is there a PLOT signal at all?).
         """
         out = {}
         k = min(k, self.vocab_size)
