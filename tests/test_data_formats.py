@@ -249,3 +249,23 @@ def test_detect_format(record, fmt):
 def test_an_explicit_format_is_not_guessed():
     # A ranked-looking record read as TRL misses its fields instead of silently becoming ranked.
     assert rejected({"prompt": "q", "responses": ["a", "b"]}, "trl") == "missing_field"
+
+
+# ------------------------------------------------------------------- one list of names
+def test_every_configurable_format_has_a_normaliser_and_no_other():
+    from typing import get_args
+
+    from plot_ray.config import DataFormat
+    from plot_ray.data.formats import _NORMALIZERS, FORMATS
+
+    assert set(get_args(DataFormat)) == {"auto", *FORMATS}
+    assert set(_NORMALIZERS) == set(FORMATS) == {"trl", "hh_rlhf", "ranked", "sft"}
+
+
+def test_every_configurable_reader_is_implemented_and_no_other():
+    from typing import get_args
+
+    from plot_ray.config import DataReader
+    from plot_ray.data.readers import HF_READERS, READER_EXTENSIONS
+
+    assert set(get_args(DataReader)) == {"auto", *READER_EXTENSIONS, *HF_READERS}

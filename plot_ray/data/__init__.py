@@ -12,9 +12,13 @@ never silently), tokenizes with the model's chat template in an actor pool, and 
   sub-preference (:class:`TokenCounts`), the input of PLOT's preference distributions.
 
 Training reads the shards with :func:`load_tokenized_dataset` and batches them with
-:func:`collate_preference_batch`. Module map: ``formats`` (record → normalised row, no Ray),
-``readers`` (sources → raw records), ``tokenization`` (normalise + tokenize batches),
-``counts`` (the artifact), ``pipeline`` (the Ray Data pass), ``feed`` (training input).
+:func:`collate_preference_batch`. Module map, in data-flow order: ``schema`` (the contracts:
+Arrow schemas, quarantine reasons, output folder names), ``formats`` (record → normalised row,
+no Ray), ``readers`` (sources → raw records), ``tokenization`` (normalise + tokenize batches),
+``sink`` (the write tasks: shards, quarantine parts, per-shard counts), ``counts`` (the
+artifact), ``pipeline`` (the Ray Data pass, ``run_prepare``), ``report`` (what prepare prints
+and writes about itself: stage lines, summary table, ``summary.json``, Ray Data's log file),
+``feed`` (training input).
 
 The normalised schema
 ---------------------
@@ -36,7 +40,7 @@ from plot_ray.data.feed import (
 )
 from plot_ray.data.formats import NormalizedRow, RowRejected, normalize_record, split_hh_transcripts
 from plot_ray.data.pipeline import PrepareResult, SourceSummary, read_normalized, run_prepare
-from plot_ray.data.readers import ResolvedSource, resolve_source, resolve_sources
+from plot_ray.data.readers import READ_CPUS, ResolvedSource, resolve_source, resolve_sources
 from plot_ray.data.schema import REASONS, DataValidationError
 from plot_ray.data.tokenization import Normalizer, PreferenceTokenizer, tokenize_normalized
 
@@ -47,6 +51,7 @@ __all__ = [
     "PreferenceCollateFn",
     "PreferenceTokenizer",
     "PrepareResult",
+    "READ_CPUS",
     "REASONS",
     "ResolvedSource",
     "RowRejected",

@@ -34,17 +34,18 @@ if TYPE_CHECKING:
 import numpy as np
 from ray.data.collate_fn import NumpyBatchCollateFn
 
+from plot_ray.data.readers import READ_CPUS
+from plot_ray.data.schema import EVAL_DIR, SUMMARY_FILE, TOKENIZED_DIR
+
 __all__ = [
-    "collate_preference_batch",
+    "READ_CPUS",
     "PreferenceCollateFn",
+    "collate_preference_batch",
     "load_tokenized_dataset",
     "preference_collate_fn",
     "read_parquet_for_training",
     "select_responses",
 ]
-
-IGNORE_INDEX = -100
-READ_CPUS = 0.25  # per read task of the tokenized shards
 
 
 def select_responses(n: int, r: int) -> list[int]:
@@ -94,6 +95,10 @@ def collate_preference_batch(
     end (prepare already enforced ``data.max_length``).
     """
     import torch
+
+    # The losses' label convention; imported here, not at the top, so that importing the data
+    # package (as every Ray Data worker of `prepare` does) does not import torch.
+    from plot_ray.losses.chunked import IGNORE_INDEX
 
     items = _rows(rows)
     if not items:
@@ -182,10 +187,6 @@ def load_tokenized_dataset(output_dir: str | Path, split: str = "train", columns
     ``split``: ``"train"`` (``data.sources``) or ``"eval"`` (``data.eval_sources``). Raises if
     the folder holds no finished prepare run (missing or failed ``summary.json``).
     """
-    import ray.data
-
-    from plot_ray.data.pipeline import EVAL_DIR, SUMMARY_FILE, TOKENIZED_DIR
-
     if split not in ("train", "eval"):
         raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
     base = Path(output_dir) / (EVAL_DIR if split == "eval" else "")
@@ -209,10 +210,11 @@ def load_tokenized_dataset(output_dir: str | Path, split: str = "train", columns
 def read_parquet_for_training(paths, columns=None):
     """``ray.data.read_parquet`` for datasets that stream into Ray Train workers.
 
-    Read tasks ask for a fraction of a CPU: on a small box the training workers hold most of
-    the CPUs, and read tasks that wait for a whole one would starve the workers' data stream (a
-    silent hang). Ray Data's V2 parquet path adds a file-listing task that always asks for a
-    whole CPU, so the V1 path (which honours ``num_cpus`` for every task) is used.
+    Read tasks ask for :data:`~plot_ray.data.readers.READ_CPUS`: on a small box the training
+    workers hold most of the CPUs, and read tasks that wait for a whole one would starve the
+    workers' data stream (a silent hang). Ray Data's V2 parquet path adds a file-listing task
+    that always asks for a whole CPU, so the V1 path (which honours ``num_cpus`` for every
+    task) is used.
     """
     import ray.data
 

@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
+
+from plot_ray.config import DataFormat
 
 __all__ = [
     "FORMATS",
@@ -43,7 +45,9 @@ __all__ = [
     "parse_hh_turns",
 ]
 
-FORMATS = ("trl", "hh_rlhf", "ranked", "sft")
+# The names users write in `DataSource.format`; the config type is their one home, and every
+# name has a normaliser below (tests check that the two agree).
+FORMATS = tuple(name for name in get_args(DataFormat) if name != "auto")
 KINDS = ("pair", "ranked", "sft")
 
 Message = dict[str, str]

@@ -44,8 +44,9 @@ from plot_ray.config import DataSource
 from plot_ray.data.schema import DataValidationError
 
 __all__ = [
-    "ResolvedSource",
+    "READ_CPUS",
     "RecordFilesDatasource",
+    "ResolvedSource",
     "read_raw",
     "resolve_source",
     "resolve_sources",
@@ -60,9 +61,17 @@ READER_EXTENSIONS = {
     "parquet": (".parquet", ".pq"),
     "csv": (".csv",),
 }
+# Readers of Hugging Face datasets (a save_to_disk folder, a hub name); the others read files.
+# With READER_EXTENSIONS they are the `DataSource.reader` names of the config (tests check it).
+HF_READERS = ("hf_disk", "hf_hub")
 _COMPRESSIONS = (".gz", ".bz2", ".zst", ".lz4")
 _HF_DISK_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
 ROWS_PER_BLOCK = 1024
+# CPUs per read task, for every read plot-ray asks Ray Data for (raw corpora in `prepare`, the
+# tokenized shards in training). Reading mostly splits lines and decodes Parquet; the CPUs are
+# for the tokenizer actors or the training workers, and a read task that waited for a whole CPU
+# behind them would stall the whole pipeline (silently: Ray Data just waits).
+READ_CPUS = 0.25
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,11 @@ class ResolvedSource:
     def tags_per_row(self) -> bool:
         """A source left at ``subpreference: default`` takes each row's own ``subpreference``."""
         return self.subpreference == "default"
+
+    @property
+    def subpreference_label(self) -> str:
+        """The sub-preference as summaries show it: ``(per row)`` for a row-tagged source."""
+        return "(per row)" if self.tags_per_row else self.subpreference
 
     @property
     def name(self) -> str:
@@ -176,7 +190,7 @@ def resolve_source(index: int, source: DataSource) -> ResolvedSource:
             reader = "hf_disk" if any(m in markers for m in _HF_DISK_MARKERS) else "auto"
         elif not exists and _looks_like_hub_name(path):
             reader = "hf_hub"
-    if reader in ("hf_disk", "hf_hub"):
+    if reader in HF_READERS:
         return _resolve_hf(index, source, reader)
     if local and not exists:
         raise FileNotFoundError(f"data source {source.path!r}: no such file or folder")

@@ -39,6 +39,13 @@ Quarantine (``{output_dir}/quarantine.parquet``, :data:`QUARANTINE_SCHEMA`)
 One row per input row that was not used: ``source``, ``subpreference``, ``file``,
 ``row_index`` (0-based; for jsonl the line number - 1), ``row_id``, ``reason`` (one of
 :data:`REASONS`), ``detail`` (a sentence) and ``record`` (the raw record as text).
+
+The output folder
+-----------------
+``data.output_dir`` holds :data:`TOKENIZED_DIR`, :data:`QUARANTINE_FILE`, :data:`SUMMARY_FILE`,
+the token-count artifact (:mod:`plot_ray.data.counts`), Ray Data's log of the run
+(:data:`LOG_FILE`) and, with ``data.eval_sources``, the same (less counts and log) under
+:data:`EVAL_DIR`. Prepare writes these names and training reads them: both take them from here.
 """
 
 from __future__ import annotations
@@ -47,15 +54,28 @@ import pyarrow as pa
 
 __all__ = [
     "DataValidationError",
+    "EVAL_DIR",
+    "LOG_FILE",
     "MESSAGE_TYPE",
     "NORMALIZED_SCHEMA",
+    "QUARANTINE_FILE",
     "QUARANTINE_SCHEMA",
     "RAW_SCHEMA",
     "REASONS",
+    "SUMMARY_FILE",
     "TOKENIZED_COLUMNS",
+    "TOKENIZED_DIR",
     "TOKENIZED_SCHEMA",
     "WORK_SCHEMA",
 ]
+
+
+# The layout of a prepare output folder (``data.output_dir``), relative to it.
+TOKENIZED_DIR = "tokenized"
+QUARANTINE_FILE = "quarantine.parquet"
+SUMMARY_FILE = "summary.json"
+EVAL_DIR = "eval"
+LOG_FILE = "logs/prepare.log"
 
 
 class DataValidationError(ValueError):
