@@ -2,6 +2,8 @@
 #   make demo       set up, then run the end-to-end pipeline on a local Ray instance
 #   make test       set up, then run the whole test suite (what CI runs)
 #   make test-fast  the quick inner loop: everything not marked slow or vllm
+#   make lint       ruff: lint and formatting check (CI runs it before the tests)
+#   make format     ruff: fix what can be fixed automatically and format
 #   make bench      run every benchmark in benchmarks/
 
 PYTHON ?= python3
@@ -12,7 +14,7 @@ STAMP  := $(VENV)/.plot-ray-setup
 DEMO_DIR ?= runs/demo
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-fast lint format bench clean
 
 setup: $(STAMP)
 
@@ -31,11 +33,20 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(VENV)/bin/plot-ray demo --out $(DEMO_DIR)
 
+# --durations keeps the slowest tests visible in every run (CI's log included).
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow and not vllm" $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 bench: setup
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
