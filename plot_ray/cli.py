@@ -8,6 +8,9 @@
     plot-ray demo --out DIR                    the end-to-end pipeline on a local Ray instance
 
 Every subcommand has ``--help``. Config errors exit with status 2 and name the offending key.
+``prepare``, ``train`` and ``demo`` show their own progress and a final summary; Ray's and
+DeepSpeed's worker logs go to a file in the run folder (the summary says where), and to the
+terminal too with ``--verbose``. A failed run prints its error in full on stderr (status 1).
 """
 
 from __future__ import annotations
@@ -83,34 +86,58 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from plot_ray.data import run_prepare
 
     cfg = load_config(args.config, args.overrides)
-    run_prepare(cfg)
+    run_prepare(cfg, verbose=args.verbose)
     return 0
+
+
+def _training_failed(command: str, exc: BaseException, log: Path) -> int:
+    """A worker's error in full on stderr (Ray's error text carries the worker's traceback),
+    and where the rest of the workers' output is."""
+    print(f"plot-ray {command}: training failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+    print(f"worker logs (Ray, DeepSpeed): {log}", file=sys.stderr)
+    return 1
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from plot_ray.train import run_training
+    from plot_ray.train.trainer import WORKER_LOG, run_log_dir, summary_lines
 
     overrides = [*args.overrides, *([f"cluster.address={args.address}"] if args.address else [])]
     cfg = load_config(args.config, overrides)
-    run = run_training(cfg, resume=args.resume)
-    last = run.last
-    _print(f"trained {last.get('step', 0)} steps → {run.run_dir}")
-    for key in ("loss/total", "loss/vanilla", "loss/plot", "rewards/accuracy", "tokens_per_s"):
-        if key in last:
-            _print(f"  {key:<18} {last[key]:.4f}")
-    if run.final_model:
-        _print(f"final model (safetensors, loads with transformers and vLLM): {run.final_model}")
+    try:
+        run = run_training(cfg, resume=args.resume, progress=True, verbose=args.verbose)
+    except (ConfigError, FileNotFoundError, ValueError):
+        raise  # checks on the driver: main() prints their one-line message
+    except Exception as exc:  # from the workers, through Ray Train
+        return _training_failed("train", exc, run_log_dir(cfg) / WORKER_LOG)
+    for line in summary_lines(run.summary):
+        _print(line)
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from plot_ray.demo import run_demo
 
-    run_demo(Path(args.out), seed=args.seed, scale=args.scale, warmup_steps=args.warmup_steps)
+    run_demo(
+        Path(args.out),
+        seed=args.seed,
+        scale=args.scale,
+        warmup_steps=args.warmup_steps,
+        verbose=args.verbose,
+    )
     return 0
 
 
 # -------------------------------------------------------------------------------- parser
+def _add_verbose(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show Ray's and DeepSpeed's worker logs on the terminal (they always go to "
+        "a log file in the run folder)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="plot-ray",
@@ -152,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", required=True, help="YAML config (data and model sections)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides")
+    _add_verbose(p)
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser(
@@ -165,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--address", help="Ray cluster address (default: RAY_ADDRESS, else a local instance)"
     )
+    _add_verbose(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
@@ -174,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scale", type=float, default=0.5, help="synthetic corpus size factor")
     p.add_argument("--warmup-steps", type=int, default=300)
+    _add_verbose(p)
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -91,7 +91,7 @@ class DataConfig(_Section):
     batch_size: int = Field(default=512, ge=1)
 
     @model_validator(mode="after")
-    def _prompt_fits(self) -> "DataConfig":
+    def _prompt_fits(self) -> DataConfig:
         if self.max_prompt_length >= self.max_length:
             raise ValueError(
                 f"data.max_prompt_length ({self.max_prompt_length}) must be smaller than "
@@ -215,7 +215,7 @@ class LossConfig(_Section):
         return self.alpha > 0 and self.plot.target == "anchored"
 
     @model_validator(mode="after")
-    def _ipo_has_no_label_smoothing(self) -> "LossConfig":
+    def _ipo_has_no_label_smoothing(self) -> LossConfig:
         if self.method == "ipo" and self.label_smoothing > 0:
             raise ValueError(
                 f"loss.label_smoothing={self.label_smoothing} does not apply to loss.method=ipo "
@@ -224,7 +224,7 @@ class LossConfig(_Section):
         return self
 
     @model_validator(mode="after")
-    def _anchored_needs_logits(self) -> "LossConfig":
+    def _anchored_needs_logits(self) -> LossConfig:
         if self.reference == "precomputed" and self.needs_reference_logits:
             raise ValueError(
                 "loss.reference=precomputed stores only sequence log-probs, but "
@@ -253,6 +253,9 @@ class TrainConfig(_Section):
     max_grad_norm: float = Field(default=1.0, ge=0)
     seed: int = 0
     log_every: int = Field(default=1, ge=1)
+    # Also call ray.train.report (metrics only) every N steps, for Ray Tune's schedulers; None:
+    # only with checkpoints. Logging (metrics.jsonl, TensorBoard) never waits on Ray Train.
+    report_every: int | None = Field(default=None, ge=1)
     checkpoint_every: int = Field(default=50, ge=1)
     keep_checkpoints: int = Field(default=2, ge=1)
     max_failures: int = Field(default=0, ge=-1)  # -1: retry forever (Ray's convention)
@@ -271,7 +274,7 @@ class DeepSpeedConfig(_Section):
     contiguous_gradients: bool = True
 
     @model_validator(mode="after")
-    def _offload_param_needs_zero3(self) -> "DeepSpeedConfig":
+    def _offload_param_needs_zero3(self) -> DeepSpeedConfig:
         if self.offload_param != "none" and self.zero_stage != 3:
             raise ValueError(
                 f"deepspeed.offload_param={self.offload_param} needs deepspeed.zero_stage=3 "
@@ -296,7 +299,7 @@ class TuneConfig(_Section):
         return [_check_method(name) for name in value]
 
     @model_validator(mode="after")
-    def _non_negative_alphas(self) -> "TuneConfig":
+    def _non_negative_alphas(self) -> TuneConfig:
         bad = [a for a in self.alphas if a < 0]
         if bad:
             raise ValueError(f"tune.alphas must all be >= 0 (got {bad})")

@@ -77,13 +77,22 @@ def _samples(cfg, base: str, tuned: str, data_dir: Path, n: int = 4) -> list[dic
     return rows
 
 
-def run_demo(out: Path, seed: int = 0, scale: float = 0.5, warmup_steps: int = 300) -> dict:
+def run_demo(
+    out: Path, seed: int = 0, scale: float = 0.5, warmup_steps: int = 300, verbose: bool = False
+) -> dict:
+    """Run (or finish) the demo under ``out``; returns what ``demo_report.json`` holds.
+
+    Each stage prints its own progress and summary; Ray's and DeepSpeed's worker logs go to
+    the training run's log file (named at the end of stage 4), and to the terminal too when
+    ``verbose``.
+    """
     from plot_ray.cluster import use_small_machine_env
     from plot_ray.data import run_prepare
     from plot_ray.models.tiny import build_from_corpus
     from plot_ray.synth import generate_benchmark
     from plot_ray.train import run_training
     from plot_ray.train.checkpoint import RAY_SNAPSHOT
+    from plot_ray.train.trainer import summary_lines
 
     use_small_machine_env()  # the demo runs on one machine: local Ray, CPU DeepSpeed
     out = out.resolve()
@@ -120,7 +129,7 @@ def run_demo(out: Path, seed: int = 0, scale: float = 0.5, warmup_steps: int = 3
     ).get("status") == "complete":
         print(f"reusing {prepared}")
     else:
-        run_prepare(cfg)
+        run_prepare(cfg, verbose=verbose)
     report["stages"]["prepare"] = json.loads((prepared / "summary.json").read_text())
     print(f"done in {time.perf_counter() - t:.1f}s")
 
@@ -137,13 +146,15 @@ def run_demo(out: Path, seed: int = 0, scale: float = 0.5, warmup_steps: int = 3
     else:
         # An interrupted demo continues its run from the last checkpoint.
         resume = (run_dir / RAY_SNAPSHOT).is_file()
-        run = run_training(cfg, resume=resume)
-        train_summary = json.loads((run.run_dir / "summary.json").read_text())
+        run = run_training(cfg, resume=resume, progress=True, verbose=verbose)
+        train_summary = run.summary
         first, last = run.metrics[0], run.last
         for key in ("loss/vanilla", "loss/plot", "rewards/accuracy", "rewards/margin"):
             if key in last:
                 print(f"  {key:<18} {first[key]:8.4f} (step {first['step']}) → {last[key]:8.4f} "
                       f"(step {last['step']})")
+        for line in summary_lines(train_summary):
+            print(line)
     report["stages"]["train"] = {k: train_summary[k] for k in ("final_model", "steps", "last_metrics")}
     print(f"done in {time.perf_counter() - t:.1f}s")
 

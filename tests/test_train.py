@@ -1,26 +1,53 @@
 """Distributed PLOT fine-tuning with a real local Ray instance, real DeepSpeed ZeRO engines on
-CPU (gloo) and the tiny model: every method with and without PLOT, ZeRO-3 vs ZeRO-0 parity,
-learning, fault tolerance with automatic restore, resume, final weights, and fast failures."""
+CPU (gloo) and the tiny model: every method with and without PLOT, every ZeRO stage, ZeRO-3 vs
+ZeRO-0 parity of the loss and of the saved weights, learning, fault tolerance with automatic
+restore, resume, NaN skips, precomputed reference log-probs, and fast failures.
+
+Each ``TorchTrainer.fit()`` costs ~8 s before the first step, so every run here is chosen to
+cover several things: the method × PLOT × ZeRO-stage coverage is spread over all the runs of the
+module (see ``COVERAGE``), not a full matrix; the losses' maths per method is tested without Ray
+in tests/test_losses_*.py.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
+from train_faults import faulty_recipe
 
-from plot_ray.config import ConfigError, load_config
 from plot_ray.train import CheckpointError, read_metrics, run_training
 
 pytestmark = [pytest.mark.slow]
 
+# (method, alpha, ZeRO stage) of each run below: every method with and without PLOT, every
+# stage, PLOT under ZeRO-3.
+COVERAGE = {
+    ("sft", 0.0, 3), ("pro", 0.0, 2), ("pro", 0.5, 3), ("aot", 0.0, 0),  # the matrix test
+    ("dpo", 0.5, 0), ("dpo", 0.5, 3),  # ZeRO-3 vs ZeRO-0 parity and the final save
+    ("dpo", 0.1, 2),  # learning, 40 steps
+    ("aot", 0.5, 1),  # worker crash and restore
+    ("sft", 0.5, 2),  # resume
+    ("dpo", 0.0, 2),  # NaN skips
+}
+
+
+def test_the_runs_cover_every_method_with_and_without_plot_and_every_zero_stage():
+    assert {(m, a > 0) for m, a, _ in COVERAGE} == {
+        (m, p) for m in ("sft", "dpo", "pro", "aot") for p in (False, True)
+    }
+    assert {s for _, _, s in COVERAGE} == {0, 1, 2, 3}
+    assert any(a > 0 and s == 3 for _, a, s in COVERAGE)
+
 
 def train_config(prepared, model_dir, out, **overrides):
+    from plot_ray.config import load_config
+
     base = {
         "data.output_dir": str(prepared),
         "data.max_length": 160,
@@ -42,16 +69,57 @@ def train_config(prepared, model_dir, out, **overrides):
     return load_config(overrides=base)
 
 
+def assert_losses_add_up(run, alpha: float, method: str) -> None:
+    """Every logged step has ``loss/total = loss/vanilla + alpha * loss/plot``."""
+    for m in run.metrics:
+        if "loss/total" not in m:  # a step whose loss was skipped as non-finite
+            continue
+        assert all(key in m for key in ("loss/total", "loss/vanilla", "lr", "tokens_per_s"))
+        assert m["loss/total"] == pytest.approx(m["loss/vanilla"] + alpha * m.get("loss/plot", 0), rel=1e-4)
+        if alpha > 0:
+            assert m["loss/plot"] > 0
+        if method in ("dpo", "aot"):
+            assert 0.0 <= m["rewards/accuracy"] <= 1.0
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     return tmp_path_factory.mktemp("runs")
 
 
-@pytest.mark.parametrize("stage", [2, 3])
-@pytest.mark.parametrize("method", ["sft", "dpo", "pro", "aot"])
-@pytest.mark.parametrize("alpha", [0.0, 0.5])
-def test_every_method_trains_with_and_without_plot(
-    ray_local, prepared_dir, prepared_ranked_dir, tiny_model_dir, runs, stage, method, alpha
+# ------------------------------------------------------------------------ learning-rate schedule
+@pytest.mark.parametrize(
+    "kind, expected",
+    [
+        # base rate 1, warm-up 2 steps (from 0, as transformers does), 10 steps in all
+        ("constant", {0: 0.0, 1: 0.5, 2: 1.0, 6: 1.0, 9: 1.0}),
+        ("linear", {0: 0.0, 1: 0.5, 2: 1.0, 6: 0.5, 9: 0.125}),  # (10 - s) / 8 after warm-up
+        # 0.5 * (1 + cos(pi * (s - 2) / 8)): s = 4 → 0.5 * (1 + cos(pi/4)) = 0.853553
+        ("cosine", {0: 0.0, 1: 0.5, 2: 1.0, 4: 0.853553, 6: 0.5, 9: 0.5 * (1 + math.cos(math.pi * 7 / 8))}),
+    ],
+)
+def test_learning_rate_schedules_match_hand_worked_values(kind, expected):
+    import torch
+
+    from plot_ray.train.loop import build_lr_scheduler
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = build_lr_scheduler(opt, kind, warmup_steps=2, total_steps=10)
+    lrs = []
+    for _ in range(10):  # the rate each optimizer step uses, then the step
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    for step, lr in expected.items():
+        assert lrs[step] == pytest.approx(lr, abs=1e-6), (kind, step)
+
+
+# ---------------------------------------------------------------------------------- methods
+@pytest.mark.parametrize(
+    "method, alpha, stage", [("sft", 0.0, 3), ("pro", 0.0, 2), ("pro", 0.5, 3), ("aot", 0.0, 0)]
+)
+def test_methods_train_with_and_without_plot_under_each_zero_stage(
+    ray_local, prepared_dir, prepared_ranked_dir, tiny_model_dir, runs, method, alpha, stage
 ):
     prepared = prepared_ranked_dir if method == "pro" else prepared_dir
     cfg = train_config(
@@ -60,31 +128,64 @@ def test_every_method_trains_with_and_without_plot(
            "train.run_name": f"{method}-a{alpha}-z{stage}", "train.save_hf_model": False},
     )
     run = run_training(cfg)
-    steps = [m["step"] for m in run.metrics]
-    assert steps == [1, 2]
-    last = run.last
-    assert all(key in last for key in ("loss/total", "loss/vanilla", "lr", "tokens_per_s"))
-    for m in run.metrics:
-        assert m["loss/total"] == pytest.approx(m["loss/vanilla"] + alpha * m["loss/plot"], rel=1e-4)
-    if alpha > 0:
-        assert last["loss/plot"] > 0
-    if method in ("dpo", "aot"):
-        assert 0.0 <= last["rewards/accuracy"] <= 1.0
+    assert [m["step"] for m in run.metrics] == [1, 2]
+    assert_losses_add_up(run, alpha, method)
+    # cosine from 1e-3 over 2 steps, logged after each step: 1e-3 * 0.5 * (1 + cos(pi * s / 2))
+    assert [m["lr"] for m in run.metrics] == pytest.approx([5e-4, 0.0], abs=1e-9)
+    # No checkpoint before the last step, so Ray Train got exactly one report.
+    assert [p.name for p in run.checkpoints] == ["checkpoint_000002"]
 
 
-def test_zero3_and_zero0_give_the_same_first_step_loss(ray_local, prepared_dir, tiny_model_dir, runs):
-    first = {}
+# ---------------------------------------------------------------- ZeRO-3: loss and saved model
+@pytest.fixture(scope="module")
+def zero0_and_zero3_runs(ray_local, prepared_dir, tiny_model_dir, runs):
+    out = {}
     for stage in (0, 3):
         cfg = train_config(
             prepared_dir, tiny_model_dir, runs,
-            **{"deepspeed.zero_stage": stage, "loss.alpha": 0.5, "train.max_steps": 1,
-               "train.run_name": f"parity-z{stage}", "train.save_hf_model": False},
+            **{"deepspeed.zero_stage": stage, "loss.method": "dpo", "loss.alpha": 0.5,
+               "train.run_name": f"parity-z{stage}"},
         )
-        first[stage] = run_training(cfg).metrics[0]
-    for key in ("loss/total", "loss/vanilla", "loss/plot"):
-        assert first[3][key] == pytest.approx(first[0][key], rel=1e-4, abs=1e-6), key
+        out[stage] = run_training(cfg)
+    return out
 
 
+def test_zero3_and_zero0_give_the_same_losses(zero0_and_zero3_runs):
+    z0, z3 = zero0_and_zero3_runs[0], zero0_and_zero3_runs[3]
+    assert_losses_add_up(z3, 0.5, "dpo")
+    for step in range(2):
+        for key in ("loss/total", "loss/vanilla", "loss/plot"):
+            assert z3.metrics[step][key] == pytest.approx(z0.metrics[step][key], rel=1e-4, abs=1e-6), key
+
+
+def test_zero3_saves_the_consolidated_model_that_zero0_saves(zero0_and_zero3_runs, tiny_model_dir):
+    """DeepSpeed gathers the ZeRO-3 shards onto rank 0 for the final save: the safetensors hold
+    the same trained weights as a ZeRO-0 run of the same steps and seed."""
+    from safetensors.torch import load_file
+
+    z0 = load_file(zero0_and_zero3_runs[0].final_model / "model.safetensors")
+    z3 = load_file(zero0_and_zero3_runs[3].final_model / "model.safetensors")
+    start = load_file(tiny_model_dir / "model.safetensors")
+    assert set(z3) == set(z0) == set(start)
+    for name in z0:
+        assert z3[name].shape == z0[name].shape, name
+        assert (z3[name] - z0[name]).abs().max() <= 1e-5 + 1e-4 * z0[name].abs().max(), name
+    # ... and they are trained weights, not the starting ones.
+    assert max(float((z3[n] - start[n]).abs().max()) for n in start) > 1e-4
+
+
+def test_final_weights_load_in_transformers_with_the_tokenizer(zero0_and_zero3_runs):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    final = zero0_and_zero3_runs[3].final_model
+    model = AutoModelForCausalLM.from_pretrained(final)
+    tok = AutoTokenizer.from_pretrained(final)
+    ids = tok.apply_chat_template([{"role": "user", "content": "Hello"}], add_generation_prompt=True,
+                                  return_tensors="pt", return_dict=True)
+    assert model.generate(**ids, max_new_tokens=4, do_sample=False).shape[1] > ids["input_ids"].shape[1]
+
+
+# ------------------------------------------------------------------------------- learning
 @pytest.fixture(scope="module")
 def dpo_run(ray_local, prepared_dir, tiny_model_dir, runs):
     """A few dozen DPO+PLOT steps with checkpoints, ending in consolidated HF weights."""
@@ -100,17 +201,21 @@ def dpo_run(ray_local, prepared_dir, tiny_model_dir, runs):
 def test_dpo_raises_reward_accuracy_above_chance(dpo_run):
     _, run = dpo_run
     assert [m["step"] for m in run.metrics] == [5, 10, 15, 20, 25, 30, 35, 40]
+    assert_losses_add_up(run, 0.1, "dpo")
     late = [m["rewards/accuracy"] for m in run.metrics[-3:]]
     assert sum(late) / len(late) > 0.7
     assert run.metrics[-1]["loss/vanilla"] < run.metrics[0]["loss/vanilla"]
 
 
-def test_checkpoints_are_kept_and_tensorboard_is_written(dpo_run):
+def test_checkpoints_are_kept_and_tensorboard_and_summary_are_written(dpo_run):
     cfg, run = dpo_run
     assert [p.name for p in run.checkpoints] == ["checkpoint_000020", "checkpoint_000040"]
     assert list((run.run_dir / "tensorboard").glob("events.out.tfevents.*"))
     summary = json.loads((run.run_dir / "summary.json").read_text())
     assert summary["steps"] == 40 and summary["final_model"]
+    assert summary["failures_survived"] == 0 and summary["restores"] == []
+    assert summary["resumed_from_step"] is None
+    assert summary["worker_log"] == str(run.run_dir / "logs" / "ray_workers.log")
 
 
 VLLM_SCRIPT = textwrap.dedent(
@@ -128,18 +233,10 @@ VLLM_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.vllm
-def test_final_weights_load_in_transformers_and_vllm(dpo_run, tmp_path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+def test_final_weights_load_in_vllm(dpo_run, tmp_path):
     _, run = dpo_run
     final = run.final_model
     assert (final / "model.safetensors").is_file()
-    model = AutoModelForCausalLM.from_pretrained(final)
-    tok = AutoTokenizer.from_pretrained(final)
-    ids = tok.apply_chat_template([{"role": "user", "content": "Hello"}], add_generation_prompt=True,
-                                  return_tensors="pt", return_dict=True)
-    assert model.generate(**ids, max_new_tokens=4, do_sample=False).shape[1] > ids["input_ids"].shape[1]
-
     script = tmp_path / "v.py"
     script.write_text(VLLM_SCRIPT)
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
@@ -148,33 +245,46 @@ def test_final_weights_load_in_transformers_and_vllm(dpo_run, tmp_path):
     assert "TOKENS 5" in out.stdout, out.stderr[-3000:]
 
 
+# ------------------------------------------------------------------------ fault tolerance
 def test_worker_crash_resumes_from_checkpoint_with_every_step_once(
     ray_local, prepared_dir, tiny_model_dir, runs
 ):
     cfg = train_config(
         prepared_dir, tiny_model_dir, runs,
-        **{"loss.alpha": 0.5, "train.max_steps": 8, "train.checkpoint_every": 3,
-           "train.max_failures": 1, "train.run_name": "crash", "train.save_hf_model": False},
+        **{"loss.method": "aot", "loss.alpha": 0.5, "deepspeed.zero_stage": 1,
+           "train.max_steps": 6, "train.checkpoint_every": 2, "train.max_failures": 1,
+           "train.run_name": "crash", "train.save_hf_model": False},
     )
-    run = run_training(cfg, fail_at_step=5)
+    run = run_training(cfg, recipe=faulty_recipe(fail_at_step=5))
     assert (run.run_dir / ".failed_once_rank1").exists()  # the crash did happen
-    assert [m["step"] for m in run.metrics] == list(range(1, 9))
+    assert [m["step"] for m in run.metrics] == list(range(1, 7))
+    assert_losses_add_up(run, 0.5, "aot")
     # Only registered checkpoints stay on disk (Ray leaves in-flight ones behind on a crash).
     on_disk = sorted(p.name for p in (runs / "crash").glob("checkpoint_0*"))
     assert on_disk == sorted(p.name for p in run.checkpoints)
+    # The summary says what happened: one failure, restored from the checkpoint of step 4 (or
+    # of step 2 when Ray had not yet registered step 4's report as the worker died).
+    summary = json.loads((run.run_dir / "summary.json").read_text())
+    assert summary["failures_survived"] == 1
+    [restore] = summary["restores"]
+    assert restore["from_step"] in (2, 4)
+    assert restore["checkpoint"] == f"checkpoint_{restore['from_step']:06d}"
+    assert summary["resumed_from_step"] is None
 
 
 def test_resume_continues_a_stopped_run(ray_local, prepared_dir, tiny_model_dir, runs):
-    common = {"loss.alpha": 0.5, "train.checkpoint_every": 2, "train.run_name": "resumable",
-              "train.save_hf_model": False}
+    common = {"loss.method": "sft", "loss.alpha": 0.5, "train.checkpoint_every": 2,
+              "train.run_name": "resumable", "train.save_hf_model": False}
     first = run_training(train_config(prepared_dir, tiny_model_dir, runs,
-                                      **{**common, "train.max_steps": 4}))
-    assert first.last["step"] == 4
-    cfg = train_config(prepared_dir, tiny_model_dir, runs, **{**common, "train.max_steps": 6})
+                                      **{**common, "train.max_steps": 2}))
+    assert first.last["step"] == 2
+    cfg = train_config(prepared_dir, tiny_model_dir, runs, **{**common, "train.max_steps": 3})
     with pytest.raises(CheckpointError, match="pass --resume"):
         run_training(cfg)
     run = run_training(cfg, resume=True)
-    assert [m["step"] for m in run.metrics] == [1, 2, 3, 4, 5, 6]
+    assert [m["step"] for m in run.metrics] == [1, 2, 3]
+    assert_losses_add_up(run, 0.5, "sft")
+    assert run.summary["resumed_from_step"] == 2 and run.summary["failures_survived"] == 0
 
 
 def test_resume_of_an_empty_or_corrupt_run_is_a_clear_error(
@@ -192,6 +302,22 @@ def test_resume_of_an_empty_or_corrupt_run_is_a_clear_error(
         run_training(cfg, resume=True)
 
 
+def test_non_finite_losses_are_skipped_counted_and_bounded(ray_local, prepared_dir, tiny_model_dir, runs):
+    """NaN at steps 2 and 3 with train.max_nan_skips=1: step 2 is skipped and counted, step 3
+    stops the run with a clear error."""
+    cfg = train_config(prepared_dir, tiny_model_dir, runs,
+                       **{"loss.method": "dpo", "loss.alpha": 0.0, "train.max_steps": 4,
+                          "train.max_nan_skips": 1, "train.run_name": "nan",
+                          "train.save_hf_model": False})
+    with pytest.raises(Exception, match=r"2 non-finite losses \(train.max_nan_skips=1\); last at step 3"):
+        run_training(cfg, recipe=faulty_recipe(nan_at_steps=(2, 3)))
+    logged = read_metrics(runs / "nan")
+    assert [m["nan_skips"] for m in logged] == [0, 1]  # counted and logged, not hidden
+    assert "loss/total" in logged[0] and "loss/total" not in logged[1]  # step 2 had no update
+    assert logged[0]["loss/total"] == pytest.approx(logged[0]["loss/vanilla"], rel=1e-6)  # alpha 0
+
+
+# ------------------------------------------------------------------------------ fail fast
 def test_too_many_workers_fail_fast(ray_local, prepared_dir, tiny_model_dir, runs):
     cfg = train_config(prepared_dir, tiny_model_dir, runs, **{"train.num_workers": 4})
     with pytest.raises(ValueError, match=r"needs 2 CPUs \+ 0.25 for Ray Data's reads but the Ray cluster has 2"):
@@ -217,6 +343,7 @@ def test_tokenizer_mismatch_fails_fast(ray_local, prepared_dir, tiny_model_dir, 
         run_training(cfg)
 
 
+# ------------------------------------------------------------------- precomputed reference
 def test_precomputed_reference_logps_match_the_model_and_train(
     ray_local, prepared_dir, tiny_model_dir, runs
 ):
@@ -249,16 +376,3 @@ def test_precomputed_reference_logps_match_the_model_and_train(
     run = run_training(cfg)
     assert [m["step"] for m in run.metrics] == [1, 2]
     assert run.metrics[0]["loss/vanilla"] == pytest.approx(0.6931, abs=1e-3)  # policy == reference
-
-
-def test_non_finite_losses_are_skipped_counted_and_bounded(ray_local, prepared_dir, tiny_model_dir, runs):
-    cfg = train_config(prepared_dir, tiny_model_dir, runs,
-                       **{"train.max_steps": 3, "train.max_nan_skips": 1, "train.run_name": "nan-once",
-                          "train.save_hf_model": False})
-    run = run_training(cfg, nan_at_steps=(2,))
-    assert [m["nan_skips"] for m in run.metrics] == [0, 1, 1]  # counted and reported, not hidden
-    cfg = train_config(prepared_dir, tiny_model_dir, runs,
-                       **{"train.max_steps": 4, "train.max_nan_skips": 1, "train.run_name": "nan-twice",
-                          "train.save_hf_model": False})
-    with pytest.raises(Exception, match=r"2 non-finite losses \(train.max_nan_skips=1\)"):
-        run_training(cfg, nan_at_steps=(2, 3))

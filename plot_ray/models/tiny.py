@@ -8,7 +8,6 @@ Attention uses head_dim 64, the smallest that vLLM's CPU attention backend accep
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
 from collections.abc import Iterable, Iterator
@@ -202,12 +201,11 @@ def warm_up(
     sequences = _warmup_ids(tokenizer, rows, max_length)
     rng = random.Random(seed)
     torch.manual_seed(seed)
+    from transformers import get_cosine_schedule_with_warmup
+
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    warm = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt,
-        lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)),
-    )
+    # Linear warm-up over the first 5% of the steps, then cosine decay to 0.
+    sched = get_cosine_schedule_with_warmup(opt, max(1, steps // 20), steps)
     pad = tokenizer.pad_token_id
     model.train()
     losses = []

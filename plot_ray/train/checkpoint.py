@@ -29,6 +29,7 @@ __all__ = [
     "STATE_FILE",
     "HF_MODEL_DIR",
     "RAY_SNAPSHOT",
+    "ATTEMPTS_FILE",
     "read_state",
     "write_state",
     "save_rng",
@@ -43,6 +44,9 @@ HF_MODEL_DIR = "hf_model"
 CHECKPOINT_DIR_RE = re.compile(r"^checkpoint_\d{6}$")
 # Ray Train's record of the checkpoints it registered for a run.
 RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"
+# In the run's log folder: one JSON line per start of the worker group (the first start, each
+# restart after a failure, each --resume) with the step and checkpoint it started from.
+ATTEMPTS_FILE = "attempts.jsonl"
 
 
 class CheckpointError(ValueError):

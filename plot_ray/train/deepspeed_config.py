@@ -8,12 +8,28 @@ plot-ray's ``train`` section so that the data pipeline and DeepSpeed agree.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from plot_ray.config import ConfigError, PlotRayConfig
 
-__all__ = ["zero_config", "reference_zero_config", "merge_user_config"]
+__all__ = [
+    "zero_config",
+    "reference_zero_config",
+    "merge_user_config",
+    "use_cpu_accelerator_unless_gpu",
+]
+
+
+def use_cpu_accelerator_unless_gpu(use_gpu: bool) -> None:
+    """Make DeepSpeed run on the CPU (``DS_ACCELERATOR=cpu``) unless ``train.use_gpu``.
+
+    DeepSpeed picks its accelerator once, when it is first imported, so this runs in each
+    worker before that; a ``DS_ACCELERATOR`` the user has set wins.
+    """
+    if not use_gpu:
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 
 def _on_cpu() -> bool:
@@ -64,8 +80,8 @@ def zero_config(cfg: PlotRayConfig, world_size: int, on_cpu: bool | None = None)
     if ds.offload_param != "none":
         zero["offload_param"] = {"device": ds.offload_param, "pin_memory": not on_cpu}
     if ds.zero_stage == 3:
-        # Full weights are gathered explicitly when the final model is saved.
-        zero["stage3_gather_16bit_weights_on_model_save"] = False
+        # The final save gathers the partitioned weights module by module onto rank 0.
+        zero["stage3_gather_16bit_weights_on_model_save"] = True
 
     optimizer_params: dict[str, Any] = {
         "lr": train.learning_rate,

@@ -5,26 +5,35 @@ One file, one recipe, read top to bottom:
     setup()        config → tokenizer → preference targets → DeepSpeed policy engine →
                    token geometry (policy embeddings at step 0) → objective → reference model →
                    restore from the latest checkpoint, if any → data iterator
-    train()        micro-steps with gradient accumulation until ``train.max_steps``;
-                   metrics every ``train.log_every`` steps, checkpoints every ``checkpoint_every``
+    train()        ``train_step()`` (one optimizer step: micro-steps with gradient accumulation)
+                   until ``train.max_steps``; metrics every ``train.log_every`` steps,
+                   checkpoints every ``train.checkpoint_every``
     save_final()   consolidated Hugging Face weights (safetensors) + tokenizer
 
 Each optimizer step computes ``L = L_vanilla + alpha * L_PLOT`` on one concatenated forward of
 all responses of a micro-batch (see ``plot_ray.losses.objective`` for the layout). Ray appears
-only in reporting and checkpointing; the rest is ordinary DeepSpeed code.
+only in checkpointing and reporting (``_checkpoint``, ``_report``); the rest is ordinary
+DeepSpeed code. Metrics never wait on Ray: rank 0 appends them to ``metrics.jsonl`` and
+TensorBoard, and the driver follows that file for its progress bar. ``ray.train.report()``,
+whose every call after the first waits up to Ray Train's health-check interval, runs only with
+a checkpoint and, for Ray Tune's schedulers, every ``train.report_every`` steps if set. Every
+worker reaches the same report calls, because they depend on the step count alone (Ray Train V2
+requires all workers to report together).
+
+A subclass can change one stage by overriding its method (tests inject faults this way:
+``run_training(cfg, recipe=MyRecipe)``).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import math
-import os
 import random
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,6 +41,7 @@ import torch.distributed as dist
 
 from plot_ray.config import PlotRayConfig
 from plot_ray.train.checkpoint import (
+    ATTEMPTS_FILE,
     DEEPSPEED_TAG,
     HF_MODEL_DIR,
     CheckpointError,
@@ -41,28 +51,40 @@ from plot_ray.train.checkpoint import (
     save_rng,
     write_state,
 )
+from plot_ray.train.deepspeed_config import use_cpu_accelerator_unless_gpu
 
-__all__ = ["train_loop_per_worker", "PreferenceRecipe", "NonFiniteLossError", "lr_lambda"]
+__all__ = [
+    "train_loop_per_worker",
+    "PreferenceRecipe",
+    "NonFiniteLossError",
+    "SCHEDULER_NAMES",
+    "build_lr_scheduler",
+]
+
+# train.lr_scheduler → transformers' schedule name; each warms up linearly over
+# train.warmup_steps first (from 0 at the first step, as transformers does).
+SCHEDULER_NAMES = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
 
 
 class NonFiniteLossError(RuntimeError):
     """More NaN/inf losses than ``train.max_nan_skips`` allows."""
 
 
-def lr_lambda(kind: str, warmup_steps: int, total_steps: int):
-    """Learning-rate multiplier per optimizer step: linear warm-up, then constant/linear/cosine."""
+def build_lr_scheduler(optimizer, kind: str, warmup_steps: int, total_steps: int):
+    """``transformers.get_scheduler`` for ``train.lr_scheduler`` (constant | linear | cosine).
 
-    def fn(step: int) -> float:
-        if warmup_steps and step < warmup_steps:
-            return (step + 1) / warmup_steps
-        if kind == "constant":
-            return 1.0
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        if kind == "linear":
-            return 1.0 - progress
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    Stepped once per optimizer step; the learning rate of step ``s`` (0-based) is the base rate
+    times ``s / warmup_steps`` during warm-up, then 1 (constant), ``(total - s) / (total -
+    warmup)`` (linear) or ``0.5 * (1 + cos(pi * (s - warmup) / (total - warmup)))`` (cosine).
+    """
+    from transformers import get_scheduler
 
-    return fn
+    return get_scheduler(
+        SCHEDULER_NAMES[kind],
+        optimizer,
+        num_warmup_steps=warmup_steps,
+        num_training_steps=total_steps,
+    )
 
 
 class PreferenceRecipe:
@@ -70,16 +92,17 @@ class PreferenceRecipe:
 
     def __init__(self, loop_config: dict[str, Any]):
         self.cfg = PlotRayConfig.model_validate(loop_config["cfg"])
-        if not self.cfg.train.use_gpu:
-            os.environ.setdefault("DS_ACCELERATOR", "cpu")  # before DeepSpeed is imported
+        use_cpu_accelerator_unless_gpu(self.cfg.train.use_gpu)  # before DeepSpeed is imported
         self.run_dir = Path(loop_config["run_dir"])
         self.artifact_dir = loop_config["artifact_dir"]
-        # Fault injection, for the tests: crash one worker once at a step; NaN losses at steps.
-        self.fail_at_step = loop_config.get("fail_at_step")
-        self.nan_at_steps = set(loop_config.get("nan_at_steps") or ())
         self.step = 0
         self.consumed = 0
         self.nan_skips = 0
+        self.restored_from: str | None = None  # the checkpoint folder this attempt started from
+        # Metrics of the optimizer steps since the last log line, and their response tokens.
+        self._window: list[dict[str, float]] = []
+        self._window_tokens = 0
+        self._window_started = time.perf_counter()
 
     # ------------------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -153,25 +176,28 @@ class PreferenceRecipe:
             model.gradient_checkpointing_enable()
         model.config.use_cache = False
         train = self.cfg.train
-        total = train.max_steps
         engine, *_ = deepspeed.initialize(
             model=model,
             model_parameters=[p for p in model.parameters() if p.requires_grad],
             config=ds_config,
-            lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(
-                opt, lr_lambda(train.lr_scheduler, train.warmup_steps, total)
+            # DeepSpeed steps the scheduler once per optimizer step and saves its state in
+            # each checkpoint.
+            lr_scheduler=lambda opt: build_lr_scheduler(
+                opt, train.lr_scheduler, train.warmup_steps, train.max_steps
             ),
         )
         return engine
 
     def _setup_objective(self):
         """``L_vanilla + alpha * L_PLOT``; PLOT's geometry comes from the policy's input
-        embeddings as training starts, its targets from the data artifact's counts."""
-        from plot_ray.losses import TokenGeometry, build_objective
+        embeddings as training starts, its targets from the data artifact's counts; positions
+        that predict special tokens stay out of PLOT (docs/plot.md, "Special tokens")."""
+        from plot_ray.losses import build_geometry, build_objective
 
         loss = self.cfg.loss
+        special = self.tokenizer.all_special_ids
         if loss.alpha == 0:
-            return build_objective(loss)
+            return build_objective(loss, special_token_ids=special)
         plot = loss.plot
         model = self.engine.module
         # Output rows may exceed the tokenizer's vocabulary (padded embeddings): extra ids get
@@ -184,9 +210,9 @@ class PreferenceRecipe:
             emb = model.get_input_embeddings().weight
             # Under ZeRO-3 the embedding is partitioned: gather it once, keep only the geometry.
             with deepspeed.zero.GatheredParameters([emb], modifier_rank=None):
-                geometry = TokenGeometry.from_config(emb.detach().float(), plot)
+                geometry = build_geometry(emb.detach().float(), plot)
             geometry = geometry.to(self.device)
-        return build_objective(loss, geometry, targets.to(self.device))
+        return build_objective(loss, geometry, targets.to(self.device), special_token_ids=special)
 
     def _setup_reference(self):
         """A frozen copy of the starting model, when the method or the anchored target needs it."""
@@ -210,6 +236,8 @@ class PreferenceRecipe:
         return model.to(self.device).eval()
 
     def _restore(self, checkpoint) -> None:
+        """Continue from Ray Train's latest checkpoint: after a worker failure Ray hands it to
+        the new worker group, and ``--resume`` hands it to a new run."""
         if checkpoint is None:
             return
         with checkpoint.as_directory() as directory:
@@ -229,6 +257,7 @@ class PreferenceRecipe:
             state.consumed_micro_batches,
             state.nan_skips,
         )
+        self.restored_from = Path(checkpoint.path).name
 
     def _setup_data(self) -> Iterator[dict[str, torch.Tensor]]:
         import ray.train
@@ -251,7 +280,7 @@ class PreferenceRecipe:
             return batch
 
         def epochs() -> Iterator[dict[str, torch.Tensor]]:
-            for epoch in itertools.count():
+            for _epoch in itertools.count():
                 n = 0
                 for rows in shard.iter_batches(
                     batch_size=self.cfg.train.micro_batch_size,
@@ -271,6 +300,7 @@ class PreferenceRecipe:
         return itertools.islice(epochs(), self.consumed, None)
 
     def _setup_logging(self) -> None:
+        """Rank 0's metrics log (``metrics.jsonl``, TensorBoard) and its record of attempts."""
         self.metrics_file = self.run_dir / "metrics.jsonl"
         self.tb = None
         if self.rank != 0:
@@ -285,10 +315,22 @@ class PreferenceRecipe:
                 if line.strip() and json.loads(line)["step"] <= self.step
             ]
             self.metrics_file.write_text("".join(f"{line}\n" for line in kept))
+        # One line per start of the worker group: the driver's summary counts the failures Ray
+        # Train survived and says which checkpoint each restart (or --resume) started from.
+        with (self.run_dir / ATTEMPTS_FILE).open("a") as fh:
+            fh.write(
+                json.dumps(
+                    {"time": time.time(), "from_step": self.step, "checkpoint": self.restored_from}
+                )
+                + "\n"
+            )
         try:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tb = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step + 1)
+            # Written in the background every 10 s (and at close), never per step.
+            self.tb = SummaryWriter(
+                str(self.run_dir / "tensorboard"), purge_step=self.step + 1, flush_secs=10
+            )
         except ImportError:  # tensorboard is optional
             self.tb = None
 
@@ -319,8 +361,9 @@ class PreferenceRecipe:
             dist.all_reduce(flag, op=dist.ReduceOp.MIN)
         return bool(flag.item())
 
-    def micro_step(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, float], int] | None:
-        batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+    def compute_loss(self, batch: dict[str, torch.Tensor]):
+        """The objective's output (``.loss``, a scalar; ``.metrics``) on one micro-batch already
+        on the device; reference outputs first, then the policy's forward."""
         num_responses = batch["input_ids"].shape[0] // batch["subpreference_ids"].shape[0]
         ref_logps, ref_logits = self._reference_outputs(batch)
         logits = self._forward(self.engine, batch)
@@ -334,8 +377,13 @@ class PreferenceRecipe:
             scores=batch.get("scores"),
         )
         del ref_logits  # (R*B, T, V): free it before backward, which never needs it
-        if self.step + 1 in self.nan_at_steps:
-            out.loss = out.loss * float("nan")
+        return out
+
+    def micro_step(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, float], int] | None:
+        """Forward and backward of one micro-batch (DeepSpeed steps the optimizer on the last of
+        each accumulation window); ``(metrics, response tokens)``, or None when skipped."""
+        batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        out = self.compute_loss(batch)
         if not self._all_finite(out.loss):
             self.nan_skips += 1
             if self.nan_skips > self.cfg.train.max_nan_skips:
@@ -352,37 +400,41 @@ class PreferenceRecipe:
         tokens = int((batch["labels"] != -100).sum())
         return metrics, tokens
 
+    def train_step(self) -> None:
+        """One optimizer step: ``train.gradient_accumulation_steps`` micro-steps."""
+        for _ in range(self.cfg.train.gradient_accumulation_steps):
+            result = self.micro_step(next(self.batches))
+            self.consumed += 1
+            if result is not None:
+                self._window.append(result[0])
+                self._window_tokens += result[1]
+        self.step += 1
+
     def train(self) -> dict[str, Any]:
         cfg = self.cfg.train
+        report_every = cfg.report_every
         self.engine.train()
-        window: list[dict[str, float]] = []
-        tokens, started = 0, time.perf_counter()
+        self._window_started = time.perf_counter()
         while self.step < cfg.max_steps:
-            for _ in range(cfg.gradient_accumulation_steps):
-                result = self.micro_step(next(self.batches))
-                self.consumed += 1
-                if result is not None:
-                    window.append(result[0])
-                    tokens += result[1]
-            self.step += 1
-            if self.fail_at_step is not None and self.step == self.fail_at_step:
-                self._maybe_fail()
+            self.train_step()
+            # Every decision below depends on the step alone, so all workers take part in the
+            # same collectives (_reduce) and the same Ray Train reports.
             checkpoint_now = self.step % cfg.checkpoint_every == 0 or self.step == cfg.max_steps
-            if self.step % cfg.log_every == 0 or checkpoint_now:
-                metrics = self._reduce(window, tokens, time.perf_counter() - started)
-                window, tokens, started = [], 0, time.perf_counter()
-                self._report(metrics, checkpoint=checkpoint_now)
+            report_now = checkpoint_now or bool(report_every and self.step % report_every == 0)
+            if self.step % cfg.log_every == 0 or report_now:
+                metrics = self._reduce()
+                self._log(metrics)
+                if checkpoint_now:
+                    self._checkpoint(metrics)
+                elif report_now:
+                    self._report(metrics)
         return {"step": self.step, "nan_skips": self.nan_skips}
 
-    def _maybe_fail(self) -> None:
-        marker = self.run_dir / f".failed_once_rank{self.rank}"
-        if self.rank == self.world_size - 1 and not marker.exists():
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.touch()
-            os._exit(1)  # a hard worker crash, as a lost node would look to Ray
-
-    def _reduce(self, window: list[dict[str, float]], tokens: int, seconds: float) -> dict:
-        """Mean of each metric over the window and over workers; tokens/s summed over workers."""
+    def _reduce(self) -> dict[str, Any]:
+        """Mean of each metric over the window and over workers; tokens/s summed over workers.
+        Empties the window."""
+        window, tokens = self._window, self._window_tokens
+        seconds = time.perf_counter() - self._window_started
         keys = sorted(window[0]) if window else []
         values = [sum(m[k] for m in window) / len(window) for k in keys]
         stats = torch.tensor([*values, float(tokens)], dtype=torch.float64)
@@ -391,7 +443,7 @@ class PreferenceRecipe:
                 stats = stats.to(self.device)
             dist.all_reduce(stats)
             stats[: len(keys)] /= self.world_size
-        out = {k: float(v) for k, v in zip(keys, stats[: len(keys)].tolist())}
+        out = {k: float(v) for k, v in zip(keys, stats[: len(keys)].tolist(), strict=True)}
         out.update(
             step=self.step,
             lr=float(self.engine.get_lr()[0]),
@@ -401,23 +453,37 @@ class PreferenceRecipe:
         grad_norm = self.engine.get_global_grad_norm()
         if grad_norm is not None:
             out["grad_norm"] = float(grad_norm)
+        self._window, self._window_tokens = [], 0
+        self._window_started = time.perf_counter()
         return out
 
-    def _report(self, metrics: dict, checkpoint: bool) -> None:
+    def _log(self, metrics: dict[str, Any]) -> None:
+        """Rank 0 appends one line to ``metrics.jsonl`` and writes TensorBoard scalars; no Ray."""
+        if self.rank != 0:
+            return
+        with self.metrics_file.open("a") as fh:
+            fh.write(json.dumps(metrics) + "\n")
+        if self.tb is not None:
+            for k, v in metrics.items():
+                if k != "step":
+                    self.tb.add_scalar(k, v, self.step)
+
+    def _report(self, metrics: dict[str, Any], checkpoint=None) -> None:
+        """Hand metrics (and a checkpoint) to Ray Train; every worker calls this together."""
         import ray.train
+
+        if checkpoint is None:
+            ray.train.report(metrics)
+        else:
+            ray.train.report(
+                metrics, checkpoint=checkpoint, checkpoint_dir_name=f"checkpoint_{self.step:06d}"
+            )
+
+    def _checkpoint(self, metrics: dict[str, Any]) -> None:
+        """DeepSpeed's state, every worker's RNG, plot-ray's step counters and, at the last
+        step, the consolidated HF model, reported to Ray Train as one checkpoint."""
         from ray.train import Checkpoint
 
-        if self.rank == 0:
-            with self.metrics_file.open("a") as fh:
-                fh.write(json.dumps(metrics) + "\n")
-            if self.tb is not None:
-                for k, v in metrics.items():
-                    if k != "step":
-                        self.tb.add_scalar(k, v, self.step)
-                self.tb.flush()
-        if not checkpoint:
-            ray.train.report(metrics)
-            return
         with tempfile.TemporaryDirectory(prefix="plot-ray-ckpt-") as tmp:
             tmp = Path(tmp)
             self.engine.save_checkpoint(str(tmp), tag=DEEPSPEED_TAG)
@@ -435,27 +501,25 @@ class PreferenceRecipe:
                         nan_skips=self.nan_skips,
                     ),
                 )
-            ray.train.report(
-                metrics,
-                checkpoint=Checkpoint.from_directory(str(tmp)),
-                checkpoint_dir_name=f"checkpoint_{self.step:06d}",
-            )
+            self._report(metrics, checkpoint=Checkpoint.from_directory(str(tmp)))
 
     # ---------------------------------------------------------------------------- save
     def save_final(self, out: Path) -> None:
         """Consolidated Hugging Face weights (safetensors) + tokenizer, written by rank 0.
 
-        Under ZeRO-3 every worker takes part in gathering the partitioned parameters.
+        Under ZeRO-3 DeepSpeed gathers the partitioned parameters module by module onto rank 0
+        (every worker takes part), so a model that fits only when sharded can still be saved;
+        the other stages hold full weights on every worker already.
         """
-        import deepspeed
-
         model = self.engine.module
-        params = list(model.parameters())
-        with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
-            if self.rank == 0:
-                state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                model.save_pretrained(out, state_dict=state, safe_serialization=True)
-                self.tokenizer.save_pretrained(out)
+        if self.engine.zero_optimization_partition_weights():
+            state = self.engine._zero3_consolidated_16bit_state_dict()  # None except on rank 0
+        else:
+            state = model.state_dict() if self.rank == 0 else None
+        if self.rank == 0:
+            state = {k: v.detach().cpu() for k, v in state.items()}
+            model.save_pretrained(out, state_dict=state, safe_serialization=True)
+            self.tokenizer.save_pretrained(out)
         if dist.is_initialized():
             dist.barrier()
 
@@ -465,8 +529,9 @@ class PreferenceRecipe:
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
-    """Ray Train's entry point on every worker."""
-    recipe = PreferenceRecipe(loop_config)
+    """Ray Train's entry point on every worker: ``loop_config["recipe"]`` (default
+    :class:`PreferenceRecipe`) set up, trained and cleaned up."""
+    recipe = (loop_config.get("recipe") or PreferenceRecipe)(loop_config)
     recipe.setup()
     try:
         return recipe.train()

@@ -3,19 +3,28 @@ each run :mod:`plot_ray.train.loop` with a DeepSpeed engine.
 
 Local mode (no address) starts a Ray instance on this machine; ``cluster.address`` or
 ``RAY_ADDRESS`` connects to a cluster instead. Workers use gloo on CPU and nccl on GPUs.
+
+What a run leaves in its log folder (``train.output_dir/train.run_name``): ``metrics.jsonl``
+(one line per logged step), ``tensorboard/``, ``logs/ray_workers.log`` (the workers' output),
+``attempts.jsonl`` (each start of the worker group), ``summary.json`` (steps, last metrics,
+failures survived, restores, checkpoints, final model) and ``final_model/``. The driver reads
+rank 0's ``metrics.jsonl`` for its progress bar and summary, so on a multi-node cluster
+``train.output_dir`` must be on a filesystem the driver shares with the workers.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
+import threading
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from plot_ray.config import PlotRayConfig
 from plot_ray.train.checkpoint import (
+    ATTEMPTS_FILE,
     HF_MODEL_DIR,
     RAY_SNAPSHOT,
     CheckpointError,
@@ -23,9 +32,17 @@ from plot_ray.train.checkpoint import (
     remove_orphaned_checkpoints,
 )
 
-__all__ = ["TrainRunResult", "run_training", "check_training_setup", "read_metrics"]
+__all__ = [
+    "TrainRunResult",
+    "run_training",
+    "check_training_setup",
+    "read_metrics",
+    "run_log_dir",
+    "summary_lines",
+    "WORKER_LOG",
+]
 
-
+WORKER_LOG = "logs/ray_workers.log"  # under the run's log folder
 
 @dataclass
 class TrainRunResult:
@@ -34,6 +51,7 @@ class TrainRunResult:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     checkpoints: list[Path] = field(default_factory=list)
     removed_orphans: list[Path] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)  # what summary.json holds
 
     @property
     def last(self) -> dict[str, Any]:
@@ -51,6 +69,95 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
             row = json.loads(line)
             by_step[row["step"]] = row
     return [by_step[s] for s in sorted(by_step)]
+
+
+def run_log_dir(cfg: PlotRayConfig) -> Path:
+    """The run's log folder: metrics, TensorBoard, worker logs, summary, final model."""
+    return Path(cfg.train.output_dir).resolve() / cfg.train.run_name
+
+
+def _read_attempts(log_dir: Path) -> list[dict[str, Any]]:
+    path = log_dir / ATTEMPTS_FILE
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _restarts(attempts: list[dict[str, Any]], resume: bool) -> dict[str, Any]:
+    """Failures survived and restores, from this ``fit()``'s attempts (the first is the run's
+    own start, or the ``--resume``; each later one is a restart after a worker failure)."""
+    first, later = (attempts[0] if attempts else None), attempts[1:]
+    return {
+        "resumed_from_step": first["from_step"] if resume and first else None,
+        "failures_survived": len(later),
+        "restores": [{"from_step": a["from_step"], "checkpoint": a["checkpoint"]} for a in later],
+    }
+
+
+@contextmanager
+def _follow_metrics(path: Path, total_steps: int, start_step: int = 0):
+    """A progress bar on stderr fed by rank 0's ``metrics.jsonl`` while the block runs: step,
+    loss, reward accuracy and tokens/s as they are logged (nothing waits on it)."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
+    stop = threading.Event()
+
+    def poll() -> None:
+        seen = 0
+        while True:
+            done = stop.wait(0.5)
+            rows = read_metrics(path.parent)
+            if len(rows) != seen and rows:
+                seen, last = len(rows), rows[-1]
+                bar.n = last["step"]  # may go back after a restore
+                shown = {"loss": last.get("loss/total"), "acc": last.get("rewards/accuracy")}
+                bar.set_postfix(
+                    {k: f"{v:.3f}" for k, v in shown.items() if v is not None}
+                    | {"tok/s": f"{last.get('tokens_per_s', 0):.0f}"},
+                    refresh=False,
+                )
+                bar.refresh()
+            if done:
+                return
+
+    thread = threading.Thread(target=poll, name="plot-ray-progress", daemon=True)
+    thread.start()
+    try:
+        yield bar
+    finally:
+        stop.set()
+        thread.join()
+        bar.close()
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """The final summary of a training run (``summary.json``'s content), line by line."""
+    last = summary.get("last_metrics", {})
+    lines = [f"trained {summary.get('steps', 0)} steps → {summary['run_dir']}"]
+    for key in ("loss/total", "loss/vanilla", "loss/plot", "rewards/accuracy", "tokens_per_s"):
+        if key in last:
+            lines.append(f"  {key:<18} {last[key]:.4f}")
+    if summary.get("resumed_from_step") is not None:
+        lines.append(f"resumed from step {summary['resumed_from_step']}")
+    failures = summary.get("failures_survived", 0)
+    if failures:
+        restores = ", ".join(
+            f"{r['checkpoint']} (step {r['from_step']})" if r["checkpoint"] else "the start"
+            for r in summary.get("restores", [])
+        )
+        lines.append(
+            f"survived {failures} worker failure{'s' if failures > 1 else ''}: restored from "
+            f"{restores}; every step is logged once"
+        )
+    if last.get("nan_skips"):
+        lines.append(f"skipped {last['nan_skips']} non-finite losses")
+    if summary.get("final_model"):
+        lines.append(
+            f"final model (safetensors, loads with transformers and vLLM): {summary['final_model']}"
+        )
+    lines.append(f"worker logs (Ray, DeepSpeed): {summary['worker_log']}")
+    return lines
 
 
 def _storage_path(cfg: PlotRayConfig) -> str:
@@ -87,34 +194,21 @@ def check_training_setup(cfg: PlotRayConfig) -> None:
     TokenCounts.load(cfg.data.output_dir, tokenizer=tokenizer)
 
 
-def run_training(
-    cfg: PlotRayConfig,
-    resume: bool = False,
-    fail_at_step: int | None = None,
-    nan_at_steps: tuple[int, ...] = (),
-) -> TrainRunResult:
-    """Fine-tune ``cfg.model`` with ``cfg.loss`` on the prepared data; returns where it all is.
-
-    ``resume`` continues a stopped run with the same ``train.run_name`` from its newest complete
-    checkpoint. Fault injection, used by the tests: ``fail_at_step`` makes one worker crash once
-    at that step (automatic restore); ``nan_at_steps`` makes the loss NaN at those steps.
-    """
+def _fit(cfg: PlotRayConfig, resume: bool, progress: bool, verbose: bool, recipe):
+    """Checks, then ``TorchTrainer.fit()`` with the workers' output going to the log file."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from plot_ray.cluster import init_ray_from_config
+    from plot_ray.cluster import worker_logs_to_file
     from plot_ray.data import load_tokenized_dataset
     from plot_ray.train.loop import train_loop_per_worker
 
-    if not cfg.train.use_gpu:
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    init_ray_from_config(cfg.cluster)
     dataset = load_tokenized_dataset(cfg.data.output_dir)  # fails fast without `prepare`
     check_training_setup(cfg)
 
     storage = _storage_path(cfg)
     run_dir = Path(storage) / cfg.train.run_name
-    log_dir = Path(cfg.train.output_dir).resolve() / cfg.train.run_name
+    log_dir = run_log_dir(cfg)
     if resume:
         find_resumable_run(run_dir)
     elif (run_dir / RAY_SNAPSHOT).is_file():
@@ -122,37 +216,73 @@ def run_training(
             f"{run_dir} already holds a run named {cfg.train.run_name!r}: pass --resume to "
             "continue it, or set train.run_name to start a new one"
         )
-
-    if cfg.loss.reference == "precomputed" and cfg.loss.needs_reference_logps:
-        from plot_ray.train.reference import add_reference_logps
-
-        dataset = add_reference_logps(cfg, dataset, log_dir / "reference_logps")
+    log_dir.mkdir(parents=True, exist_ok=True)
+    attempts_before = len(_read_attempts(log_dir))
+    start_step = read_metrics(log_dir)[-1]["step"] if resume and read_metrics(log_dir) else 0
 
     use_gpu = cfg.train.use_gpu
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config={
-            "cfg": cfg.to_dict(),
-            "run_dir": str(log_dir),
-            "artifact_dir": str(Path(cfg.data.output_dir).resolve()),
-            "fail_at_step": fail_at_step,
-            "nan_at_steps": list(nan_at_steps),
-        },
-        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=cfg.train.num_workers,
-            use_gpu=use_gpu,
-            resources_per_worker={"CPU": cfg.train.cpus_per_worker},
-        ),
-        run_config=ray.train.RunConfig(
-            name=cfg.train.run_name,
-            storage_path=storage,
-            failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
-        ),
-        datasets={"train": dataset},
-    )
-    result = trainer.fit()
+    with worker_logs_to_file(log_dir / WORKER_LOG, echo=verbose):
+        if cfg.loss.reference == "precomputed" and cfg.loss.needs_reference_logps:
+            from plot_ray.train.reference import add_reference_logps
+
+            dataset = add_reference_logps(cfg, dataset, log_dir / "reference_logps")
+        trainer = TorchTrainer(
+            train_loop_per_worker,
+            train_loop_config={
+                "cfg": cfg.to_dict(),
+                "run_dir": str(log_dir),
+                "artifact_dir": str(Path(cfg.data.output_dir).resolve()),
+                "recipe": recipe,
+            },
+            torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+            scaling_config=ray.train.ScalingConfig(
+                num_workers=cfg.train.num_workers,
+                use_gpu=use_gpu,
+                resources_per_worker={"CPU": cfg.train.cpus_per_worker},
+            ),
+            run_config=ray.train.RunConfig(
+                name=cfg.train.run_name,
+                storage_path=storage,
+                failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
+                checkpoint_config=ray.train.CheckpointConfig(
+                    num_to_keep=cfg.train.keep_checkpoints
+                ),
+            ),
+            datasets={"train": dataset},
+        )
+        follow = (
+            _follow_metrics(log_dir / "metrics.jsonl", cfg.train.max_steps, start_step)
+            if progress
+            else nullcontext()
+        )
+        with follow:
+            result = trainer.fit()
+    return result, log_dir, run_dir, attempts_before
+
+
+def run_training(
+    cfg: PlotRayConfig,
+    resume: bool = False,
+    *,
+    progress: bool = False,
+    verbose: bool = True,
+    recipe: type | None = None,
+) -> TrainRunResult:
+    """Fine-tune ``cfg.model`` with ``cfg.loss`` on the prepared data; returns where it all is.
+
+    ``resume`` continues a stopped run with the same ``train.run_name`` from its newest complete
+    checkpoint. ``progress`` shows a progress bar (step, loss, reward accuracy, tokens/s) on
+    stderr. The workers' output (Ray's, DeepSpeed's) is appended to ``logs/ray_workers.log``
+    in the run's log folder, and also shown on the terminal when ``verbose``; a worker's error
+    is raised here in full either way. ``recipe`` replaces
+    :class:`~plot_ray.train.loop.PreferenceRecipe` with a subclass (it must pickle to the
+    workers: importable there, or registered with ``ray.cloudpickle.register_pickle_by_value``).
+    """
+    from plot_ray.cluster import init_ray_from_config, quiet_ray_driver
+
+    init_ray_from_config(cfg.cluster, verbose=verbose)
+    with quiet_ray_driver(not verbose):
+        result, log_dir, run_dir, attempts_before = _fit(cfg, resume, progress, verbose, recipe)
     if result.error is not None:
         raise result.error
 
@@ -167,26 +297,26 @@ def run_training(
                 if final_model.exists():
                     shutil.rmtree(final_model)
                 shutil.copytree(source, final_model)
-    run = TrainRunResult(
+    metrics = read_metrics(log_dir)
+    summary = {
+        "run_name": cfg.train.run_name,
+        "run_dir": str(log_dir),
+        "storage": str(run_dir),
+        "final_model": str(final_model) if final_model else None,
+        "steps": len(metrics) and metrics[-1]["step"],
+        "last_metrics": metrics[-1] if metrics else {},
+        **_restarts(_read_attempts(log_dir)[attempts_before:], resume),
+        "checkpoints": [str(p) for p in kept],
+        "removed_orphaned_checkpoints": [str(p) for p in removed],
+        "worker_log": str(log_dir / WORKER_LOG),
+        "config": cfg.to_dict(),
+    }
+    (log_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return TrainRunResult(
         run_dir=log_dir,
         final_model=final_model,
-        metrics=read_metrics(log_dir),
+        metrics=metrics,
         checkpoints=kept,
         removed_orphans=removed,
+        summary=summary,
     )
-    (log_dir / "summary.json").write_text(
-        json.dumps(
-            {
-                "run_name": cfg.train.run_name,
-                "storage": str(run_dir),
-                "final_model": str(final_model) if final_model else None,
-                "steps": len(run.metrics) and run.metrics[-1]["step"],
-                "last_metrics": run.last,
-                "checkpoints": [str(p) for p in kept],
-                "config": cfg.to_dict(),
-            },
-            indent=2,
-        )
-        + "\n"
-    )
-    return run
