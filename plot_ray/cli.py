@@ -187,9 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", required=True, help="YAML config")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides")
-    p.add_argument(
-        "--resume", action="store_true", help="continue the run named train.run_name"
-    )
+    p.add_argument("--resume", action="store_true", help="continue the run named train.run_name")
     p.add_argument(
         "--address", help="Ray cluster address (default: RAY_ADDRESS, else a local instance)"
     )
@@ -208,8 +206,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_libraries() -> None:
+    """Keep transformers' per-file progress bars ("Loading weights", "Writing model shards")
+    off the terminal; plot-ray prints its own progress."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not getattr(args, "verbose", False) and args.command in ("build-model", "demo", "train"):
+        _quiet_libraries()
     try:
         return args.func(args)
     except ConfigError as exc:

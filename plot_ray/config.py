@@ -380,7 +380,9 @@ def _section_class(path: list[str | int]) -> type[BaseModel] | None:
             return None
         ann = field.annotation
         args = [a for a in get_args(ann) if isinstance(a, type)]  # list[DataSource] -> DataSource
-        cls = next((a for a in [ann, *args] if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        cls = next(
+            (a for a in [ann, *args] if isinstance(a, type) and issubclass(a, BaseModel)), None
+        )
     return cls
 
 

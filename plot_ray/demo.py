@@ -38,7 +38,10 @@ def demo_config(out: Path, overrides: list[str] | None = None):
             {"path": str(data / "logic" / "train.jsonl"), "subpreference": "logic"},
         ],
         "data.eval_sources": [
-            {"path": str(data / "harmlessness" / "validation.jsonl"), "subpreference": "harmlessness"},
+            {
+                "path": str(data / "harmlessness" / "validation.jsonl"),
+                "subpreference": "harmlessness",
+            },
             {"path": str(data / "logic" / "validation.jsonl"), "subpreference": "logic"},
         ],
         "data.output_dir": str(out / "prepared"),
@@ -151,11 +154,15 @@ def run_demo(
         first, last = run.metrics[0], run.last
         for key in ("loss/vanilla", "loss/plot", "rewards/accuracy", "rewards/margin"):
             if key in last:
-                print(f"  {key:<18} {first[key]:8.4f} (step {first['step']}) → {last[key]:8.4f} "
-                      f"(step {last['step']})")
+                print(
+                    f"  {key:<18} {first[key]:8.4f} (step {first['step']}) → {last[key]:8.4f} "
+                    f"(step {last['step']})"
+                )
         for line in summary_lines(train_summary):
             print(line)
-    report["stages"]["train"] = {k: train_summary[k] for k in ("final_model", "steps", "last_metrics")}
+    report["stages"]["train"] = {
+        k: train_summary[k] for k in ("final_model", "steps", "last_metrics")
+    }
     print(f"done in {time.perf_counter() - t:.1f}s")
 
     t = _stage("5. samples: base vs. DPO+PLOT on held-out prompts")

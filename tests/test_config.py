@@ -30,8 +30,13 @@ def test_defaults_are_valid_and_round_trip_through_yaml(tmp_path):
 def test_overrides_are_typed_and_nested():
     cfg = load_config(
         CONFIGS[0],
-        ["loss.alpha=0.25", "deepspeed.zero_stage=3", "loss.plot.projection=sliced",
-         "tune.alphas=[0, 0.5]", "data.sources.1.subpreference=math"],
+        [
+            "loss.alpha=0.25",
+            "deepspeed.zero_stage=3",
+            "loss.plot.projection=sliced",
+            "tune.alphas=[0, 0.5]",
+            "data.sources.1.subpreference=math",
+        ],
     )
     assert cfg.loss.alpha == 0.25 and cfg.deepspeed.zero_stage == 3
     assert cfg.loss.plot.projection == "sliced"
@@ -74,7 +79,9 @@ def test_unknown_key_in_yaml_names_the_dotted_path(tmp_path):
 
 
 def test_cross_field_rules():
-    with pytest.raises(ConfigError, match="deepspeed.offload_param=cpu needs deepspeed.zero_stage=3"):
+    with pytest.raises(
+        ConfigError, match="deepspeed.offload_param=cpu needs deepspeed.zero_stage=3"
+    ):
         load_config(overrides=["deepspeed.offload_param=cpu", "deepspeed.zero_stage=2"])
     with pytest.raises(ConfigError, match="anchored needs the reference model's logits"):
         load_config(overrides=["loss.reference=precomputed", "loss.alpha=1"])
@@ -100,13 +107,15 @@ def test_missing_and_non_mapping_files(tmp_path):
 def test_cli_config_prints_resolved_config_and_fails_naming_the_key():
     ok = subprocess.run(
         [sys.executable, "-m", "plot_ray.cli", "config", str(CONFIGS[0]), "loss.alpha=0.75"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert ok.returncode == 0, ok.stderr
     assert "alpha: 0.75" in ok.stdout
     bad = subprocess.run(
         [sys.executable, "-m", "plot_ray.cli", "config", "deepspeed.zero_stage=5"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert bad.returncode == 2
     assert "deepspeed.zero_stage" in bad.stderr and "0, 1, 2 or 3" in bad.stderr
@@ -140,7 +149,9 @@ def test_loss_keys_name_the_key_and_the_allowed_values(override, message):
 
 
 def test_ipo_rejects_label_smoothing_by_key():
-    with pytest.raises(ConfigError, match="loss.label_smoothing=0.1 does not apply to loss.method=ipo"):
+    with pytest.raises(
+        ConfigError, match="loss.label_smoothing=0.1 does not apply to loss.method=ipo"
+    ):
         load_config(overrides=["loss.method=ipo", "loss.label_smoothing=0.1"])
 
 
@@ -158,7 +169,9 @@ def test_importing_the_config_does_not_import_torch():
 
 
 def test_unknown_key_inside_a_list_item_lists_the_item_keys():
-    with pytest.raises(ConfigError, match=r"data\.sources\.0\.colour: unknown key; allowed: .*path"):
+    with pytest.raises(
+        ConfigError, match=r"data\.sources\.0\.colour: unknown key; allowed: .*path"
+    ):
         load_config(overrides={"data.sources": [{"path": "x.jsonl"}], "data.sources.0.colour": 1})
 
 

@@ -184,7 +184,7 @@ def test_prompts_are_the_chat_template_and_responses_end_in_eos(prepared, synth_
     records = read_jsonl(synth_dir / "harmlessness" / "train.jsonl")
     eos = tokenizer.eos_token_id
     checked = 0
-    for row, rec in zip(first, records):
+    for row, rec in zip(first, records, strict=True):
         full = tokenizer.apply_chat_template(
             [{"role": "user", "content": rec["prompt"]}],
             add_generation_prompt=True,
@@ -285,7 +285,7 @@ def test_two_runs_give_identical_shards_and_counts(prepared, synth_dir, tiny_mod
     files_a, tables_a = shards(out)
     files_b, tables_b = shards(tmp_path / "again")
     assert [f.name for f in files_a] == [f.name for f in files_b]
-    for a, b in zip(tables_a, tables_b):
+    for a, b in zip(tables_a, tables_b, strict=True):
         assert a.equals(b)
     a, b = TokenCounts.load(out), TokenCounts.load(tmp_path / "again")
     np.testing.assert_array_equal(a.pos, b.pos)

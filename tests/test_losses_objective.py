@@ -350,7 +350,9 @@ def test_plot_adds_almost_no_peak_memory(aggregate, bound):
         )
         objective(logits, labels, 2, ref_logps=ref_logps).loss.backward()  # warm-up
         logits.grad = None
-        top = peak_live_bytes(lambda: objective(logits, labels, 2, ref_logps=ref_logps).loss.backward())
+        top = peak_live_bytes(
+            lambda: objective(logits, labels, 2, ref_logps=ref_logps).loss.backward()
+        )
         logits.grad = None
         return top
 

@@ -55,7 +55,9 @@ def test_wasserstein_1d_matches_pot_batched_unsorted_coords(sparse):
     ours = wasserstein_1d(p, q, coords)
     assert ours.shape == (6,)
     torch.testing.assert_close(ours, _pot_w1(p, q, coords), atol=TOL, rtol=0)
-    emd = torch.tensor([_emd2_line(a, b, coords) for a, b in zip(p, q)], dtype=torch.float64)
+    emd = torch.tensor(
+        [_emd2_line(a, b, coords) for a, b in zip(p, q, strict=True)], dtype=torch.float64
+    )
     torch.testing.assert_close(ours, emd, atol=TOL, rtol=0)
 
 
@@ -76,7 +78,9 @@ def test_wasserstein_1d_with_ties_in_coords():
     coords = torch.randint(0, 6, (30,), generator=gen).double()  # many equal coordinates
     p, q = _dists(4, 30, 8), _dists(4, 30, 9)
     ours = wasserstein_1d(p, q, coords)
-    emd = torch.tensor([_emd2_line(a, b, coords) for a, b in zip(p, q)], dtype=torch.float64)
+    emd = torch.tensor(
+        [_emd2_line(a, b, coords) for a, b in zip(p, q, strict=True)], dtype=torch.float64
+    )
     torch.testing.assert_close(ours, emd, atol=TOL, rtol=0)
     torch.testing.assert_close(ours, _pot_w1(p, q, coords), atol=TOL, rtol=0)
 
@@ -137,7 +141,8 @@ def test_pca_on_collinear_embeddings_equals_exact_euclidean_ot():
     p, q = _dists(4, v, 31), _dists(4, v, 32, sparse=True)
     m = torch.cdist(emb, emb).numpy()
     exact = torch.tensor(
-        [float(ot.emd2(a.numpy(), b.numpy(), m)) for a, b in zip(p, q)], dtype=torch.float64
+        [float(ot.emd2(a.numpy(), b.numpy(), m)) for a, b in zip(p, q, strict=True)],
+        dtype=torch.float64,
     )
     torch.testing.assert_close(geo.distance(p, q), exact, atol=TOL, rtol=0)
     torch.testing.assert_close(exact_wasserstein(p, q, emb), exact, atol=TOL, rtol=0)
@@ -166,7 +171,8 @@ def test_uniform_cost_is_half_l1_and_matches_zero_one_emd():
     torch.testing.assert_close(geo.distance(p, q), 0.5 * (p - q).abs().sum(-1), atol=1e-15, rtol=0)
     zero_one = 1.0 - np.eye(v)
     exact = torch.tensor(
-        [float(ot.emd2(a.numpy(), b.numpy(), zero_one)) for a, b in zip(p, q)], dtype=torch.float64
+        [float(ot.emd2(a.numpy(), b.numpy(), zero_one)) for a, b in zip(p, q, strict=True)],
+        dtype=torch.float64,
     )
     torch.testing.assert_close(geo.distance(p, q), exact, atol=TOL, rtol=0)
     value, grad = geo.value_and_grad(p, q)
@@ -225,7 +231,8 @@ def test_exact_geometry_matches_emd2_on_its_support():
     qs = q[:, support] / q[:, support].sum(-1, keepdim=True)
     m = torch.cdist(emb[support], emb[support]).numpy()
     expected = torch.tensor(
-        [float(ot.emd2(a.numpy(), b.numpy(), m)) for a, b in zip(ps, qs)], dtype=torch.float64
+        [float(ot.emd2(a.numpy(), b.numpy(), m)) for a, b in zip(ps, qs, strict=True)],
+        dtype=torch.float64,
     )
     value, grad = geo.value_and_grad(p, q)
     torch.testing.assert_close(value, expected, atol=TOL, rtol=0)

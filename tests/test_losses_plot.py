@@ -4,6 +4,7 @@ divergences' hand values and clamping, anchored targets, and SGD sanity."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -280,7 +281,7 @@ def test_sgd_on_free_logits_decreases_w1(aggregate):
         value.backward()
         opt.step()
         values.append(float(value.detach()))
-    assert all(b < a for a, b in zip(values, values[1:]))
+    assert all(b < a for a, b in itertools.pairwise(values))
     assert values[-1] < 0.85 * values[0]
 
 

@@ -32,7 +32,11 @@ def tok(tiny_model_dir):
 
 
 def test_tokenizer_round_trips_text(tok):
-    for text in ["Sure, here is how to do it.", "I can't help with that. #### 42", "  ünïcode ✓ \n"]:
+    for text in [
+        "Sure, here is how to do it.",
+        "I can't help with that. #### 42",
+        "  ünïcode ✓ \n",
+    ]:
         ids = tok(text, add_special_tokens=False)["input_ids"]
         assert tok.decode(ids) == text
 
@@ -43,7 +47,9 @@ def test_tokenizer_has_special_tokens_and_chat_template(tok, tiny_model_dir):
     assert tok.chat_template == CHAT_TEMPLATE
     text = tok.apply_chat_template(PROMPT, add_generation_prompt=True, tokenize=False)
     assert text == "<|bos|><|user|>\nHow do I bake bread at home?<|eos|><|assistant|>\n"
-    ids = tok.apply_chat_template(PROMPT, add_generation_prompt=True, tokenize=True, return_dict=False)
+    ids = tok.apply_chat_template(
+        PROMPT, add_generation_prompt=True, tokenize=True, return_dict=False
+    )
     assert ids[0] == tok.bos_token_id and tok.convert_ids_to_tokens(ids[-2]) == "<|assistant|>"
     config = json.loads((tiny_model_dir / "config.json").read_text())
     assert config["vocab_size"] == len(tok) and config["head_dim"] == 64
@@ -67,7 +73,9 @@ def test_saved_model_is_safetensors_and_loads_and_generates(tiny_model_dir, tok)
     assert (tiny_model_dir / "model.safetensors").is_file()
     assert not list(tiny_model_dir.glob("*.bin"))
     model = load_causal_lm(str(tiny_model_dir))
-    ids = tok.apply_chat_template(PROMPT, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    ids = tok.apply_chat_template(
+        PROMPT, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     out = model.generate(**ids, max_new_tokens=8, do_sample=False)
     assert out.shape[1] > ids["input_ids"].shape[1]
     build = json.loads((tiny_model_dir / "plot_ray_build.json").read_text())
@@ -125,18 +133,24 @@ def test_tiny_model_loads_in_vllm_and_matches_hf_greedy(tiny_model_dir, tok, tmp
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
     run = subprocess.run(
         [sys.executable, str(script), str(tiny_model_dir), json.dumps(PROMPT)],
-        capture_output=True, text=True, timeout=600, env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
-    lines = [l for l in run.stdout.splitlines() if l.startswith("RESULT ")]
+    lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
     assert run.returncode == 0 and lines, run.stderr[-3000:]
-    vllm_ids = json.loads(lines[-1][len("RESULT "):])
+    vllm_ids = json.loads(lines[-1][len("RESULT ") :])
     assert len(vllm_ids) == 8
 
     model = load_causal_lm(str(tiny_model_dir))
-    ids = tok.apply_chat_template(PROMPT, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    ids = tok.apply_chat_template(
+        PROMPT, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     with torch.no_grad():
-        hf = model.generate(**ids, max_new_tokens=8, do_sample=False, eos_token_id=None,
-                            min_new_tokens=8)
-    hf_ids = hf[0, ids["input_ids"].shape[1]:].tolist()
+        hf = model.generate(
+            **ids, max_new_tokens=8, do_sample=False, eos_token_id=None, min_new_tokens=8
+        )
+    hf_ids = hf[0, ids["input_ids"].shape[1] :].tolist()
     # Same weights, same greedy decoding, two engines: the first tokens agree.
     assert vllm_ids[:4] == hf_ids[:4]

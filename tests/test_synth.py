@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -48,12 +49,21 @@ EXPECTED_FILES = sorted(
 # file (or file prefix) -> {key: type}
 SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "harmlessness/": {
-        "id": str, "prompt": str, "chosen": str, "rejected": str,
-        "subpreference": str, "category": str, "topic": str,
+        "id": str,
+        "prompt": str,
+        "chosen": str,
+        "rejected": str,
+        "subpreference": str,
+        "category": str,
+        "topic": str,
     },
     "logic/": {
-        "id": str, "prompt": str, "chosen": str, "rejected": str,
-        "subpreference": str, "answer": int,
+        "id": str,
+        "prompt": str,
+        "chosen": str,
+        "rejected": str,
+        "subpreference": str,
+        "answer": int,
     },
     "ranked/": {"id": str, "prompt": str, "responses": list, "scores": list, "subpreference": str},
     "eval/behaviors.jsonl": {"behavior_id": str, "behavior": str, "target": str, "topic": str},
@@ -74,7 +84,11 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict[st
 
 
 def _all_bytes(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _training_text(data: dict[str, list[dict]]) -> str:
@@ -121,7 +135,11 @@ def test_independent_of_hash_seed(bench, tmp_path):
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     res = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path / "h")], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code, str(tmp_path / "h")],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert json.loads(res.stdout) == manifest["sha256"]
 
@@ -152,7 +170,11 @@ def test_schema_and_row_validity(bench, rel):
     for row in rows:
         for key, typ in schema.items():
             assert key in row, f"{rel}: missing {key!r} in {row}"
-            assert isinstance(row[key], typ) and not isinstance(row[key], bool), (rel, key, row[key])
+            assert isinstance(row[key], typ) and not isinstance(row[key], bool), (
+                rel,
+                key,
+                row[key],
+            )
             if typ is str:
                 assert row[key].strip(), (rel, key)
         if "chosen" in row:
@@ -170,7 +192,7 @@ def test_schema_and_row_validity(bench, rel):
             assert all(isinstance(r, str) and r.strip() for r in resp)
             assert len(set(resp)) == len(resp)
             assert all(isinstance(s, float) for s in scores)
-            assert all(a > b for a, b in zip(scores, scores[1:]))
+            assert all(a > b for a, b in itertools.pairwise(scores))
         if id_key in row:
             ids.append(row[id_key])
     if rel != "warmup/train.jsonl":
@@ -199,7 +221,7 @@ def test_splits_disjoint(bench):
 def test_prompts_distinct_across_all_files(bench):
     _, _, data = bench
     prompts: list[str] = []
-    for rel, rows in data.items():
+    for rows in data.values():
         for r in rows:
             if "prompt" in r:
                 prompts.append(r["prompt"])
@@ -221,11 +243,11 @@ def test_heldout_behaviours_disjoint_from_training(bench):
     assert not set(H.HELDOUT_HARMFUL_TOPICS) & {t.name for t in H.HARMFUL_TOPICS}
 
     text = _training_text(data)
-    for topic, acts in H.HELDOUT_HARMFUL_TOPICS.items():
+    for acts in H.HELDOUT_HARMFUL_TOPICS.values():
         for act in acts:
             assert act not in text, f"held-out action leaked into training text: {act!r}"
     train_frames = [c for p in H.REQUEST_PHRASINGS for c in p.split("{act}")]
-    for phrasing, target in H.HELDOUT_PHRASINGS:
+    for phrasing, _target in H.HELDOUT_PHRASINGS:
         assert phrasing not in H.REQUEST_PHRASINGS
         frame = phrasing.split("{act}")[0].strip()
         assert len(frame) >= 10 and frame not in text, f"held-out phrasing leaked: {frame!r}"
@@ -243,7 +265,9 @@ def test_jailbreak_templates_absent_from_training(bench):
     for row in rows:
         tpl = row["template"]
         assert tpl.count("{behavior}") == 1
-        assert tpl.replace("{behavior}", "").count("{") == 0 and "}" not in tpl.replace("{behavior}", "")
+        assert tpl.replace("{behavior}", "").count("{") == 0 and "}" not in tpl.replace(
+            "{behavior}", ""
+        )
         filled = tpl.replace("{behavior}", "Outline a plan to X")
         assert tpl.format(behavior="Outline a plan to X") == filled
         chunks = [c.strip() for c in tpl.split("{behavior}") if len(c.strip()) >= 12]
@@ -254,7 +278,9 @@ def test_jailbreak_templates_absent_from_training(bench):
 
 def test_logic_heldout_not_in_splits(bench):
     _, _, data = bench
-    split_qs = {r["prompt"] for d in ("logic", "ranked") for s in SPLITS for r in data[f"{d}/{s}.jsonl"]}
+    split_qs = {
+        r["prompt"] for d in ("logic", "ranked") for s in SPLITS for r in data[f"{d}/{s}.jsonl"]
+    }
     held = data["eval/logic_heldout.jsonl"]
     assert not {r["question"] for r in held} & split_qs
     assert any(r["heldout_template"] for r in held) and not all(r["heldout_template"] for r in held)
@@ -301,7 +327,9 @@ def test_frequency_difference_is_not_empty(bench):
     assert gap["n_rows"] == len(rows)
     assert gap["total_variation"] > 0.3
     assert len(gap["top_preferred"]) == len(gap["top_rejected"]) == 10
-    assert all(v > 0 for _, v in gap["top_preferred"]) and all(v < 0 for _, v in gap["top_rejected"])
+    assert all(v > 0 for _, v in gap["top_preferred"]) and all(
+        v < 0 for _, v in gap["top_rejected"]
+    )
     assert gap["top_rejected"][0][0] == "step"
     diffs = [v for _, v in gap["top_preferred"]]
     assert diffs == sorted(diffs, reverse=True)
@@ -325,7 +353,9 @@ _EQ = re.compile(r"(\d+) ([-+*/]) (\d+) = (\d+)")
 def _check_arithmetic(text: str) -> None:
     for a, op, b, c in _EQ.findall(text):
         a, b, c = int(a), int(b), int(c)
-        expected = {"+": a + b, "-": a - b, "*": a * b, "/": a // b if b and a % b == 0 else None}[op]
+        expected = {"+": a + b, "-": a - b, "*": a * b, "/": a // b if b and a % b == 0 else None}[
+            op
+        ]
         assert expected == c, f"bad arithmetic {a} {op} {b} = {c} in {text!r}"
 
 

@@ -28,8 +28,12 @@ pytestmark = [pytest.mark.slow]
 # (method, alpha, ZeRO stage) of each run below: every method with and without PLOT, every
 # stage, PLOT under ZeRO-3.
 COVERAGE = {
-    ("sft", 0.0, 3), ("pro", 0.0, 2), ("pro", 0.5, 3), ("aot", 0.0, 0),  # the matrix test
-    ("dpo", 0.5, 0), ("dpo", 0.5, 3),  # ZeRO-3 vs ZeRO-0 parity and the final save
+    ("sft", 0.0, 3),
+    ("pro", 0.0, 2),
+    ("pro", 0.5, 3),
+    ("aot", 0.0, 0),  # the matrix test
+    ("dpo", 0.5, 0),
+    ("dpo", 0.5, 3),  # ZeRO-3 vs ZeRO-0 parity and the final save
     ("dpo", 0.1, 2),  # learning, 40 steps
     ("aot", 0.5, 1),  # worker crash and restore
     ("sft", 0.5, 2),  # resume
@@ -75,7 +79,9 @@ def assert_losses_add_up(run, alpha: float, method: str) -> None:
         if "loss/total" not in m:  # a step whose loss was skipped as non-finite
             continue
         assert all(key in m for key in ("loss/total", "loss/vanilla", "lr", "tokens_per_s"))
-        assert m["loss/total"] == pytest.approx(m["loss/vanilla"] + alpha * m.get("loss/plot", 0), rel=1e-4)
+        assert m["loss/total"] == pytest.approx(
+            m["loss/vanilla"] + alpha * m.get("loss/plot", 0), rel=1e-4
+        )
         if alpha > 0:
             assert m["loss/plot"] > 0
         if method in ("dpo", "aot"):
@@ -95,7 +101,10 @@ def runs(tmp_path_factory):
         ("constant", {0: 0.0, 1: 0.5, 2: 1.0, 6: 1.0, 9: 1.0}),
         ("linear", {0: 0.0, 1: 0.5, 2: 1.0, 6: 0.5, 9: 0.125}),  # (10 - s) / 8 after warm-up
         # 0.5 * (1 + cos(pi * (s - 2) / 8)): s = 4 → 0.5 * (1 + cos(pi/4)) = 0.853553
-        ("cosine", {0: 0.0, 1: 0.5, 2: 1.0, 4: 0.853553, 6: 0.5, 9: 0.5 * (1 + math.cos(math.pi * 7 / 8))}),
+        (
+            "cosine",
+            {0: 0.0, 1: 0.5, 2: 1.0, 4: 0.853553, 6: 0.5, 9: 0.5 * (1 + math.cos(math.pi * 7 / 8))},
+        ),
     ],
 )
 def test_learning_rate_schedules_match_hand_worked_values(kind, expected):
@@ -123,9 +132,16 @@ def test_methods_train_with_and_without_plot_under_each_zero_stage(
 ):
     prepared = prepared_ranked_dir if method == "pro" else prepared_dir
     cfg = train_config(
-        prepared, tiny_model_dir, runs,
-        **{"deepspeed.zero_stage": stage, "loss.method": method, "loss.alpha": alpha,
-           "train.run_name": f"{method}-a{alpha}-z{stage}", "train.save_hf_model": False},
+        prepared,
+        tiny_model_dir,
+        runs,
+        **{
+            "deepspeed.zero_stage": stage,
+            "loss.method": method,
+            "loss.alpha": alpha,
+            "train.run_name": f"{method}-a{alpha}-z{stage}",
+            "train.save_hf_model": False,
+        },
     )
     run = run_training(cfg)
     assert [m["step"] for m in run.metrics] == [1, 2]
@@ -142,9 +158,15 @@ def zero0_and_zero3_runs(ray_local, prepared_dir, tiny_model_dir, runs):
     out = {}
     for stage in (0, 3):
         cfg = train_config(
-            prepared_dir, tiny_model_dir, runs,
-            **{"deepspeed.zero_stage": stage, "loss.method": "dpo", "loss.alpha": 0.5,
-               "train.run_name": f"parity-z{stage}"},
+            prepared_dir,
+            tiny_model_dir,
+            runs,
+            **{
+                "deepspeed.zero_stage": stage,
+                "loss.method": "dpo",
+                "loss.alpha": 0.5,
+                "train.run_name": f"parity-z{stage}",
+            },
         )
         out[stage] = run_training(cfg)
     return out
@@ -155,7 +177,9 @@ def test_zero3_and_zero0_give_the_same_losses(zero0_and_zero3_runs):
     assert_losses_add_up(z3, 0.5, "dpo")
     for step in range(2):
         for key in ("loss/total", "loss/vanilla", "loss/plot"):
-            assert z3.metrics[step][key] == pytest.approx(z0.metrics[step][key], rel=1e-4, abs=1e-6), key
+            assert z3.metrics[step][key] == pytest.approx(
+                z0.metrics[step][key], rel=1e-4, abs=1e-6
+            ), key
 
 
 def test_zero3_saves_the_consolidated_model_that_zero0_saves(zero0_and_zero3_runs, tiny_model_dir):
@@ -180,9 +204,16 @@ def test_final_weights_load_in_transformers_with_the_tokenizer(zero0_and_zero3_r
     final = zero0_and_zero3_runs[3].final_model
     model = AutoModelForCausalLM.from_pretrained(final)
     tok = AutoTokenizer.from_pretrained(final)
-    ids = tok.apply_chat_template([{"role": "user", "content": "Hello"}], add_generation_prompt=True,
-                                  return_tensors="pt", return_dict=True)
-    assert model.generate(**ids, max_new_tokens=4, do_sample=False).shape[1] > ids["input_ids"].shape[1]
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": "Hello"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
+    assert (
+        model.generate(**ids, max_new_tokens=4, do_sample=False).shape[1]
+        > ids["input_ids"].shape[1]
+    )
 
 
 # ------------------------------------------------------------------------------- learning
@@ -190,10 +221,21 @@ def test_final_weights_load_in_transformers_with_the_tokenizer(zero0_and_zero3_r
 def dpo_run(ray_local, prepared_dir, tiny_model_dir, runs):
     """A few dozen DPO+PLOT steps with checkpoints, ending in consolidated HF weights."""
     cfg = train_config(
-        prepared_dir, tiny_model_dir, runs,
-        **{"loss.method": "dpo", "loss.alpha": 0.1, "loss.beta": 0.5, "train.max_steps": 40,
-           "train.micro_batch_size": 8, "train.learning_rate": 2e-3, "train.lr_scheduler": "constant",
-           "train.log_every": 5, "train.checkpoint_every": 20, "train.run_name": "dpo-learns"},
+        prepared_dir,
+        tiny_model_dir,
+        runs,
+        **{
+            "loss.method": "dpo",
+            "loss.alpha": 0.1,
+            "loss.beta": 0.5,
+            "train.max_steps": 40,
+            "train.micro_batch_size": 8,
+            "train.learning_rate": 2e-3,
+            "train.lr_scheduler": "constant",
+            "train.log_every": 5,
+            "train.checkpoint_every": 20,
+            "train.run_name": "dpo-learns",
+        },
     )
     return cfg, run_training(cfg)
 
@@ -240,8 +282,13 @@ def test_final_weights_load_in_vllm(dpo_run, tmp_path):
     script = tmp_path / "v.py"
     script.write_text(VLLM_SCRIPT)
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
-    out = subprocess.run([sys.executable, str(script), str(final)], capture_output=True, text=True,
-                         timeout=600, env=env)
+    out = subprocess.run(
+        [sys.executable, str(script), str(final)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert "TOKENS 5" in out.stdout, out.stderr[-3000:]
 
 
@@ -250,10 +297,19 @@ def test_worker_crash_resumes_from_checkpoint_with_every_step_once(
     ray_local, prepared_dir, tiny_model_dir, runs
 ):
     cfg = train_config(
-        prepared_dir, tiny_model_dir, runs,
-        **{"loss.method": "aot", "loss.alpha": 0.5, "deepspeed.zero_stage": 1,
-           "train.max_steps": 6, "train.checkpoint_every": 2, "train.max_failures": 1,
-           "train.run_name": "crash", "train.save_hf_model": False},
+        prepared_dir,
+        tiny_model_dir,
+        runs,
+        **{
+            "loss.method": "aot",
+            "loss.alpha": 0.5,
+            "deepspeed.zero_stage": 1,
+            "train.max_steps": 6,
+            "train.checkpoint_every": 2,
+            "train.max_failures": 1,
+            "train.run_name": "crash",
+            "train.save_hf_model": False,
+        },
     )
     run = run_training(cfg, recipe=faulty_recipe(fail_at_step=5))
     assert (run.run_dir / ".failed_once_rank1").exists()  # the crash did happen
@@ -273,10 +329,16 @@ def test_worker_crash_resumes_from_checkpoint_with_every_step_once(
 
 
 def test_resume_continues_a_stopped_run(ray_local, prepared_dir, tiny_model_dir, runs):
-    common = {"loss.method": "sft", "loss.alpha": 0.5, "train.checkpoint_every": 2,
-              "train.run_name": "resumable", "train.save_hf_model": False}
-    first = run_training(train_config(prepared_dir, tiny_model_dir, runs,
-                                      **{**common, "train.max_steps": 2}))
+    common = {
+        "loss.method": "sft",
+        "loss.alpha": 0.5,
+        "train.checkpoint_every": 2,
+        "train.run_name": "resumable",
+        "train.save_hf_model": False,
+    }
+    first = run_training(
+        train_config(prepared_dir, tiny_model_dir, runs, **{**common, "train.max_steps": 2})
+    )
     assert first.last["step"] == 2
     cfg = train_config(prepared_dir, tiny_model_dir, runs, **{**common, "train.max_steps": 3})
     with pytest.raises(CheckpointError, match="pass --resume"):
@@ -302,14 +364,27 @@ def test_resume_of_an_empty_or_corrupt_run_is_a_clear_error(
         run_training(cfg, resume=True)
 
 
-def test_non_finite_losses_are_skipped_counted_and_bounded(ray_local, prepared_dir, tiny_model_dir, runs):
+def test_non_finite_losses_are_skipped_counted_and_bounded(
+    ray_local, prepared_dir, tiny_model_dir, runs
+):
     """NaN at steps 2 and 3 with train.max_nan_skips=1: step 2 is skipped and counted, step 3
     stops the run with a clear error."""
-    cfg = train_config(prepared_dir, tiny_model_dir, runs,
-                       **{"loss.method": "dpo", "loss.alpha": 0.0, "train.max_steps": 4,
-                          "train.max_nan_skips": 1, "train.run_name": "nan",
-                          "train.save_hf_model": False})
-    with pytest.raises(Exception, match=r"2 non-finite losses \(train.max_nan_skips=1\); last at step 3"):
+    cfg = train_config(
+        prepared_dir,
+        tiny_model_dir,
+        runs,
+        **{
+            "loss.method": "dpo",
+            "loss.alpha": 0.0,
+            "train.max_steps": 4,
+            "train.max_nan_skips": 1,
+            "train.run_name": "nan",
+            "train.save_hf_model": False,
+        },
+    )
+    with pytest.raises(
+        Exception, match=r"2 non-finite losses \(train.max_nan_skips=1\); last at step 3"
+    ):
         run_training(cfg, recipe=faulty_recipe(nan_at_steps=(2, 3)))
     logged = read_metrics(runs / "nan")
     assert [m["nan_skips"] for m in logged] == [0, 1]  # counted and logged, not hidden
@@ -320,7 +395,9 @@ def test_non_finite_losses_are_skipped_counted_and_bounded(ray_local, prepared_d
 # ------------------------------------------------------------------------------ fail fast
 def test_too_many_workers_fail_fast(ray_local, prepared_dir, tiny_model_dir, runs):
     cfg = train_config(prepared_dir, tiny_model_dir, runs, **{"train.num_workers": 4})
-    with pytest.raises(ValueError, match=r"needs 2 CPUs \+ 0.25 for Ray Data's reads but the Ray cluster has 2"):
+    with pytest.raises(
+        ValueError, match=r"needs 2 CPUs \+ 0.25 for Ray Data's reads but the Ray cluster has 2"
+    ):
         run_training(cfg)
 
 
@@ -357,9 +434,16 @@ def test_precomputed_reference_logps_match_the_model_and_train(
     from plot_ray.train.reference import add_reference_logps
 
     cfg = train_config(
-        prepared_dir, tiny_model_dir, runs,
-        **{"loss.reference": "precomputed", "loss.alpha": 0.5, "loss.plot.target": "global",
-           "train.run_name": "precomputed", "train.save_hf_model": False},
+        prepared_dir,
+        tiny_model_dir,
+        runs,
+        **{
+            "loss.reference": "precomputed",
+            "loss.alpha": 0.5,
+            "loss.plot.target": "global",
+            "train.run_name": "precomputed",
+            "train.save_hf_model": False,
+        },
     )
     scored = add_reference_logps(cfg, load_tokenized_dataset(prepared_dir), runs / "ref-logps")
     rows = scored.take(3)
@@ -367,9 +451,14 @@ def test_precomputed_reference_logps_match_the_model_and_train(
     batch = collate_preference_batch(rows, pad_id=pad_id, num_responses=None, max_length=160)
     model = load_causal_lm(str(tiny_model_dir)).eval()
     with torch.no_grad():
-        direct = sequence_logprobs(model(input_ids=batch["input_ids"],
-                                         attention_mask=batch["attention_mask"]).logits,
-                                   batch["labels"]).sums.view(-1, 3).T
+        direct = (
+            sequence_logprobs(
+                model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
+                batch["labels"],
+            )
+            .sums.view(-1, 3)
+            .T
+        )
     stored = torch.tensor([list(r["ref_logps"]) for r in rows])
     torch.testing.assert_close(stored, direct, rtol=1e-4, atol=1e-3)
 

@@ -118,7 +118,7 @@ def collate_preference_batch(
     prompt_lengths: list[int] = []
     picks = [select_responses(len(resp), r) for resp in responses]
     for k in range(r):
-        for row, resp, pick in zip(items, responses, picks):
+        for row, resp, pick in zip(items, responses, picks, strict=True):
             prompt = _ids(row["prompt_ids"])
             seq = np.concatenate([prompt, _ids(resp[pick[k]])])
             if max_length is not None and len(seq) > max_length:
@@ -135,7 +135,7 @@ def collate_preference_batch(
     input_ids = torch.full((r * b, t), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((r * b, t), dtype=torch.long)
     labels = torch.full((r * b, t), IGNORE_INDEX, dtype=torch.long)
-    for i, (seq, p) in enumerate(zip(sequences, prompt_lengths)):
+    for i, (seq, p) in enumerate(zip(sequences, prompt_lengths, strict=True)):
         ids = torch.from_numpy(seq)
         input_ids[i, : len(seq)] = ids
         attention_mask[i, : len(seq)] = 1
@@ -154,7 +154,8 @@ def collate_preference_batch(
     scores = [row.get("scores") for row in items]
     if all(_is_score_list(s) for s in scores):
         out["scores"] = torch.tensor(
-            [[float(s[i]) for i in pick] for s, pick in zip(scores, picks)], dtype=torch.float32
+            [[float(s[i]) for i in pick] for s, pick in zip(scores, picks, strict=True)],
+            dtype=torch.float32,
         )
     return out
 

@@ -206,7 +206,8 @@ def _split_shared_messages(chosen: list, rejected: list) -> tuple[list[Message],
     chosen_msgs = _messages(chosen, "chosen")
     rejected_msgs = _messages(rejected, "rejected")
     shared = 0
-    for a, b in zip(chosen_msgs[:-1], rejected_msgs[:-1]):
+    # conversations of different lengths share at most the shorter prefix
+    for a, b in zip(chosen_msgs[:-1], rejected_msgs[:-1], strict=False):
         if a != b:
             break
         shared += 1
@@ -215,7 +216,7 @@ def _split_shared_messages(chosen: list, rejected: list) -> tuple[list[Message],
             "missing_field", "no 'prompt' field and the two conversations share no messages"
         )
     tails = chosen_msgs[shared:], rejected_msgs[shared:]
-    for name, tail in zip(("chosen", "rejected"), tails):
+    for name, tail in zip(("chosen", "rejected"), tails, strict=True):
         if len(tail) != 1 or tail[0]["role"] != "assistant":
             raise RowRejected(
                 "bad_type",

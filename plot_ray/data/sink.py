@@ -120,7 +120,7 @@ class PreparedDatasink(Datasink):
             {
                 "source": [m[0] for m in meta],
                 "subpreference": [m[1] for m in meta],
-                "file": [m[2][f] for m, f in zip(meta, files)],
+                "file": [m[2][f] for m, f in zip(meta, files, strict=True)],
                 "row_index": bad.column("row_index"),
                 "row_id": bad.column("row_id"),
                 "reason": bad.column("reason"),
@@ -168,7 +168,7 @@ def _row_stats(good: pa.Table) -> dict[int, int]:
         return {}
     sub = good.column("subpreference_id").to_numpy()
     ids, n = np.unique(sub, return_counts=True)
-    return {int(i): int(c) for i, c in zip(ids, n)}
+    return {int(i): int(c) for i, c in zip(ids, n, strict=True)}
 
 
 def merge_quarantine(out: Path) -> None:

@@ -74,6 +74,7 @@ class Normalizer:
             raw.column("file_index").to_pylist(),
             raw.column("row_index").to_pylist(),
             raw.column("record").to_pylist(),
+            strict=True,
         ):
             fmt, keys, path, sub, per_row = self._sources[src]
             cols["row_id"].append(row_id(keys[file_index], row_index))
@@ -194,7 +195,7 @@ def tokenize_normalized(
         enc_prompts = encode_texts(tokenizer, rendered)
         enc_flat = encode_texts(tokenizer, [r for i in rows for r in responses[i]])
         at = 0
-        for i, p in zip(rows, enc_prompts):
+        for i, p in zip(rows, enc_prompts, strict=True):
             k = len(responses[i])
             rs = [r + [eos] for r in enc_flat[at : at + k]]
             at += k
@@ -223,11 +224,16 @@ def tokenize_normalized(
         "file_index": table.column("file_index"),
         "row_index": table.column("row_index"),
         "subpreference_id": table.column("subpreference_id"),
-        "kind": pa.array([k if good else None for k, good in zip(kinds, ok)], pa.string()),
+        "kind": pa.array(
+            [k if good else None for k, good in zip(kinds, ok, strict=True)], pa.string()
+        ),
         "prompt_ids": pa.array(prompt_ids, WORK_SCHEMA.field("prompt_ids").type),
         "response_ids": pa.array(response_ids, WORK_SCHEMA.field("response_ids").type),
         "scores": pa.array(
-            [s if good else None for s, good in zip(table.column("scores").to_pylist(), ok)],
+            [
+                s if good else None
+                for s, good in zip(table.column("scores").to_pylist(), ok, strict=True)
+            ],
             pa.list_(pa.float64()),
         ),
         "truncated": pa.array(truncated, pa.bool_()),

@@ -93,6 +93,24 @@ def _check_same_shape(**tensors: Tensor) -> None:
         raise ValueError(f"inputs must have the same shape, got {shapes}")
 
 
+def _check_reference_pair(
+    policy_chosen_logps: Tensor,
+    policy_rejected_logps: Tensor,
+    ref_chosen_logps: Tensor,
+    ref_rejected_logps: Tensor,
+    beta: float,
+) -> None:
+    """Inputs of the methods on policy-minus-reference log-ratios (DPO, IPO, AOT)."""
+    _check_same_shape(
+        policy_chosen_logps=policy_chosen_logps,
+        policy_rejected_logps=policy_rejected_logps,
+        ref_chosen_logps=ref_chosen_logps,
+        ref_rejected_logps=ref_rejected_logps,
+    )
+    if beta <= 0:
+        raise ValueError(f"beta must be > 0, got {beta}")
+
+
 def _check_length_normalised_pair(
     name: str,
     policy_chosen_logps: Tensor,
@@ -134,14 +152,9 @@ def dpo_loss(
     Rewards are ``beta * (pi - ref)``; metrics: ``rewards/{chosen,rejected,accuracy,margin}``,
     ``logps/{chosen,rejected}``.
     """
-    _check_same_shape(
-        policy_chosen_logps=policy_chosen_logps,
-        policy_rejected_logps=policy_rejected_logps,
-        ref_chosen_logps=ref_chosen_logps,
-        ref_rejected_logps=ref_rejected_logps,
+    _check_reference_pair(
+        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta
     )
-    if beta <= 0:
-        raise ValueError(f"beta must be > 0, got {beta}")
     chosen_logratios = policy_chosen_logps - ref_chosen_logps
     rejected_logratios = policy_rejected_logps - ref_rejected_logps
     losses = _smoothed_logistic(beta * (chosen_logratios - rejected_logratios), label_smoothing)
@@ -167,14 +180,9 @@ def ipo_loss(
     the default in the config); without them ``rho = pi - ref`` is the sequence sum. Rewards
     in the metrics are ``beta * rho``.
     """
-    _check_same_shape(
-        policy_chosen_logps=policy_chosen_logps,
-        policy_rejected_logps=policy_rejected_logps,
-        ref_chosen_logps=ref_chosen_logps,
-        ref_rejected_logps=ref_rejected_logps,
+    _check_reference_pair(
+        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta
     )
-    if beta <= 0:
-        raise ValueError(f"beta must be > 0, got {beta}")
     chosen = policy_chosen_logps - ref_chosen_logps
     rejected = policy_rejected_logps - ref_rejected_logps
     if (chosen_lengths is None) != (rejected_lengths is None):
@@ -277,11 +285,8 @@ def aot_loss(
     the rejected log-ratios ``pi_r - ref_r`` separately. The loss is the mean over the batch of
     ``(1 - eps) l(beta * d_i) + eps l(-beta * d_i)`` with ``d_i`` the i-th sorted difference.
     """
-    _check_same_shape(
-        policy_chosen_logps=policy_chosen_logps,
-        policy_rejected_logps=policy_rejected_logps,
-        ref_chosen_logps=ref_chosen_logps,
-        ref_rejected_logps=ref_rejected_logps,
+    _check_reference_pair(
+        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta
     )
     chosen_logratios = policy_chosen_logps - ref_chosen_logps
     rejected_logratios = policy_rejected_logps - ref_rejected_logps

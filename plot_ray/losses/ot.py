@@ -422,7 +422,7 @@ def exact_wasserstein(p: Tensor, q: Tensor, embeddings: Tensor, p_norm: float = 
     if p64.dim() == 1:
         return ot.emd2(p64, q64, m)
     flat_p, flat_q = p64.reshape(-1, p64.shape[-1]), q64.reshape(-1, q64.shape[-1])
-    out = torch.stack([ot.emd2(a, b, m) for a, b in zip(flat_p, flat_q)])
+    out = torch.stack([ot.emd2(a, b, m) for a, b in zip(flat_p, flat_q, strict=True)])
     return out.reshape(p64.shape[:-1])
 
 

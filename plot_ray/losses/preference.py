@@ -271,11 +271,15 @@ class PreferenceTargets:
         """
         out = {}
         k = min(k, self.vocab_size)
-        for name, row in zip(self.names, self.q_diff):
+        for name, row in zip(self.names, self.q_diff, strict=True):
             top = torch.topk(row, k)
             bottom = torch.topk(-row, k)
             out[name] = {
-                "preferred": [(int(i), float(v)) for v, i in zip(top.values, top.indices)],
-                "rejected": [(int(i), float(-v)) for v, i in zip(bottom.values, bottom.indices)],
+                "preferred": [
+                    (int(i), float(v)) for v, i in zip(top.values, top.indices, strict=True)
+                ],
+                "rejected": [
+                    (int(i), float(-v)) for v, i in zip(bottom.values, bottom.indices, strict=True)
+                ],
             }
         return out

@@ -59,14 +59,33 @@ def generate_benchmark(out_dir: str | Path, seed: int = 0, scale: float = 1.0) -
     (out / MANIFEST).unlink(missing_ok=True)
 
     # One unique drawer per kind of prompt: everything drawn from it is disjoint by exact prompt.
-    harmful = UniqueDrawer(H.make_harmful_request, rng_for(seed, "harmful-requests"), lambda r: r.prompt, "harmful requests")
-    benign = UniqueDrawer(H.make_benign_request, rng_for(seed, "benign-requests"), lambda r: r.prompt, "benign requests")
-    problems = UniqueDrawer(L.make_problem, rng_for(seed, "logic-problems"), lambda p: p.question, "logic problems")
-    heldout_problems = UniqueDrawer(L.make_heldout_problem, rng_for(seed, "logic-heldout-problems"), lambda p: p.question, "held-out logic problems")
+    harmful = UniqueDrawer(
+        H.make_harmful_request,
+        rng_for(seed, "harmful-requests"),
+        lambda r: r.prompt,
+        "harmful requests",
+    )
+    benign = UniqueDrawer(
+        H.make_benign_request,
+        rng_for(seed, "benign-requests"),
+        lambda r: r.prompt,
+        "benign requests",
+    )
+    problems = UniqueDrawer(
+        L.make_problem, rng_for(seed, "logic-problems"), lambda p: p.question, "logic problems"
+    )
+    heldout_problems = UniqueDrawer(
+        L.make_heldout_problem,
+        rng_for(seed, "logic-heldout-problems"),
+        lambda p: p.question,
+        "held-out logic problems",
+    )
 
     sizes = split_sizes(scale)
     files: dict[str, list[dict]] = {}
-    harm_pairs = H.build_pairs(harmful, benign, sizes["harmlessness"], rng_for(seed, "harmlessness-pairs"))
+    harm_pairs = H.build_pairs(
+        harmful, benign, sizes["harmlessness"], rng_for(seed, "harmlessness-pairs")
+    )
     logic_pairs = L.build_pairs(problems, sizes["logic"], rng_for(seed, "logic-pairs"))
     ranked = R.build_ranked(harmful, benign, problems, sizes["ranked"], rng_for(seed, "ranked"))
     for split in SPLITS:
@@ -75,8 +94,12 @@ def generate_benchmark(out_dir: str | Path, seed: int = 0, scale: float = 1.0) -
         files[f"ranked/{split}.jsonl"] = ranked[split]
 
     n_eval = {k: scaled(v, scale, MIN_EVAL[k]) for k, v in BASE_EVAL.items()}
-    files["eval/behaviors.jsonl"] = E.behaviour_rows(rng_for(seed, "behaviors"), n_eval["behaviors"])
-    files["eval/benign.jsonl"] = E.benign_eval_rows(rng_for(seed, "benign-eval"), benign, n_eval["benign"])
+    files["eval/behaviors.jsonl"] = E.behaviour_rows(
+        rng_for(seed, "behaviors"), n_eval["behaviors"]
+    )
+    files["eval/benign.jsonl"] = E.benign_eval_rows(
+        rng_for(seed, "benign-eval"), benign, n_eval["benign"]
+    )
     files["eval/jailbreak_templates.jsonl"] = E.jailbreak_rows()
     files["eval/logic_heldout.jsonl"] = E.logic_heldout_rows(
         rng_for(seed, "logic-heldout"), problems, heldout_problems, n_eval["logic_heldout"]

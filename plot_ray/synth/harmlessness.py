@@ -109,13 +109,17 @@ def compose_prompt(rng: random.Random, phrasing: str, act: str) -> str:
 def make_harmful_request(rng: random.Random) -> Request:
     topic = pick(rng, HARMFUL_TOPICS)
     act = pick(rng, topic.actions)
-    return Request(compose_prompt(rng, pick(rng, REQUEST_PHRASINGS), act), "harmful", topic.name, act)
+    return Request(
+        compose_prompt(rng, pick(rng, REQUEST_PHRASINGS), act), "harmful", topic.name, act
+    )
 
 
 def make_benign_request(rng: random.Random) -> Request:
     topic = pick(rng, BENIGN_TOPICS)
     act, _tip = pick(rng, topic.items)
-    return Request(compose_prompt(rng, pick(rng, REQUEST_PHRASINGS), act), "benign", topic.name, act)
+    return Request(
+        compose_prompt(rng, pick(rng, REQUEST_PHRASINGS), act), "benign", topic.name, act
+    )
 
 
 def make_request(rng: random.Random) -> Request:
@@ -133,7 +137,9 @@ def refusal(rng: random.Random, req: Request, *, full: bool = False) -> str:
     if full or maybe(rng, 0.8):
         parts.append(pick(rng, REFUSAL_REASONS))
     if full or maybe(rng, 0.6):
-        parts.append(pick(rng, topic.redirects) if maybe(rng, 0.8) else pick(rng, GENERIC_REDIRECTS))
+        parts.append(
+            pick(rng, topic.redirects) if maybe(rng, 0.8) else pick(rng, GENERIC_REDIRECTS)
+        )
     if maybe(rng, 0.5):
         parts.append(pick(rng, REFUSAL_CLOSERS))
     return sentence_join(parts)

@@ -21,11 +21,30 @@ SUBPREFERENCE = "logic"
 R = "<R>"  # placeholder for the final result in a worked step
 
 NAMES: tuple[tuple[str, str], ...] = (
-    ("Mia", "her"), ("Liam", "his"), ("Ava", "her"), ("Noah", "his"), ("Zoe", "her"),
-    ("Omar", "his"), ("Priya", "her"), ("Lucas", "his"), ("Sofia", "her"), ("Kenji", "his"),
-    ("Amara", "her"), ("Diego", "his"), ("Hana", "her"), ("Ethan", "his"), ("Lena", "her"),
-    ("Ravi", "his"), ("Nora", "her"), ("Mateo", "his"), ("Chloe", "her"), ("Tariq", "his"),
-    ("Ines", "her"), ("Felix", "his"), ("Yara", "her"), ("Jonas", "his"),
+    ("Mia", "her"),
+    ("Liam", "his"),
+    ("Ava", "her"),
+    ("Noah", "his"),
+    ("Zoe", "her"),
+    ("Omar", "his"),
+    ("Priya", "her"),
+    ("Lucas", "his"),
+    ("Sofia", "her"),
+    ("Kenji", "his"),
+    ("Amara", "her"),
+    ("Diego", "his"),
+    ("Hana", "her"),
+    ("Ethan", "his"),
+    ("Lena", "her"),
+    ("Ravi", "his"),
+    ("Nora", "her"),
+    ("Mateo", "his"),
+    ("Chloe", "her"),
+    ("Tariq", "his"),
+    ("Ines", "her"),
+    ("Felix", "his"),
+    ("Yara", "her"),
+    ("Jonas", "his"),
 )
 
 
@@ -58,20 +77,52 @@ def _two_names(rng: random.Random) -> tuple[str, str]:
 # --------------------------------------------------------------------------------------------
 def shopping(rng: random.Random) -> Problem:
     name, _ = pick(rng, NAMES)
-    item = pick(rng, ("notebooks", "pens", "apples", "sandwiches", "candles", "plants", "comic books", "muffins", "pairs of socks", "mugs"))
+    item = pick(
+        rng,
+        (
+            "notebooks",
+            "pens",
+            "apples",
+            "sandwiches",
+            "candles",
+            "plants",
+            "comic books",
+            "muffins",
+            "pairs of socks",
+            "mugs",
+        ),
+    )
     n, p = rng.randint(2, 9), rng.randint(2, 15)
     total = n * p
     bill = pick(rng, [b for b in (20, 50, 100, 200) if b > total])
     ans = bill - total
-    q = pick(rng, (
-        f"{name} buys {n} {item} that cost ${p} each and pays with a ${bill} bill. How much change does {name} get, in dollars?",
-        f"{name} pays for {n} {item} at ${p} each with a ${bill} bill. How many dollars of change should {name} receive?",
-    ))
-    steps = (f"The {item} cost {n} * {p} = {total} dollars.", f"The change is {bill} - {total} = {R} dollars.")
+    q = pick(
+        rng,
+        (
+            f"{name} buys {n} {item} that cost ${p} each and pays with a ${bill} bill. How much change does {name} get, in dollars?",
+            f"{name} pays for {n} {item} at ${p} each with a ${bill} bill. How many dollars of change should {name} receive?",
+        ),
+    )
+    steps = (
+        f"The {item} cost {n} * {p} = {total} dollars.",
+        f"The change is {bill} - {total} = {R} dollars.",
+    )
     mistakes = [
         ((f"The change is {bill} - {p} = {R} dollars.",), bill - p),
-        ((f"The {item} cost {n} + {p} = {n + p} dollars.", f"The change is {bill} - {n + p} = {R} dollars."), bill - n - p),
-        ((f"The {item} cost {n} * {p} = {total} dollars.", f"The change is {bill} + {total} = {R} dollars."), bill + total),
+        (
+            (
+                f"The {item} cost {n} + {p} = {n + p} dollars.",
+                f"The change is {bill} - {n + p} = {R} dollars.",
+            ),
+            bill - n - p,
+        ),
+        (
+            (
+                f"The {item} cost {n} * {p} = {total} dollars.",
+                f"The change is {bill} + {total} = {R} dollars.",
+            ),
+            bill + total,
+        ),
     ]
     return Problem("shopping", q, ans, steps, _valid_mistakes(ans, mistakes))
 
@@ -81,35 +132,72 @@ def travel(rng: random.Random) -> Problem:
     s = rng.randint(2, 12) * 5 if vehicle == "cyclist" else rng.randint(6, 24) * 5
     h, d = rng.randint(2, 6), rng.randint(5, 60)
     ans = s * h + d
-    q = pick(rng, (
-        f"A {vehicle} travels at {s} kilometers per hour for {h} hours and then goes another {d} kilometers. How many kilometers does it travel in total?",
-        f"A {vehicle} moves at {s} km per hour for {h} hours, then covers {d} more km. What is the total distance in km?",
-    ))
-    steps = (f"In {h} hours it goes {s} * {h} = {s * h} km.", f"In total it travels {s * h} + {d} = {R} km.")
+    q = pick(
+        rng,
+        (
+            f"A {vehicle} travels at {s} kilometers per hour for {h} hours and then goes another {d} kilometers. How many kilometers does it travel in total?",
+            f"A {vehicle} moves at {s} km per hour for {h} hours, then covers {d} more km. What is the total distance in km?",
+        ),
+    )
+    steps = (
+        f"In {h} hours it goes {s} * {h} = {s * h} km.",
+        f"In total it travels {s * h} + {d} = {R} km.",
+    )
     mistakes = [
         ((f"In {h} hours it goes {s} * {h} = {R} km.",), s * h),
         ((f"It travels {s} + {h} + {d} = {R} km.",), s + h + d),
-        ((f"In {h} hours it goes {s} * {h} = {s * h} km.", f"In total it travels {s * h} - {d} = {R} km."), s * h - d),
+        (
+            (
+                f"In {h} hours it goes {s} * {h} = {s * h} km.",
+                f"In total it travels {s * h} - {d} = {R} km.",
+            ),
+            s * h - d,
+        ),
     ]
     return Problem("travel", q, ans, steps, _valid_mistakes(ans, mistakes))
 
 
 def sharing(rng: random.Random) -> Problem:
     name, _ = pick(rng, NAMES)
-    item = pick(rng, ("marbles", "stickers", "cookies", "cards", "strawberries", "stamps", "crayons", "shells"))
+    item = pick(
+        rng,
+        ("marbles", "stickers", "cookies", "cards", "strawberries", "stamps", "crayons", "shells"),
+    )
     k, each, keep = rng.randint(2, 8), rng.randint(3, 15), rng.randint(1, 9)
     total = k * each + keep
-    q = pick(rng, (
-        f"{name} has {total} {item}. {name} keeps {keep} and shares the rest equally among {k} friends. How many {item} does each friend get?",
-        f"There are {total} {item} in a jar. {name} takes {keep} and splits the rest equally between {k} friends. How many does each friend receive?",
-    ))
+    q = pick(
+        rng,
+        (
+            f"{name} has {total} {item}. {name} keeps {keep} and shares the rest equally among {k} friends. How many {item} does each friend get?",
+            f"There are {total} {item} in a jar. {name} takes {keep} and splits the rest equally between {k} friends. How many does each friend receive?",
+        ),
+    )
     rest = total - keep
-    steps = (f"After keeping {keep}, there are {total} - {keep} = {rest} left.", f"Each friend gets {rest} / {k} = {R}.")
+    steps = (
+        f"After keeping {keep}, there are {total} - {keep} = {rest} left.",
+        f"Each friend gets {rest} / {k} = {R}.",
+    )
     mistakes = [
-        ((f"After keeping {keep}, there are {total} - {keep} = {rest} left.", f"Each friend gets {rest} - {k} = {R}."), rest - k),
-        ((f"Each friend gets {total} / {k + 1} = {R}.",), total // (k + 1)) if total % (k + 1) == 0 else ((), -1),
+        (
+            (
+                f"After keeping {keep}, there are {total} - {keep} = {rest} left.",
+                f"Each friend gets {rest} - {k} = {R}.",
+            ),
+            rest - k,
+        ),
+        ((f"Each friend gets {total} / {k + 1} = {R}.",), total // (k + 1))
+        if total % (k + 1) == 0
+        else ((), -1),
         ((f"Each friend gets {total} / {k} = {R}.",), total // k) if total % k == 0 else ((), -1),
-        ((f"After keeping {keep}, there are {total} + {keep} = {total + keep} left.", f"Each friend gets {total + keep} / {k} = {R}."), (total + keep) // k) if (total + keep) % k == 0 else ((), -1),
+        (
+            (
+                f"After keeping {keep}, there are {total} + {keep} = {total + keep} left.",
+                f"Each friend gets {total + keep} / {k} = {R}.",
+            ),
+            (total + keep) // k,
+        )
+        if (total + keep) % k == 0
+        else ((), -1),
     ]
     return Problem("sharing", q, each, steps, _valid_mistakes(each, mistakes))
 
@@ -120,15 +208,30 @@ def ages(rng: random.Random) -> Problem:
     b_now = rng.randint(4, 40)
     z = b_now + y
     ans = b_now + x
-    q = pick(rng, (
-        f"{a} is {x} years older than {b}. In {y} years, {b} will be {z} years old. How old is {a} now?",
-        f"In {y} years {b} will be {z}. {a} is {x} years older than {b}. How old is {a} today?",
-    ))
+    q = pick(
+        rng,
+        (
+            f"{a} is {x} years older than {b}. In {y} years, {b} will be {z} years old. How old is {a} now?",
+            f"In {y} years {b} will be {z}. {a} is {x} years older than {b}. How old is {a} today?",
+        ),
+    )
     steps = (f"{b} is {z} - {y} = {b_now} years old now.", f"{a} is {b_now} + {x} = {R} years old.")
     mistakes = [
         ((f"{a} is {z} + {x} = {R} years old.",), z + x),
-        ((f"{b} is {z} - {y} = {b_now} years old now.", f"{a} is {b_now} - {x} = {R} years old."), b_now - x),
-        ((f"{b} is {z} + {y} = {z + y} years old now.", f"{a} is {z + y} + {x} = {R} years old."), z + y + x),
+        (
+            (
+                f"{b} is {z} - {y} = {b_now} years old now.",
+                f"{a} is {b_now} - {x} = {R} years old.",
+            ),
+            b_now - x,
+        ),
+        (
+            (
+                f"{b} is {z} + {y} = {z + y} years old now.",
+                f"{a} is {z + y} + {x} = {R} years old.",
+            ),
+            z + y + x,
+        ),
     ]
     return Problem("ages", q, ans, steps, _valid_mistakes(ans, mistakes))
 
@@ -138,17 +241,45 @@ def savings(rng: random.Random) -> Problem:
     s, w = rng.randint(3, 25), rng.randint(3, 12)
     saved = s * w
     c = rng.randint(max(1, saved // 5), saved - 1)
-    thing = pick(rng, ("a bike helmet", "a board game", "a pair of shoes", "a concert ticket", "a book set", "art supplies"))
+    thing = pick(
+        rng,
+        (
+            "a bike helmet",
+            "a board game",
+            "a pair of shoes",
+            "a concert ticket",
+            "a book set",
+            "art supplies",
+        ),
+    )
     ans = saved - c
-    q = pick(rng, (
-        f"{name} saves ${s} every week for {w} weeks and then spends ${c} on {thing}. How many dollars does {name} have left?",
-        f"Every week {name} puts ${s} into {poss} piggy bank. After {w} weeks {name} buys {thing} for ${c}. How much money is left?",
-    ))
-    steps = (f"{name} saves {s} * {w} = {saved} dollars.", f"After spending, {saved} - {c} = {R} dollars are left.")
+    q = pick(
+        rng,
+        (
+            f"{name} saves ${s} every week for {w} weeks and then spends ${c} on {thing}. How many dollars does {name} have left?",
+            f"Every week {name} puts ${s} into {poss} piggy bank. After {w} weeks {name} buys {thing} for ${c}. How much money is left?",
+        ),
+    )
+    steps = (
+        f"{name} saves {s} * {w} = {saved} dollars.",
+        f"After spending, {saved} - {c} = {R} dollars are left.",
+    )
     mistakes = [
-        ((f"{name} saves {s} * {w - 1} = {s * (w - 1)} dollars.", f"After spending, {s * (w - 1)} - {c} = {R} dollars are left."), s * (w - 1) - c),
+        (
+            (
+                f"{name} saves {s} * {w - 1} = {s * (w - 1)} dollars.",
+                f"After spending, {s * (w - 1)} - {c} = {R} dollars are left.",
+            ),
+            s * (w - 1) - c,
+        ),
         ((f"{name} saves {s} * {w} = {R} dollars.",), saved),
-        ((f"{name} saves {s} * {w} = {saved} dollars.", f"After spending, {saved} + {c} = {R} dollars are left."), saved + c),
+        (
+            (
+                f"{name} saves {s} * {w} = {saved} dollars.",
+                f"After spending, {saved} + {c} = {R} dollars are left.",
+            ),
+            saved + c,
+        ),
     ]
     return Problem("savings", q, ans, steps, _valid_mistakes(ans, mistakes))
 
@@ -160,15 +291,33 @@ def baking(rng: random.Random) -> Problem:
     need = a * b
     c = rng.randint(2, need - 1)
     ans = need - c
-    q = pick(rng, (
-        f"A recipe uses {a} {unit} per batch. {name} wants to bake {b} batches and already has {c} {unit}. How many more {unit} does {name} need?",
-        f"{name} is baking {b} batches of a recipe that needs {a} {unit} each. There are {c} {unit} at home. How many more {unit} must {name} buy?",
-    ))
-    steps = (f"{b} batches need {a} * {b} = {need} {unit}.", f"{name} needs {need} - {c} = {R} more.")
+    q = pick(
+        rng,
+        (
+            f"A recipe uses {a} {unit} per batch. {name} wants to bake {b} batches and already has {c} {unit}. How many more {unit} does {name} need?",
+            f"{name} is baking {b} batches of a recipe that needs {a} {unit} each. There are {c} {unit} at home. How many more {unit} must {name} buy?",
+        ),
+    )
+    steps = (
+        f"{b} batches need {a} * {b} = {need} {unit}.",
+        f"{name} needs {need} - {c} = {R} more.",
+    )
     mistakes = [
         ((f"{b} batches need {a} * {b} = {R} {unit}.",), need),
-        ((f"{b} batches need {a} + {b} = {a + b} {unit}.", f"{name} needs {a + b} - {c} = {R} more."), a + b - c),
-        ((f"{b} batches need {a} * {b} = {need} {unit}.", f"{name} needs {need} + {c} = {R} more."), need + c),
+        (
+            (
+                f"{b} batches need {a} + {b} = {a + b} {unit}.",
+                f"{name} needs {a + b} - {c} = {R} more.",
+            ),
+            a + b - c,
+        ),
+        (
+            (
+                f"{b} batches need {a} * {b} = {need} {unit}.",
+                f"{name} needs {need} + {c} = {R} more.",
+            ),
+            need + c,
+        ),
     ]
     return Problem("baking", q, ans, steps, _valid_mistakes(ans, mistakes))
 
@@ -180,14 +329,32 @@ def garden(rng: random.Random) -> Problem:
     total = r * c
     d = rng.randint(1, min(20, total - 1))
     ans = total - d
-    q = pick(rng, (
-        f"{name} plants {r} rows with {c} {plant} plants in each row. Then {d} of the plants do not survive. How many {plant} plants are left?",
-        f"A garden has {r} rows of {plant} plants with {c} plants per row. If {d} plants die, how many plants remain?",
-    ))
-    steps = (f"There are {r} * {c} = {total} plants.", f"After losing {d}, {total} - {d} = {R} plants are left.")
+    q = pick(
+        rng,
+        (
+            f"{name} plants {r} rows with {c} {plant} plants in each row. Then {d} of the plants do not survive. How many {plant} plants are left?",
+            f"A garden has {r} rows of {plant} plants with {c} plants per row. If {d} plants die, how many plants remain?",
+        ),
+    )
+    steps = (
+        f"There are {r} * {c} = {total} plants.",
+        f"After losing {d}, {total} - {d} = {R} plants are left.",
+    )
     mistakes = [
-        ((f"There are {r} + {c} = {r + c} plants.", f"After losing {d}, {r + c} - {d} = {R} plants are left."), r + c - d),
-        ((f"There are {r} * {c} = {total} plants.", f"After losing {d}, {total} + {d} = {R} plants are left."), total + d),
+        (
+            (
+                f"There are {r} + {c} = {r + c} plants.",
+                f"After losing {d}, {r + c} - {d} = {R} plants are left.",
+            ),
+            r + c - d,
+        ),
+        (
+            (
+                f"There are {r} * {c} = {total} plants.",
+                f"After losing {d}, {total} + {d} = {R} plants are left.",
+            ),
+            total + d,
+        ),
         ((f"There are {r} * {c} = {R} plants.",), total),
     ]
     return Problem("garden", q, ans, steps, _valid_mistakes(ans, mistakes))
@@ -199,14 +366,26 @@ def reading(rng: random.Random) -> Problem:
     read = d * n
     pages = read + rng.randint(5, 150)
     ans = pages - read
-    q = pick(rng, (
-        f"A book has {pages} pages. {name} reads {d} pages every day for {n} days. How many pages are left to read?",
-        f"{name} is reading a {pages}-page novel at {d} pages a day. After {n} days, how many pages remain?",
-    ))
-    steps = (f"In {n} days {name} reads {d} * {n} = {read} pages.", f"There are {pages} - {read} = {R} pages left.")
+    q = pick(
+        rng,
+        (
+            f"A book has {pages} pages. {name} reads {d} pages every day for {n} days. How many pages are left to read?",
+            f"{name} is reading a {pages}-page novel at {d} pages a day. After {n} days, how many pages remain?",
+        ),
+    )
+    steps = (
+        f"In {n} days {name} reads {d} * {n} = {read} pages.",
+        f"There are {pages} - {read} = {R} pages left.",
+    )
     mistakes = [
         ((f"In {n} days {name} reads {d} * {n} = {R} pages.",), read),
-        ((f"In {n - 1} days {name} reads {d} * {n - 1} = {d * (n - 1)} pages.", f"There are {pages} - {d * (n - 1)} = {R} pages left."), pages - d * (n - 1)),
+        (
+            (
+                f"In {n - 1} days {name} reads {d} * {n - 1} = {d * (n - 1)} pages.",
+                f"There are {pages} - {d * (n - 1)} = {R} pages left.",
+            ),
+            pages - d * (n - 1),
+        ),
         ((f"There are {pages} - {d} - {n} = {R} pages left.",), pages - d - n),
     ]
     return Problem("reading", q, ans, steps, _valid_mistakes(ans, mistakes))
@@ -220,7 +399,10 @@ def factory(rng: random.Random) -> Problem:
     ans = m * h * d
     thing = pick(rng, ("toys", "bottles", "bricks", "bolts", "boxes"))
     q = f"A machine makes {m} {thing} every hour. It runs {h} hours a day for {d} days. How many {thing} does it make altogether?"
-    steps = (f"Each day it makes {m} * {h} = {m * h} {thing}.", f"Over {d} days it makes {m * h} * {d} = {R} {thing}.")
+    steps = (
+        f"Each day it makes {m} * {h} = {m * h} {thing}.",
+        f"Over {d} days it makes {m * h} * {d} = {R} {thing}.",
+    )
     mistakes = [((f"It makes {m} * {h} = {R} {thing}.",), m * h)]
     return Problem("factory", q, ans, steps, _valid_mistakes(ans, mistakes))
 
@@ -230,7 +412,10 @@ def tickets(rng: random.Random) -> Problem:
     x, y = rng.randint(1, 4), rng.randint(1, 5)
     ans = a * x + c * y
     q = f"Adult tickets cost ${a} and child tickets cost ${c}. A family buys {x} adult tickets and {y} child tickets. How many dollars do they pay in total?"
-    steps = (f"Adults: {x} * {a} = {a * x}. Children: {y} * {c} = {c * y}.", f"Total: {a * x} + {c * y} = {R} dollars.")
+    steps = (
+        f"Adults: {x} * {a} = {a * x}. Children: {y} * {c} = {c * y}.",
+        f"Total: {a * x} + {c * y} = {R} dollars.",
+    )
     mistakes = [((f"Total: {a} + {c} = {R} dollars.",), a + c)]
     return Problem("tickets", q, ans, steps, _valid_mistakes(ans, mistakes))
 
@@ -240,7 +425,10 @@ def temperature(rng: random.Random) -> Problem:
     v = rng.randint(1, t + u)
     ans = t + u - v
     q = f"In the morning it is {t} degrees. By noon the temperature rises by {u} degrees, and by night it falls by {v} degrees. What is the temperature at night, in degrees?"
-    steps = (f"At noon it is {t} + {u} = {t + u} degrees.", f"At night it is {t + u} - {v} = {R} degrees.")
+    steps = (
+        f"At noon it is {t} + {u} = {t + u} degrees.",
+        f"At night it is {t + u} - {v} = {R} degrees.",
+    )
     mistakes = [((f"At night it is {t} + {u} + {v} = {R} degrees.",), t + u + v)]
     return Problem("temperature", q, ans, steps, _valid_mistakes(ans, mistakes))
 
@@ -304,7 +492,9 @@ def guess_answer(rng: random.Random, prob: Problem, avoid: set[int]) -> tuple[st
         wrong = prob.answer + rng.choice((-1, 1)) * rng.randint(5, 40)
         if wrong >= 0 and wrong not in avoid:
             break
-    text = pick(rng, ("I think the answer is {w}.", "It's probably {w}.", "Just estimating, about {w}."))
+    text = pick(
+        rng, ("I think the answer is {w}.", "It's probably {w}.", "Just estimating, about {w}.")
+    )
     return f"{text.format(w=wrong)}\n#### {wrong}", wrong
 
 

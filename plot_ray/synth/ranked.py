@@ -73,7 +73,9 @@ def build_ranked(
     for split in SPLITS:
         n = sizes[split]
         n_logic = int(round(n * LOGIC_FRACTION))
-        items: list[tuple[str, object]] = [("h", r) for r in H.draw_requests(harmful, benign, n - n_logic, rng)]
+        items: list[tuple[str, object]] = [
+            ("h", r) for r in H.draw_requests(harmful, benign, n - n_logic, rng)
+        ]
         items += [("l", p) for p in problems.draw(n_logic)]
         rng.shuffle(items)
         rows = []

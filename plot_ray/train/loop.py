@@ -40,6 +40,7 @@ import torch
 import torch.distributed as dist
 
 from plot_ray.config import PlotRayConfig
+from plot_ray.losses.chunked import IGNORE_INDEX
 from plot_ray.train.checkpoint import (
     ATTEMPTS_FILE,
     DEEPSPEED_TAG,
@@ -163,7 +164,9 @@ class PreferenceRecipe:
 
         # Ray Train has set up torch.distributed; DeepSpeed's comm layer wraps that group. It must
         # exist before HfDeepSpeedConfig, which sizes batches by DeepSpeed's world size.
-        deepspeed.init_distributed(dist_backend=dist.get_backend() if dist.is_initialized() else None)
+        deepspeed.init_distributed(
+            dist_backend=dist.get_backend() if dist.is_initialized() else None
+        )
         ds_config = zero_config(self.cfg, self.world_size)
         if ds_config["zero_optimization"]["stage"] == 3:
             # Makes from_pretrained build the model already partitioned (zero.Init), so no
@@ -397,7 +400,7 @@ class PreferenceRecipe:
         self.engine.step()
         metrics = {k: float(v) for k, v in out.metrics.items()}
         metrics["loss/total"] = float(out.loss.detach())
-        tokens = int((batch["labels"] != -100).sum())
+        tokens = int((batch["labels"] != IGNORE_INDEX).sum())
         return metrics, tokens
 
     def train_step(self) -> None:

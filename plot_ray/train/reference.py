@@ -31,7 +31,9 @@ class ReferenceLogps:
         self.model = load_causal_lm(
             cfg.model.reference_path, cfg.model.dtype, cfg.model.trust_remote_code
         ).eval()
-        self.pad_id = load_tokenizer(cfg.model.tokenizer_path, cfg.model.trust_remote_code).pad_token_id
+        self.pad_id = load_tokenizer(
+            cfg.model.tokenizer_path, cfg.model.trust_remote_code
+        ).pad_token_id
         self.max_length = cfg.data.max_length
 
     def __call__(self, table):

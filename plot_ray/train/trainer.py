@@ -44,6 +44,7 @@ __all__ = [
 
 WORKER_LOG = "logs/ray_workers.log"  # under the run's log folder
 
+
 @dataclass
 class TrainRunResult:
     run_dir: Path
