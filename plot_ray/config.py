@@ -257,6 +257,12 @@ class TrainConfig(_Section):
     # only with checkpoints. Logging (metrics.jsonl, TensorBoard) never waits on Ray Train.
     report_every: int | None = Field(default=None, ge=1)
     checkpoint_every: int = Field(default=50, ge=1)
+    # A pass over the prepared validation split (data.eval_sources) every N steps, reported as
+    # eval/* metrics; None: only after the last step. Always after the last step when the
+    # prepared data has an eval split (plot_ray.train.validation defines the numbers).
+    eval_every: int | None = Field(default=None, ge=1)
+    # Rows per eval forward on each worker; None: train.micro_batch_size.
+    eval_batch_size: int | None = Field(default=None, ge=1)
     keep_checkpoints: int = Field(default=2, ge=1)
     max_failures: int = Field(default=0, ge=-1)  # -1: retry forever (Ray's convention)
     max_nan_skips: int = Field(default=10, ge=0)

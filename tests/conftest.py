@@ -58,15 +58,21 @@ def tiny_model_dir(tmp_path_factory, synth_dir):
     return out
 
 
-def _prepare(synth_dir, model_dir, out, sources):
+def _prepare(synth_dir, model_dir, out, sources, eval_sources=()):
+    """``sources`` and ``eval_sources``: (path under synth_dir, sub-preference[, row limit])."""
     from plot_ray.config import load_config
     from plot_ray.data import run_prepare
 
+    def resolved(entries):
+        return [
+            {"path": str(synth_dir / e[0]), "subpreference": e[1], "limit": e[2] if e[2:] else None}
+            for e in entries
+        ]
+
     cfg = load_config(
         overrides={
-            "data.sources": [
-                {"path": str(synth_dir / rel), "subpreference": sub} for rel, sub in sources
-            ],
+            "data.sources": resolved(sources),
+            "data.eval_sources": resolved(eval_sources),
             "data.output_dir": str(out),
             "data.max_length": 160,
             "data.max_prompt_length": 96,
@@ -79,12 +85,18 @@ def _prepare(synth_dir, model_dir, out, sources):
 
 @pytest.fixture(scope="session")
 def prepared_dir(ray_local, synth_dir, tiny_model_dir, tmp_path_factory):
-    """Pairwise preference data (harmlessness + logic) tokenized and counted by the Ray pipeline."""
+    """Pairwise preference data (harmlessness + logic) tokenized and counted by the Ray pipeline,
+    with a small validation split (19 rows: not a multiple of 2 workers x 2 rows per batch, so
+    the training runs' validation passes are uneven across workers)."""
     return _prepare(
         synth_dir,
         tiny_model_dir,
         tmp_path_factory.mktemp("prepared"),
         [("harmlessness/train.jsonl", "harmlessness"), ("logic/train.jsonl", "logic")],
+        [
+            ("harmlessness/validation.jsonl", "harmlessness", 11),
+            ("logic/validation.jsonl", "logic", 8),
+        ],
     )
 
 

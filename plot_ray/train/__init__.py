@@ -1,7 +1,8 @@
 """Distributed PLOT fine-tuning: Ray Train workers, each running a DeepSpeed ZeRO engine.
 
 ``run_training(cfg)`` on the driver (``trainer.py``); the per-worker recipe in ``loop.py``;
-the DeepSpeed config in ``deepspeed_config.py``; checkpoint layout in ``checkpoint.py``.
+the DeepSpeed config in ``deepspeed_config.py``; checkpoint layout in ``checkpoint.py``;
+validation on the prepared eval split (what ``eval/*`` metrics mean) in ``validation.py``.
 """
 
 from plot_ray.train.checkpoint import CheckpointError

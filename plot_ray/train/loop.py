@@ -7,7 +7,8 @@ One file, one recipe, read top to bottom:
                    restore from the latest checkpoint, if any → data iterator
     train()        ``train_step()`` (one optimizer step: micro-steps with gradient accumulation)
                    until ``train.max_steps``; metrics every ``train.log_every`` steps,
-                   checkpoints every ``train.checkpoint_every``
+                   checkpoints every ``train.checkpoint_every``, ``evaluate()`` on the
+                   validation split every ``train.eval_every`` steps and after the last
     save_final()   consolidated Hugging Face weights (safetensors) + tokenizer
 
 Each optimizer step computes ``L = L_vanilla + alpha * L_PLOT`` on one concatenated forward of
@@ -53,6 +54,13 @@ from plot_ray.train.checkpoint import (
     write_state,
 )
 from plot_ray.train.deepspeed_config import use_cpu_accelerator_unless_gpu
+from plot_ray.train.validation import (
+    EVAL_PREFIX,
+    EvalTotals,
+    owned_row_batches,
+    padding_batch,
+    row_metrics,
+)
 
 __all__ = [
     "train_loop_per_worker",
@@ -96,6 +104,8 @@ class PreferenceRecipe:
         use_cpu_accelerator_unless_gpu(self.cfg.train.use_gpu)  # before DeepSpeed is imported
         self.run_dir = Path(loop_config["run_dir"])
         self.artifact_dir = loop_config["artifact_dir"]
+        # The prepared eval split's sub-preference names; None: there is no eval split.
+        self.eval_subpreferences: list[str] | None = loop_config.get("eval_subpreferences")
         self.step = 0
         self.consumed = 0
         self.nan_skips = 0
@@ -125,6 +135,7 @@ class PreferenceRecipe:
         self.reference = self._setup_reference()
         self._restore(ray.train.get_checkpoint())
         self.batches = self._setup_data()
+        self.eval_shard = self._setup_eval_data()
         self._setup_logging()
 
     def _seed(self, seed: int) -> None:
@@ -265,22 +276,7 @@ class PreferenceRecipe:
     def _setup_data(self) -> Iterator[dict[str, torch.Tensor]]:
         import ray.train
 
-        from plot_ray.data import collate_preference_batch, select_responses
-        from plot_ray.losses import num_responses as responses_per_prompt
-
         shard = ray.train.get_dataset_shard("train")
-        pad_id = self.tokenizer.pad_token_id
-        num_responses = responses_per_prompt(self.cfg.loss.method)
-        max_length = self.cfg.data.max_length
-
-        def collate(rows):
-            batch = collate_preference_batch(rows, pad_id, num_responses, max_length)
-            if "ref_logps" in rows:  # precomputed by plot_ray.train.reference
-                ref = np.stack([np.asarray(r, dtype=np.float32) for r in rows["ref_logps"]])
-                r = batch["input_ids"].shape[0] // ref.shape[0]
-                picks = select_responses(ref.shape[1], r)  # the responses collate picked
-                batch["ref_logps"] = torch.from_numpy(ref[:, picks].T.reshape(-1).copy())
-            return batch
 
         def epochs() -> Iterator[dict[str, torch.Tensor]]:
             for _epoch in itertools.count():
@@ -291,7 +287,7 @@ class PreferenceRecipe:
                     drop_last=True,  # equal micro-batches on every worker
                 ):
                     n += 1
-                    yield collate(rows)
+                    yield self._collate(rows)
                 if n == 0:
                     raise ValueError(
                         f"worker {self.rank} received no complete micro-batch: the prepared data "
@@ -301,6 +297,34 @@ class PreferenceRecipe:
 
         # Resume where the checkpoint left off: skip what was already consumed.
         return itertools.islice(epochs(), self.consumed, None)
+
+    def _collate(self, rows) -> dict[str, torch.Tensor]:
+        """Column-format rows → the padded batch of ``plot_ray.data.feed``, plus ``ref_logps``
+        ``(R*B,)`` when the rows carry precomputed reference log-probs."""
+        from plot_ray.data import collate_preference_batch, select_responses
+        from plot_ray.losses import num_responses as responses_per_prompt
+
+        batch = collate_preference_batch(
+            rows,
+            self.tokenizer.pad_token_id,
+            responses_per_prompt(self.cfg.loss.method),
+            self.cfg.data.max_length,
+        )
+        if "ref_logps" in rows:  # precomputed by plot_ray.train.reference
+            ref = np.stack([np.asarray(r, dtype=np.float32) for r in rows["ref_logps"]])
+            r = batch["input_ids"].shape[0] // ref.shape[0]
+            picks = select_responses(ref.shape[1], r)  # the responses collate picked
+            batch["ref_logps"] = torch.from_numpy(ref[:, picks].T.reshape(-1).copy())
+        return batch
+
+    def _setup_eval_data(self):
+        """The whole eval split on every worker (Ray Train does not split it: an equal split
+        would drop rows); :meth:`evaluate` keeps this worker's rows. None without an eval split."""
+        if self.eval_subpreferences is None:
+            return None
+        import ray.train
+
+        return ray.train.get_dataset_shard("eval")
 
     def _setup_logging(self) -> None:
         """Rank 0's metrics log (``metrics.jsonl``, TensorBoard) and its record of attempts."""
@@ -421,17 +445,95 @@ class PreferenceRecipe:
         while self.step < cfg.max_steps:
             self.train_step()
             # Every decision below depends on the step alone, so all workers take part in the
-            # same collectives (_reduce) and the same Ray Train reports.
+            # same collectives (_reduce, evaluate) and the same Ray Train reports.
             checkpoint_now = self.step % cfg.checkpoint_every == 0 or self.step == cfg.max_steps
-            report_now = checkpoint_now or bool(report_every and self.step % report_every == 0)
+            eval_now = self.eval_shard is not None and (
+                self.step == cfg.max_steps
+                or bool(cfg.eval_every and self.step % cfg.eval_every == 0)
+            )
+            report_now = (
+                checkpoint_now or eval_now or bool(report_every and self.step % report_every == 0)
+            )
             if self.step % cfg.log_every == 0 or report_now:
                 metrics = self._reduce()
+                if eval_now:  # the step's one metrics row holds the eval numbers too
+                    metrics.update(self.evaluate())
+                    self._window_started = time.perf_counter()  # tokens/s leaves eval out
                 self._log(metrics)
                 if checkpoint_now:
                     self._checkpoint(metrics)
                 elif report_now:
                     self._report(metrics)
         return {"step": self.step, "nan_skips": self.nan_skips}
+
+    # ---------------------------------------------------------------------------- evaluate
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """One pass over the eval split, without gradient: ``eval/*`` metrics (defined in
+        :mod:`plot_ray.train.validation`), equal on every worker and equal to a single-process
+        pass over the whole split with these weights.
+
+        Every worker runs the same number of forwards (under ZeRO-3 each forward gathers
+        parameters from all of them): they agree on the largest count of eval batches, and a
+        worker out of rows runs a padding forward whose outputs are discarded.
+        """
+        from plot_ray.losses import num_responses as responses_per_prompt
+
+        cfg = self.cfg
+        started = time.perf_counter()
+        totals = EvalTotals(self.eval_subpreferences)
+        batch_size = cfg.train.eval_batch_size or cfg.train.micro_batch_size
+        columns = self.eval_shard.iter_batches(
+            batch_size=batch_size * self.world_size, batch_format="numpy", drop_last=False
+        )
+        rows = owned_row_batches(columns, self.rank, self.world_size, batch_size)
+        fixed_r = responses_per_prompt(cfg.loss.method)
+        self.engine.eval()
+        try:
+            while True:
+                rows_now = next(rows, None)
+                if not self._any_worker(rows_now is not None):
+                    break
+                if rows_now is None:
+                    pad = padding_batch(self.tokenizer.pad_token_id, self.device)
+                    self._reference_outputs(pad)
+                    self._forward(self.engine, pad)
+                    continue
+                batch = self._collate(rows_now)
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                r = fixed_r or batch["input_ids"].shape[0] // batch["subpreference_ids"].shape[0]
+                ref_logps, ref_logits = self._reference_outputs(batch)
+                logits = self._forward(self.engine, batch)
+                per_row = row_metrics(
+                    self.objective,
+                    logits,
+                    batch["labels"],
+                    r,
+                    ref_logps=ref_logps,
+                    ref_logits=ref_logits,
+                    subpreference_ids=batch["subpreference_ids"],
+                    scores=batch.get("scores"),
+                )
+                for sub, values in zip(batch["subpreference_ids"].tolist(), per_row, strict=True):
+                    totals.add(sub, values)
+        finally:
+            self.engine.train()
+        stats = totals.tensor
+        if dist.is_initialized():
+            if dist.get_backend() == "nccl":
+                stats = stats.to(self.device)
+            dist.all_reduce(stats)  # sums and counts, so the result is one pass over all rows
+        totals.tensor = stats.cpu()
+        out = totals.metrics(with_plot=cfg.loss.alpha > 0)
+        out[f"{EVAL_PREFIX}seconds"] = time.perf_counter() - started  # rank 0's wall time
+        return out
+
+    def _any_worker(self, flag: bool) -> bool:
+        """Whether ``flag`` holds on at least one worker (all_reduce MAX)."""
+        value = torch.tensor([float(flag)], device=self.device)
+        if dist.is_initialized():
+            dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item())
 
     def _reduce(self) -> dict[str, Any]:
         """Mean of each metric over the window and over workers; tokens/s summed over workers.

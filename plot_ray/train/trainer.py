@@ -5,11 +5,15 @@ Local mode (no address) starts a Ray instance on this machine; ``cluster.address
 ``RAY_ADDRESS`` connects to a cluster instead. Workers use gloo on CPU and nccl on GPUs.
 
 What a run leaves in its log folder (``train.output_dir/train.run_name``): ``metrics.jsonl``
-(one line per logged step), ``tensorboard/``, ``logs/ray_workers.log`` (the workers' output),
-``attempts.jsonl`` (each start of the worker group), ``summary.json`` (steps, last metrics,
+(one line per logged step; steps with a validation pass also hold its ``eval/*`` numbers),
+``tensorboard/``, ``logs/ray_workers.log`` (the workers' output), ``attempts.jsonl`` (each
+start of the worker group), ``summary.json`` (steps, last metrics, final validation metrics,
 failures survived, restores, checkpoints, final model) and ``final_model/``. The driver reads
 rank 0's ``metrics.jsonl`` for its progress bar and summary, so on a multi-node cluster
 ``train.output_dir`` must be on a filesystem the driver shares with the workers.
+
+Validation: with an eval split in the prepared data (``data.eval_sources``), the trainer gets
+it as a second dataset that Ray Train does not split; see :mod:`plot_ray.train.validation`.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from plot_ray.train.checkpoint import (
     find_resumable_run,
     remove_orphaned_checkpoints,
 )
+from plot_ray.train.validation import EVAL_PREFIX
 
 __all__ = [
     "TrainRunResult",
@@ -53,6 +58,8 @@ class TrainRunResult:
     checkpoints: list[Path] = field(default_factory=list)
     removed_orphans: list[Path] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)  # what summary.json holds
+    # What Ray Train (and Ray Tune) received with the latest checkpoint, eval/* included.
+    reported_metrics: dict[str, Any] = field(default_factory=dict)
 
     @property
     def last(self) -> dict[str, Any]:
@@ -70,6 +77,15 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
             row = json.loads(line)
             by_step[row["step"]] = row
     return [by_step[s] for s in sorted(by_step)]
+
+
+def _last_eval(metrics: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The ``eval/*`` numbers of the last step that has them, with that step."""
+    for row in reversed(metrics):
+        found = {k: v for k, v in row.items() if k.startswith(EVAL_PREFIX)}
+        if found:
+            return {"step": row["step"], **found}
+    return None
 
 
 def run_log_dir(cfg: PlotRayConfig) -> Path:
@@ -132,6 +148,14 @@ def _follow_metrics(path: Path, total_steps: int, start_step: int = 0):
         bar.close()
 
 
+# The validation numbers the final summary shows (all of them, per sub-preference too, are in
+# summary.json's "eval" and in metrics.jsonl).
+SUMMARY_EVAL_KEYS = tuple(
+    EVAL_PREFIX + name
+    for name in ("loss_total", "loss_plot", "reward_accuracy", "reward_margin", "chosen_perplexity")
+)
+
+
 def summary_lines(summary: dict[str, Any]) -> list[str]:
     """The final summary of a training run (``summary.json``'s content), line by line."""
     last = summary.get("last_metrics", {})
@@ -139,6 +163,16 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     for key in ("loss/total", "loss/vanilla", "loss/plot", "rewards/accuracy", "tokens_per_s"):
         if key in last:
             lines.append(f"  {key:<18} {last[key]:.4f}")
+    final_eval = summary.get("eval")
+    if final_eval:
+        lines.append(
+            f"validation at step {final_eval['step']} ({final_eval[EVAL_PREFIX + 'rows']:.0f} rows):"
+        )
+        for key in SUMMARY_EVAL_KEYS:
+            if key in final_eval:
+                lines.append(f"  {key:<22} {final_eval[key]:.4f}")
+    elif "eval" in summary:
+        lines.append("no validation split (data.eval_sources): no eval/* metrics")
     if summary.get("resumed_from_step") is not None:
         lines.append(f"resumed from step {summary['resumed_from_step']}")
     failures = summary.get("failures_survived", 0)
@@ -159,6 +193,23 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         )
     lines.append(f"worker logs (Ray, DeepSpeed): {summary['worker_log']}")
     return lines
+
+
+def eval_split_subpreferences(cfg: PlotRayConfig) -> list[str] | None:
+    """The sub-preference names of the prepared validation split, or None when the prepared
+    data has none. Fails fast when ``train.eval_every`` asks for validation without one."""
+    from plot_ray.data.schema import EVAL_DIR, SUMMARY_FILE
+
+    summary_path = Path(cfg.data.output_dir) / EVAL_DIR / SUMMARY_FILE
+    if not summary_path.is_file():
+        if cfg.train.eval_every:
+            raise ValueError(
+                f"train.eval_every={cfg.train.eval_every} needs a validation split, but "
+                f"{cfg.data.output_dir} has none: set data.eval_sources and run `plot-ray "
+                "prepare` again (or leave train.eval_every unset)"
+            )
+        return None
+    return list(json.loads(summary_path.read_text())["subpreferences"])
 
 
 def _storage_path(cfg: PlotRayConfig) -> str:
@@ -198,6 +249,7 @@ def check_training_setup(cfg: PlotRayConfig) -> None:
 def _fit(cfg: PlotRayConfig, resume: bool, progress: bool, verbose: bool, recipe):
     """Checks, then ``TorchTrainer.fit()`` with the workers' output going to the log file."""
     import ray.train
+    from ray.train import DataConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from plot_ray.cluster import worker_logs_to_file
@@ -205,6 +257,10 @@ def _fit(cfg: PlotRayConfig, resume: bool, progress: bool, verbose: bool, recipe
     from plot_ray.train.loop import train_loop_per_worker
 
     dataset = load_tokenized_dataset(cfg.data.output_dir)  # fails fast without `prepare`
+    eval_subpreferences = eval_split_subpreferences(cfg)
+    datasets = {"train": dataset}
+    if eval_subpreferences is not None:
+        datasets["eval"] = load_tokenized_dataset(cfg.data.output_dir, split="eval")
     check_training_setup(cfg)
 
     storage = _storage_path(cfg)
@@ -226,13 +282,18 @@ def _fit(cfg: PlotRayConfig, resume: bool, progress: bool, verbose: bool, recipe
         if cfg.loss.reference == "precomputed" and cfg.loss.needs_reference_logps:
             from plot_ray.train.reference import add_reference_logps
 
-            dataset = add_reference_logps(cfg, dataset, log_dir / "reference_logps")
+            folders = {"train": "reference_logps", "eval": "reference_logps_eval"}
+            datasets = {
+                name: add_reference_logps(cfg, ds, log_dir / folders[name])
+                for name, ds in datasets.items()
+            }
         trainer = TorchTrainer(
             train_loop_per_worker,
             train_loop_config={
                 "cfg": cfg.to_dict(),
                 "run_dir": str(log_dir),
                 "artifact_dir": str(Path(cfg.data.output_dir).resolve()),
+                "eval_subpreferences": eval_subpreferences,
                 "recipe": recipe,
             },
             torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
@@ -249,7 +310,10 @@ def _fit(cfg: PlotRayConfig, resume: bool, progress: bool, verbose: bool, recipe
                     num_to_keep=cfg.train.keep_checkpoints
                 ),
             ),
-            datasets={"train": dataset},
+            datasets=datasets,
+            # Only training is split: Ray's equal split would drop eval rows; every worker
+            # reads the eval split and scores its own rows (plot_ray.train.validation).
+            dataset_config=DataConfig(datasets_to_split=["train"]),
         )
         follow = (
             _follow_metrics(log_dir / "metrics.jsonl", cfg.train.max_steps, start_step)
@@ -306,6 +370,8 @@ def run_training(
         "final_model": str(final_model) if final_model else None,
         "steps": len(metrics) and metrics[-1]["step"],
         "last_metrics": metrics[-1] if metrics else {},
+        # The last validation pass (after the final step); None: no eval split was prepared.
+        "eval": _last_eval(metrics),
         **_restarts(_read_attempts(log_dir)[attempts_before:], resume),
         "checkpoints": [str(p) for p in kept],
         "removed_orphaned_checkpoints": [str(p) for p in removed],
@@ -320,4 +386,5 @@ def run_training(
         checkpoints=kept,
         removed_orphans=removed,
         summary=summary,
+        reported_metrics=dict(result.metrics or {}),
     )
