@@ -63,6 +63,10 @@ class _Section(BaseModel):
 # ---------------------------------------------------------------------------------- data
 DataFormat = Literal["auto", "trl", "hh_rlhf", "ranked", "sft"]
 DataReader = Literal["auto", "jsonl", "json", "parquet", "csv", "hf_disk", "hf_hub"]
+# Over-long rows: cut the response (then the prompt) to data.max_length, or quarantine them.
+LengthPolicy = Literal["truncate", "drop"]
+# Ranked lists in the token counts: best vs worst response, or best vs all the others.
+RankedPairing = Literal["best_worst", "best_rest"]
 
 
 class DataSource(_Section):
@@ -83,9 +87,9 @@ class DataConfig(_Section):
     output_dir: str = "artifacts/data"
     max_length: int = Field(default=512, ge=8)
     max_prompt_length: int = Field(default=256, ge=1)
-    length_policy: Literal["truncate", "drop"] = "truncate"
+    length_policy: LengthPolicy = "truncate"
     strict: bool = False  # any quarantined row is an error
-    ranked_pairing: Literal["best_worst", "best_rest"] = "best_worst"
+    ranked_pairing: RankedPairing = "best_worst"
     tokenize_actors: int = Field(default=2, ge=1)
     tokenize_cpus_per_actor: float = Field(default=0.5, gt=0)
     batch_size: int = Field(default=512, ge=1)

@@ -22,11 +22,13 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from plot_ray.config import RankedPairing
 
 __all__ = ["TokenCounts", "count_response_tokens", "sparse_to_dense"]
 
@@ -39,7 +41,7 @@ def count_response_tokens(
     num_subpreferences: int,
     vocab_size: int,
     special_ids: list[int] | np.ndarray,
-    ranked_pairing: str = "best_worst",
+    ranked_pairing: RankedPairing = "best_worst",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sparse counts of one tokenized block: ``(keys, counts)`` with
     ``key = (subpreference_id * 2 + polarity) * vocab_size + token_id`` (polarity 0 = pos,
@@ -69,7 +71,8 @@ def count_response_tokens(
     elif ranked_pairing == "best_worst":
         polarity[last[ranked]] = 1
     else:
-        raise ValueError(f"ranked_pairing must be best_worst or best_rest, got {ranked_pairing!r}")
+        allowed = " or ".join(get_args(RankedPairing))
+        raise ValueError(f"ranked_pairing must be {allowed}, got {ranked_pairing!r}")
     polarity[first] = 0
 
     sub = table.column("subpreference_id").to_numpy(zero_copy_only=False).astype(np.int64)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from plot_ray.config import LengthPolicy
 from plot_ray.data.formats import RowRejected, normalize_record
 from plot_ray.data.readers import ResolvedSource, row_id
 from plot_ray.data.schema import NORMALIZED_SCHEMA, WORK_SCHEMA
@@ -141,7 +142,7 @@ def tokenize_normalized(
     tokenizer,
     max_length: int,
     max_prompt_length: int,
-    length_policy: str = "truncate",
+    length_policy: LengthPolicy = "truncate",
 ) -> pa.Table:
     """Normalised rows → tokenized rows (:data:`~plot_ray.data.schema.WORK_SCHEMA`), in order.
 
@@ -288,7 +289,7 @@ class PreferenceTokenizer:
         subpreferences: Sequence[str],
         max_length: int,
         max_prompt_length: int,
-        length_policy: str = "truncate",
+        length_policy: LengthPolicy = "truncate",
         trust_remote_code: bool = False,
         expected: tuple | None = None,
     ):
