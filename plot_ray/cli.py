@@ -5,6 +5,7 @@
     plot-ray build-model --data DIR --out DIR  train a tokenizer and build a tiny Llama
     plot-ray prepare --config FILE             Ray Data: validate, tokenize, count tokens
     plot-ray train --config FILE [--resume]    Ray Train + DeepSpeed PLOT fine-tuning
+    plot-ray tune --config FILE [--resume]     Ray Tune sweep over tune.space, a run per trial
     plot-ray demo --out DIR                    the end-to-end pipeline on a local Ray instance
 
 Every subcommand has ``--help``. Config errors exit with status 2 and name the offending key.
@@ -115,6 +116,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from plot_ray.config import load_raw_config, validate_config
+    from plot_ray.tune.sweep import main_summary_lines, run_sweep
+
+    base = load_raw_config(args.config, args.overrides)
+    cfg = validate_config(base)
+    result = run_sweep(cfg, base, resume=args.resume)
+    for line in main_summary_lines(result):
+        _print(line)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from plot_ray.demo import run_demo
 
@@ -193,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_verbose(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("tune", help="a Ray Tune sweep over tune.space: one Ray Train run per trial")
+    p.add_argument("--config", required=True, help="YAML config with a tune section")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides")
+    p.add_argument("--resume", action="store_true", help="continue the sweep named tune.name")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser(
         "demo", help="run the end-to-end pipeline on a local Ray instance with a tiny model"

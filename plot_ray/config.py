@@ -10,7 +10,7 @@ Sections: ``data``, ``model``, ``loss`` (the vanilla method and its PLOT term), 
 ``loss.plot`` key, with the formulas, is in docs/plot.md.
 
 The list of methods lives in one place, the registry :data:`plot_ray.losses.methods.METHODS`:
-``loss.method`` and ``tune.methods`` are validated against it, and whether a method needs a
+``loss.method`` is validated against it, and whether a method needs a
 reference model is read from it. ``import plot_ray.config`` stays free of torch; the registry
 (and torch) is imported the first time a loss config is validated.
 """
@@ -46,6 +46,8 @@ __all__ = [
     "ClusterConfig",
     "PlotRayConfig",
     "load_config",
+    "load_raw_config",
+    "validate_config",
     "apply_overrides",
     "parse_override",
 ]
@@ -294,26 +296,50 @@ class DeepSpeedConfig(_Section):
 
 
 # ---------------------------------------------------------------------------------- tune
+SEARCH_KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
+
+
 class TuneConfig(_Section):
-    alphas: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.5, 1.0])
-    methods: list[str] = Field(default_factory=lambda: ["dpo"])  # registered method names
+    """A Ray Tune sweep over any config keys (``plot-ray tune``; see plot_ray/tune).
+
+    ``space`` maps dotted config keys to one distribution each, e.g.
+    ``{"loss.alpha": {"grid": [0.0, 0.3, 1.0]}, "train.learning_rate": {"loguniform": [1e-5,
+    1e-3]}}``: ``grid`` (every value, crossed with the other grids), ``choice`` (one value per
+    sample), ``uniform`` / ``loguniform`` ([low, high]), ``randint`` ([low, high), integers).
+    ``seeds`` is one more grid dimension (``train.seed``) that the summary averages over.
+    """
+
+    space: dict[str, dict[str, list]] = Field(default_factory=dict)
     seeds: list[int] = Field(default_factory=lambda: [0])
+    num_samples: int = Field(default=1, ge=1)  # repeats of the whole grid (random dimensions)
     metric: str = "eval/reward_accuracy"
     mode: Literal["min", "max"] = "max"
-    max_concurrent_trials: int = Field(default=1, ge=1)
+    scheduler: Literal["none", "asha"] = "none"  # asha needs train.report_every
+    search: Literal["basic", "optuna"] = "basic"  # basic: grid + random sampling
+    max_concurrent_trials: int | None = Field(default=None, ge=1)  # None: what fits the cluster
+    max_failures: int = Field(default=0, ge=0)  # retries of a failing trial
+    name: str = "sweep"
     output_dir: str = "runs/tune"
 
-    @field_validator("methods")
+    @field_validator("space")
     @classmethod
-    def _registered_methods(cls, value: list[str]) -> list[str]:
-        return [_check_method(name) for name in value]
-
-    @model_validator(mode="after")
-    def _non_negative_alphas(self) -> TuneConfig:
-        bad = [a for a in self.alphas if a < 0]
-        if bad:
-            raise ValueError(f"tune.alphas must all be >= 0 (got {bad})")
-        return self
+    def _known_kinds(cls, space: dict[str, dict[str, list]]) -> dict[str, dict[str, list]]:
+        for key, dist in space.items():
+            if len(dist) != 1 or next(iter(dist)) not in SEARCH_KINDS:
+                raise ValueError(
+                    f"tune.space.{key}: give exactly one of {', '.join(SEARCH_KINDS)}, got {dist}"
+                )
+            kind, values = next(iter(dist.items()))
+            if not isinstance(values, list) or not values:
+                raise ValueError(f"tune.space.{key}.{kind}: a non-empty list, got {values!r}")
+            if kind in ("uniform", "loguniform", "randint") and len(values) != 2:
+                raise ValueError(f"tune.space.{key}.{kind}: [low, high], got {values!r}")
+            if key.startswith(("tune.", "data.", "cluster.")):
+                raise ValueError(
+                    f"tune.space.{key}: a sweep varies training keys; data and cluster keys are "
+                    "shared by every trial (prepare once, then sweep)"
+                )
+        return space
 
 
 # ---------------------------------------------------------------------------------- eval
@@ -460,10 +486,11 @@ def validate_config(raw: dict[str, Any]) -> PlotRayConfig:
         raise ConfigError(_format_validation_error(exc)) from None
 
 
-def load_config(
+def load_raw_config(
     path: str | os.PathLike | None = None, overrides: list[str] | dict[str, Any] | None = None
-) -> PlotRayConfig:
-    """Load a YAML config (or start from defaults), apply ``key=value`` overrides, validate."""
+) -> dict[str, Any]:
+    """A YAML config (or ``{}``) with ``key=value`` overrides applied, not yet validated (a
+    sweep applies each trial's parameters to it)."""
     raw: Any = {}
     if path is not None:
         p = Path(path)
@@ -475,6 +502,11 @@ def load_config(
             raise ConfigError(f"{p}: not valid YAML: {exc}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{p}: a config must be a mapping of sections")
-    if overrides:
-        raw = apply_overrides(raw, overrides)
-    return validate_config(raw)
+    return apply_overrides(raw, overrides) if overrides else raw
+
+
+def load_config(
+    path: str | os.PathLike | None = None, overrides: list[str] | dict[str, Any] | None = None
+) -> PlotRayConfig:
+    """Load a YAML config (or start from defaults), apply ``key=value`` overrides, validate."""
+    return validate_config(load_raw_config(path, overrides))

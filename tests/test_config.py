@@ -34,13 +34,13 @@ def test_overrides_are_typed_and_nested():
             "loss.alpha=0.25",
             "deepspeed.zero_stage=3",
             "loss.plot.projection=sliced",
-            "tune.alphas=[0, 0.5]",
+            "tune.seeds=[0, 1]",
             "data.sources.1.subpreference=math",
         ],
     )
     assert cfg.loss.alpha == 0.25 and cfg.deepspeed.zero_stage == 3
     assert cfg.loss.plot.projection == "sliced"
-    assert cfg.tune.alphas == [0.0, 0.5]
+    assert cfg.tune.seeds == [0, 1]
     assert cfg.data.sources[1].subpreference == "math"
 
 
@@ -54,7 +54,7 @@ def test_overrides_are_typed_and_nested():
         ("loss.plot.transform=sigmoid", "loss.plot.transform", "'shift', 'relu' or 'softmax'"),
         ("train.learning_rate=fast", "train.learning_rate", "valid number"),
         ("loss.beta=0", "loss.beta", "greater than 0"),
-        ("tune.alphas=[0.1, -1]", "tune.alphas", ">= 0"),
+        ("tune.seeds=[0, x]", "tune.seeds.1", "valid integer"),
         ("data.max_prompt_length=600", "data.max_prompt_length", "data.max_length"),
     ],
 )
@@ -136,7 +136,6 @@ def test_every_subcommand_has_help():
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("tune.methods=[dpo, ppo]", "tune.methods: unknown method 'ppo'; allowed: 'sft', 'dpo'"),
         ("loss.plot.projection=umap", "'pca', 'sliced' or 'exact'"),
         ("loss.plot.normalize=max", "'reference', 'unit_variance' or 'none'"),
         ("loss.simpo_beta=0", "loss.simpo_beta"),

@@ -246,7 +246,7 @@ def check_training_setup(cfg: PlotRayConfig) -> None:
     TokenCounts.load(cfg.data.output_dir, tokenizer=tokenizer)
 
 
-def _fit(cfg: PlotRayConfig, resume: bool, progress: bool, verbose: bool, recipe):
+def _fit(cfg: PlotRayConfig, resume: bool, progress: bool, verbose: bool, recipe, callbacks=None):
     """Checks, then ``TorchTrainer.fit()`` with the workers' output going to the log file."""
     import ray.train
     from ray.train import DataConfig
@@ -306,6 +306,7 @@ def _fit(cfg: PlotRayConfig, resume: bool, progress: bool, verbose: bool, recipe
                 name=cfg.train.run_name,
                 storage_path=storage,
                 failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
+                callbacks=callbacks,
                 checkpoint_config=ray.train.CheckpointConfig(
                     num_to_keep=cfg.train.keep_checkpoints
                 ),
@@ -332,6 +333,7 @@ def run_training(
     progress: bool = False,
     verbose: bool = True,
     recipe: type | None = None,
+    callbacks: list | None = None,
 ) -> TrainRunResult:
     """Fine-tune ``cfg.model`` with ``cfg.loss`` on the prepared data; returns where it all is.
 
@@ -342,12 +344,16 @@ def run_training(
     is raised here in full either way. ``recipe`` replaces
     :class:`~plot_ray.train.loop.PreferenceRecipe` with a subclass (it must pickle to the
     workers: importable there, or registered with ``ray.cloudpickle.register_pickle_by_value``).
+    ``callbacks`` are Ray Train callbacks for the run (a Tune sweep passes its
+    ``TuneReportCallback`` here).
     """
     from plot_ray.cluster import init_ray_from_config, quiet_ray_driver
 
     init_ray_from_config(cfg.cluster, verbose=verbose)
     with quiet_ray_driver(not verbose):
-        result, log_dir, run_dir, attempts_before = _fit(cfg, resume, progress, verbose, recipe)
+        result, log_dir, run_dir, attempts_before = _fit(
+            cfg, resume, progress, verbose, recipe, callbacks
+        )
     if result.error is not None:
         raise result.error
 

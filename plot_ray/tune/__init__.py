@@ -1,0 +1,20 @@
+"""Ray Tune sweeps over any config keys: one Ray Train + DeepSpeed run per trial.
+
+- :mod:`~plot_ray.tune.space`: ``tune.space`` → Tune distributions; every trial validated first.
+- :mod:`~plot_ray.tune.sweep`: :func:`run_sweep`, the Tuner and its function trainable.
+- :mod:`~plot_ray.tune.report`: ``trials.parquet``, ``summary.md``, ``metric_vs_alpha.png``.
+"""
+
+from plot_ray.tune.space import check_space, grid_points, param_space, trial_config
+from plot_ray.tune.sweep import SweepResult, concurrency, run_sweep, sweep_dir
+
+__all__ = [
+    "SweepResult",
+    "check_space",
+    "concurrency",
+    "grid_points",
+    "param_space",
+    "run_sweep",
+    "sweep_dir",
+    "trial_config",
+]

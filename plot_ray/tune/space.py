@@ -1,0 +1,72 @@
+"""The search space of a sweep: ``tune.space`` (dotted config keys → distributions) as Ray Tune
+distributions, and every trial's configuration validated before anything starts.
+
+Trial parameters are flat ``{dotted key: value}`` dicts, applied to the sweep's base config as
+overrides, so a trial is exactly the run ``plot-ray train --config BASE key=value ...`` would do.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from plot_ray.config import ConfigError, PlotRayConfig, TuneConfig, apply_overrides, validate_config
+
+__all__ = ["SEED_KEY", "param_space", "grid_points", "trial_config", "check_space"]
+
+SEED_KEY = "train.seed"  # tune.seeds is a grid over this key
+_GRID_LIMIT = 10_000  # more points than this are not checked one by one
+
+
+def param_space(tune_cfg: TuneConfig) -> dict[str, Any]:
+    """``tune.space`` + ``tune.seeds`` as a Ray Tune ``param_space`` (flat dotted keys)."""
+    from ray import tune
+
+    space: dict[str, Any] = {}
+    for key, dist in tune_cfg.space.items():
+        kind, values = next(iter(dist.items()))
+        if kind == "grid":
+            space[key] = tune.grid_search(list(values))
+        elif kind == "choice":
+            space[key] = tune.choice(list(values))
+        elif kind == "uniform":
+            space[key] = tune.uniform(*values)
+        elif kind == "loguniform":
+            space[key] = tune.loguniform(*values)
+        else:  # randint: [low, high)
+            space[key] = tune.randint(*values)
+    if SEED_KEY in space:
+        raise ConfigError(f"tune.space.{SEED_KEY}: use tune.seeds for seeds")
+    space[SEED_KEY] = tune.grid_search(list(tune_cfg.seeds))
+    return space
+
+
+def grid_points(tune_cfg: TuneConfig) -> list[dict[str, Any]]:
+    """Every combination of the listed values (grid and choice) and the ends of each range, with
+    the seeds: the configurations :func:`check_space` validates."""
+    axes: dict[str, list] = {SEED_KEY: list(tune_cfg.seeds)}
+    for key, dist in tune_cfg.space.items():
+        kind, values = next(iter(dist.items()))
+        if kind == "randint":
+            values = [values[0], values[1] - 1]
+        axes[key] = list(values)
+    keys = list(axes)
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*axes.values())]
+
+
+def trial_config(base: dict[str, Any], params: dict[str, Any], **extra: Any) -> PlotRayConfig:
+    """The validated config of one trial: ``base`` (a raw config dict) + ``params`` + ``extra``."""
+    return validate_config(apply_overrides(base, {**params, **extra}))
+
+
+def check_space(base: dict[str, Any], tune_cfg: TuneConfig) -> int:
+    """Validate the configuration at every grid point (and range end) before the sweep starts;
+    raises :class:`ConfigError` naming the point and the key. Returns the number of points."""
+    points = grid_points(tune_cfg)
+    for point in points[:_GRID_LIMIT]:
+        try:
+            trial_config(base, point)
+        except ConfigError as exc:
+            where = ", ".join(f"{k}={v!r}" for k, v in point.items())
+            raise ConfigError(f"the sweep's trial {{{where}}} is invalid: {exc}") from None
+    return len(points)
