@@ -143,6 +143,17 @@ def test_a_sweep_runs_every_trial_and_reports_a_failing_one(
     assert "Best configuration per method" in text and "**dpo**" in text and "**sft**" in text
     assert (tmp_path / "grid" / "metric_vs_alpha.png").stat().st_size > 1000
 
+    # --resume of a finished sweep reruns no trial and rebuilds the same table
+    summaries = sorted((tmp_path / "grid" / "trials").glob("*/summary.json"))
+    written = [f.stat().st_mtime_ns for f in summaries]
+    again = run_sweep(validate_config(base), base, resume=True)
+    assert sorted(r["run_dir"] for r in again["trials"]) == sorted(r["run_dir"] for r in table)
+    assert all(r["status"] == "ok" for r in again["trials"])
+    assert sorted((tmp_path / "grid" / "trials").glob("*/summary.json")) == summaries
+    assert [f.stat().st_mtime_ns for f in summaries] == written  # no trial ran again
+    with pytest.raises(FileExistsError, match="pass --resume"):
+        run_sweep(validate_config(base), base)
+
     # a grid point that passes validation but fails in training is reported, not lost
     failing = apply_overrides(
         base,
