@@ -383,10 +383,22 @@ class PreferenceRecipe:
     def _all_finite(self, loss: torch.Tensor) -> bool:
         """Whether every worker's loss is finite: all of them skip together or none does, so the
         collectives inside DeepSpeed's backward never wait on a worker that skipped."""
-        flag = torch.tensor([float(torch.isfinite(loss).all())], device=loss.device)
+        return self._agree(bool(torch.isfinite(loss).all()), dist.ReduceOp.MIN)
+
+    def _agree(self, flag: bool, op) -> bool:
+        """``flag`` reduced over the workers: MIN = on all of them, MAX = on at least one."""
+        value = torch.tensor([float(flag)], device=self.device)
         if dist.is_initialized():
-            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-        return bool(flag.item())
+            dist.all_reduce(value, op=op)
+        return bool(value.item())
+
+    def _sum_over_workers(self, stats: torch.Tensor) -> torch.Tensor:
+        """``stats`` summed over the workers (on the device for nccl; returned on the CPU)."""
+        if dist.is_initialized():
+            if dist.get_backend() == "nccl":
+                stats = stats.to(self.device)
+            dist.all_reduce(stats)
+        return stats.cpu()
 
     def compute_loss(self, batch: dict[str, torch.Tensor]):
         """The objective's output (``.loss``, a scalar; ``.metrics``) on one micro-batch already
@@ -492,7 +504,7 @@ class PreferenceRecipe:
         try:
             while True:
                 rows_now = next(rows, None)
-                if not self._any_worker(rows_now is not None):
+                if not self._agree(rows_now is not None, dist.ReduceOp.MAX):
                     break
                 if rows_now is None:
                     pad = padding_batch(self.tokenizer.pad_token_id, self.device)
@@ -518,22 +530,11 @@ class PreferenceRecipe:
                     totals.add(sub, values)
         finally:
             self.engine.train()
-        stats = totals.tensor
-        if dist.is_initialized():
-            if dist.get_backend() == "nccl":
-                stats = stats.to(self.device)
-            dist.all_reduce(stats)  # sums and counts, so the result is one pass over all rows
-        totals.tensor = stats.cpu()
+        # sums and counts, so the result is one pass over all rows
+        totals.tensor = self._sum_over_workers(totals.tensor)
         out = totals.metrics(with_plot=cfg.loss.alpha > 0)
         out[f"{EVAL_PREFIX}seconds"] = time.perf_counter() - started  # rank 0's wall time
         return out
-
-    def _any_worker(self, flag: bool) -> bool:
-        """Whether ``flag`` holds on at least one worker (all_reduce MAX)."""
-        value = torch.tensor([float(flag)], device=self.device)
-        if dist.is_initialized():
-            dist.all_reduce(value, op=dist.ReduceOp.MAX)
-        return bool(value.item())
 
     def _reduce(self) -> dict[str, Any]:
         """Mean of each metric over the window and over workers; tokens/s summed over workers.
@@ -542,12 +543,8 @@ class PreferenceRecipe:
         seconds = time.perf_counter() - self._window_started
         keys = sorted(window[0]) if window else []
         values = [sum(m[k] for m in window) / len(window) for k in keys]
-        stats = torch.tensor([*values, float(tokens)], dtype=torch.float64)
-        if dist.is_initialized():
-            if dist.get_backend() == "nccl":
-                stats = stats.to(self.device)
-            dist.all_reduce(stats)
-            stats[: len(keys)] /= self.world_size
+        stats = self._sum_over_workers(torch.tensor([*values, float(tokens)], dtype=torch.float64))
+        stats[: len(keys)] /= self.world_size
         out = {k: float(v) for k, v in zip(keys, stats[: len(keys)].tolist(), strict=True)}
         out.update(
             step=self.step,

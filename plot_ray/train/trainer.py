@@ -43,6 +43,7 @@ __all__ = [
     "check_training_setup",
     "read_metrics",
     "run_log_dir",
+    "training_cpus",
     "summary_lines",
     "WORKER_LOG",
 ]
@@ -111,6 +112,24 @@ def _restarts(attempts: list[dict[str, Any]], resume: bool) -> dict[str, Any]:
     }
 
 
+def _last_appended_row(path: Path, offset: int) -> tuple[dict[str, Any] | None, int]:
+    """The last complete row written to ``path`` after byte ``offset``, and the new offset
+    (a file that a restore trimmed is read again from the start)."""
+    if not path.exists():
+        return None, offset
+    if path.stat().st_size < offset:
+        offset = 0
+    with path.open("rb") as fh:
+        fh.seek(offset)
+        chunk = fh.read()
+    end = chunk.rfind(b"\n") + 1  # a line still being written waits for the next look
+    lines = [line for line in chunk[:end].splitlines() if line.strip()]
+    try:
+        return (json.loads(lines[-1]) if lines else None), offset + end
+    except json.JSONDecodeError:  # trimmed and regrown past the offset: start over
+        return _last_appended_row(path, 0) if offset else (None, offset)
+
+
 @contextmanager
 def _follow_metrics(path: Path, total_steps: int, start_step: int = 0):
     """A progress bar on stderr fed by rank 0's ``metrics.jsonl`` while the block runs: step,
@@ -121,12 +140,11 @@ def _follow_metrics(path: Path, total_steps: int, start_step: int = 0):
     stop = threading.Event()
 
     def poll() -> None:
-        seen = 0
+        offset = 0
         while True:
             done = stop.wait(0.5)
-            rows = read_metrics(path.parent)
-            if len(rows) != seen and rows:
-                seen, last = len(rows), rows[-1]
+            last, offset = _last_appended_row(path, offset)
+            if last is not None:
                 bar.n = last["step"]  # may go back after a restore
                 shown = {"loss": last.get("loss/total"), "acc": last.get("rewards/accuracy")}
                 bar.set_postfix(
@@ -216,23 +234,31 @@ def _storage_path(cfg: PlotRayConfig) -> str:
     return cfg.cluster.storage_path or str(Path(cfg.train.output_dir).resolve())
 
 
+def training_cpus(cfg: PlotRayConfig) -> float:
+    """The CPUs one training run holds: its workers, plus Ray Data's reads that stream the
+    shards to them (a sweep fits its concurrent trials to the cluster with this too)."""
+    from plot_ray.data.feed import READ_CPUS
+
+    return cfg.train.num_workers * cfg.train.cpus_per_worker + READ_CPUS
+
+
 def check_training_setup(cfg: PlotRayConfig) -> None:
     """Fail on the driver, in seconds and with a clear message, instead of inside N workers."""
     import ray
 
     from plot_ray.data import TokenCounts
-    from plot_ray.data.feed import READ_CPUS as INGEST_CPUS
     from plot_ray.models import load_tokenizer
 
     train = cfg.train
     need_cpu = train.num_workers * train.cpus_per_worker
+    reads = training_cpus(cfg) - need_cpu
     have = ray.cluster_resources()
     # Ray Train waits forever for resources that never come, and Ray Data's read tasks, which
     # stream the shards to the workers, need CPU beside the workers: check both up front.
-    if have.get("CPU", 0) < need_cpu + INGEST_CPUS:
+    if have.get("CPU", 0) < training_cpus(cfg):
         raise ValueError(
             f"train.num_workers={train.num_workers} × train.cpus_per_worker="
-            f"{train.cpus_per_worker} needs {need_cpu:g} CPUs + {INGEST_CPUS:g} for Ray Data's "
+            f"{train.cpus_per_worker} needs {need_cpu:g} CPUs + {reads:g} for Ray Data's "
             f"reads but the Ray cluster has {have.get('CPU', 0):g}: lower train.num_workers or "
             "train.cpus_per_worker (fractions are fine: workers set their own thread count)"
         )
@@ -275,7 +301,8 @@ def _fit(cfg: PlotRayConfig, resume: bool, progress: bool, verbose: bool, recipe
         )
     log_dir.mkdir(parents=True, exist_ok=True)
     attempts_before = len(_read_attempts(log_dir))
-    start_step = read_metrics(log_dir)[-1]["step"] if resume and read_metrics(log_dir) else 0
+    logged = read_metrics(log_dir) if resume else []
+    start_step = logged[-1]["step"] if logged else 0
 
     use_gpu = cfg.train.use_gpu
     with worker_logs_to_file(log_dir / WORKER_LOG, echo=verbose):

@@ -35,12 +35,12 @@ def sweep_dir(cfg: PlotRayConfig) -> Path:
 def concurrency(cfg: PlotRayConfig, resources: dict[str, float]) -> int:
     """How many trials fit the cluster at once: ``tune.max_concurrent_trials`` if set, else the
     CPUs (GPUs) of the cluster over what one trial's workers and data reads need."""
-    from plot_ray.data.feed import READ_CPUS
+    from plot_ray.train.trainer import training_cpus
 
     if cfg.tune.max_concurrent_trials:
         return cfg.tune.max_concurrent_trials
     train = cfg.train
-    per_trial_cpu = train.num_workers * train.cpus_per_worker + READ_CPUS + TRIAL_CPU
+    per_trial_cpu = training_cpus(cfg) + TRIAL_CPU
     fit = int(resources.get("CPU", 0) // per_trial_cpu)
     if train.use_gpu:
         fit = min(fit, int(resources.get("GPU", 0) // train.num_workers))
