@@ -228,7 +228,8 @@ class EvalTotals:
             if s["chosen_tokens"] > 0:
                 nll = s["chosen_nll_sum"] / s["chosen_tokens"]
                 out[f"{key}chosen_nll"] = nll
-                out[f"{key}chosen_perplexity"] = math.exp(nll)
+                # A diverged model's NLL can pass exp's float range (~709): report inf, not crash.
+                out[f"{key}chosen_perplexity"] = math.exp(nll) if nll < 700 else math.inf
         return out
 
 

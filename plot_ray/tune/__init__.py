@@ -1,12 +1,21 @@
 """Ray Tune sweeps over any config keys: one Ray Train + DeepSpeed run per trial.
 
 - :mod:`~plot_ray.tune.space`: ``tune.space`` → Tune distributions; every trial validated first.
-- :mod:`~plot_ray.tune.sweep`: :func:`run_sweep`, the Tuner and its function trainable.
-- :mod:`~plot_ray.tune.report`: ``trials.parquet``, ``summary.md``, ``metric_vs_alpha.png``.
+- :mod:`~plot_ray.tune.sweep`: :func:`run_sweep`, the Tuner, its scheduler (ASHA) and search
+  algorithm (Optuna), and the function trainable.
+- :mod:`~plot_ray.tune.report`: ``trials.parquet``, ``summary.md``, ``metric_vs_alpha.png``,
+  ``validation_curves.png``.
 """
 
 from plot_ray.tune.space import check_space, grid_points, param_space, trial_config
-from plot_ray.tune.sweep import SweepResult, concurrency, run_sweep, sweep_dir
+from plot_ray.tune.sweep import (
+    SweepResult,
+    concurrency,
+    run_sweep,
+    scheduler,
+    searcher,
+    sweep_dir,
+)
 
 __all__ = [
     "SweepResult",
@@ -15,6 +24,8 @@ __all__ = [
     "grid_points",
     "param_space",
     "run_sweep",
+    "scheduler",
+    "searcher",
     "sweep_dir",
     "trial_config",
 ]

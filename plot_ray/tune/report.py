@@ -1,6 +1,9 @@
 """A sweep's results on disk: ``trials.parquet`` (one row per trial), ``summary.md`` (mean ± std
-over seeds per configuration, the best configuration per method) and ``metric_vs_alpha.png``
-(the objective against ``loss.alpha`` per method, seed error bars: the alpha-stability plot).
+over seeds per configuration, the best configuration per method, the figures), and the figures
+(PNG): ``metric_vs_alpha.png`` (the objective against ``loss.alpha`` per method, seed error
+bars: the alpha-stability plot) and ``validation_curves.png`` (the objective and the
+validation loss against the step, for the best trial of each method, from the trials' own
+``metrics.jsonl``).
 
 Everything is computed from the rows that :func:`plot_ray.tune.sweep.run_sweep` collected;
 Ray Tune's own results (TensorBoard-readable) stay in ``ray_tune/``.
@@ -17,7 +20,17 @@ from typing import Any
 from plot_ray.config import PlotRayConfig
 from plot_ray.tune.space import SEED_KEY
 
-__all__ = ["write_report", "group_by_config"]
+__all__ = ["write_report", "group_by_config", "best_trials", "validation_curves"]
+
+CURVE_LOSS = "eval/loss_total"  # the validation loss drawn beside the objective
+# (file name, what it shows): the figures write_report may draw, in summary.md's words
+FIGURES = {
+    "metric_vs_alpha": ("metric_vs_alpha.png", "the objective against loss.alpha per method"),
+    "validation_curves": (
+        "validation_curves.png",
+        "the objective and the validation loss against the step, best trial of each method",
+    ),
+}
 
 
 def group_by_config(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
@@ -45,7 +58,7 @@ def group_by_config(rows: list[dict[str, Any]], metric: str) -> list[dict[str, A
     ]
 
 
-def _markdown(cfg: PlotRayConfig, rows, groups, seconds: float, points: int) -> str:
+def _markdown(cfg: PlotRayConfig, rows, groups, seconds: float, points: int, figures) -> str:
     metric, mode = cfg.tune.metric, cfg.tune.mode
     ok = sum(r["status"] == "ok" for r in rows)
     lines = [
@@ -78,13 +91,109 @@ def _markdown(cfg: PlotRayConfig, rows, groups, seconds: float, points: int) -> 
         lines.append(
             f"- **{method}**: {where or '(base config)'}: {g['mean']:.4f} ± {g['std']:.4f}"
         )
-    failed = [r for r in rows if r["status"] != "ok"]
+    stopped = [r for r in rows if r["status"] == "stopped"]
+    if stopped:
+        lines += ["", f"## Trials stopped early by tune.scheduler={cfg.tune.scheduler}", ""]
+        for r in stopped:
+            step = r.get("metric/step")
+            at = f"step {step:.0f}" if step is not None else "before its first result"
+            lines.append(f"- {r['trial_id']} {_params(r)}: stopped at {at}")
+    failed = [r for r in rows if r["status"] not in ("ok", "stopped")]
     if failed:
         lines += ["", "## Trials that did not finish", ""]
         for r in failed:
-            params = {k[len("param/") :]: v for k, v in r.items() if k.startswith("param/")}
-            lines.append(f"- {r['trial_id']} {params}: {r['status']}: {r['error'] or '-'}")
+            lines.append(f"- {r['trial_id']} {_params(r)}: {r['status']}: {_last_line(r['error'])}")
+    if figures:
+        lines += ["", "## Figures", ""]
+        for name, path in figures.items():
+            lines.append(f"- [{path.name}]({path.name}): {FIGURES[name][1]}")
     return "\n".join(lines) + "\n"
+
+
+def _last_line(error: str) -> str:
+    """A traceback's last line (the exception itself); the table keeps the whole text."""
+    lines = [line.strip() for line in (error or "").splitlines() if line.strip()]
+    return lines[-1] if lines else "-"
+
+
+def _params(row: dict[str, Any]) -> dict[str, Any]:
+    return {k[len("param/") :]: v for k, v in row.items() if k.startswith("param/")}
+
+
+def _method(row: dict[str, Any], cfg: PlotRayConfig) -> str:
+    return str(_params(row).get("loss.method", cfg.loss.method))
+
+
+def best_trials(rows: list[dict[str, Any]], cfg: PlotRayConfig) -> dict[str, dict[str, Any]]:
+    """The finished trial with the best final ``tune.metric`` of each method (``loss.method``
+    from the space, else the base config's), methods in sorted order."""
+    pick = max if cfg.tune.mode == "max" else min
+    best: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        value = row.get(f"metric/{cfg.tune.metric}")
+        if row["status"] != "ok" or value is None or not row.get("run_dir"):
+            continue
+        method = _method(row, cfg)
+        best[method] = pick(
+            [best.get(method, row), row], key=lambda r: r[f"metric/{cfg.tune.metric}"]
+        )
+    return dict(sorted(best.items()))
+
+
+def validation_curves(rows: list[dict[str, Any]], cfg: PlotRayConfig) -> dict[str, dict]:
+    """For the best trial of each method: ``{"trial_id", "params", "curves": {key: ([steps],
+    [values])}}`` for ``tune.metric`` and ``eval/loss_total``, read from the trial's own
+    ``metrics.jsonl`` (one row per logged step; the steps with a validation pass hold eval/*)."""
+    from plot_ray.train.trainer import read_metrics
+
+    keys = list(dict.fromkeys([cfg.tune.metric, CURVE_LOSS]))
+    out: dict[str, dict] = {}
+    for method, row in best_trials(rows, cfg).items():
+        logged = read_metrics(Path(row["run_dir"]))
+        curves = {}
+        for key in keys:
+            points = [(m["step"], m[key]) for m in logged if m.get(key) is not None]
+            if points:
+                curves[key] = ([p[0] for p in points], [float(p[1]) for p in points])
+        if curves:
+            out[method] = {"trial_id": row["trial_id"], "params": _params(row), "curves": curves}
+    return out
+
+
+def _curves_figure(out: Path, cfg: PlotRayConfig, curves: dict[str, dict]) -> Path | None:
+    """One panel per key (the objective, the validation loss), one line per method."""
+    if not curves:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    keys = list(dict.fromkeys(k for c in curves.values() for k in c["curves"]))
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.0 * len(keys), 3.8), squeeze=False)
+    for ax, key in zip(axes[0], keys, strict=True):
+        for method, best in curves.items():
+            if key in best["curves"]:
+                steps, values = best["curves"][key]
+                varied = {k: v for k, v in best["params"].items() if k != "loss.method"}
+                label = method + (
+                    " (" + ", ".join(f"{k}={v}" for k, v in sorted(varied.items())) + ")"
+                    if varied
+                    else ""
+                )
+                ax.plot(steps, values, marker="o", markersize=3, label=label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("step")
+        ax.set_ylabel(key)
+        ax.set_title(key + (" (tune.metric)" if key == cfg.tune.metric else ""))
+        ax.legend(fontsize="small")
+    fig.suptitle("validation curves of the best trial per method")
+    fig.tight_layout()
+    path = out / FIGURES["validation_curves"][0]
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def _figure(out: Path, cfg: PlotRayConfig, groups) -> Path | None:
@@ -117,14 +226,14 @@ def _figure(out: Path, cfg: PlotRayConfig, groups) -> Path | None:
     ax.set_title(f"{cfg.tune.metric} vs alpha (mean ± std over seeds)")
     ax.legend()
     fig.tight_layout()
-    path = out / "metric_vs_alpha.png"
+    path = out / FIGURES["metric_vs_alpha"][0]
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
 
 
 def write_report(out: Path, rows, cfg: PlotRayConfig, points: int, seconds: float):
-    """Write the table, the summary and the figure; returns a :class:`SweepResult`."""
+    """Write the table, the figures and the summary; returns a :class:`SweepResult`."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -139,13 +248,17 @@ def write_report(out: Path, rows, cfg: PlotRayConfig, points: int, seconds: floa
     )
     pq.write_table(table, out / "trials.parquet")
     groups = group_by_config(rows, cfg.tune.metric)
-    (out / "summary.md").write_text(_markdown(cfg, rows, groups, seconds, points))
-    figure = _figure(out, cfg, groups)
+    drawn = {
+        "metric_vs_alpha": _figure(out, cfg, groups),
+        "validation_curves": _curves_figure(out, cfg, validation_curves(rows, cfg)),
+    }
+    figures = {name: path for name, path in drawn.items() if path is not None}
+    (out / "summary.md").write_text(_markdown(cfg, rows, groups, seconds, points, figures))
     return SweepResult(
         dir=str(out),
         trials=rows,
         table=str(out / "trials.parquet"),
         summary=str(out / "summary.md"),
-        figures=[str(figure)] if figure else [],
+        figures=[str(p) for p in figures.values()],
         groups=groups,
     )

@@ -19,12 +19,24 @@ _GRID_LIMIT = 10_000  # more points than this are not checked one by one
 
 
 def param_space(tune_cfg: TuneConfig) -> dict[str, Any]:
-    """``tune.space`` + ``tune.seeds`` as a Ray Tune ``param_space`` (flat dotted keys)."""
+    """``tune.space`` + ``tune.seeds`` as a Ray Tune ``param_space`` (flat dotted keys).
+
+    With ``tune.search=optuna`` every dimension must be one Optuna can sample: a ``grid`` is
+    refused (naming its key), and ``tune.seeds`` must hold one seed, which becomes a constant.
+    """
     from ray import tune
 
+    optuna = tune_cfg.search == "optuna"
     space: dict[str, Any] = {}
     for key, dist in tune_cfg.space.items():
         kind, values = next(iter(dist.items()))
+        if kind == "grid" and optuna:
+            # Optuna samples one value per trial; it cannot promise every grid value a trial.
+            raise ConfigError(
+                f"tune.space.{key}: tune.search=optuna samples each trial's values and cannot "
+                f"run a grid: write {{choice: {list(values)}}} (Optuna picks among them) or "
+                "use tune.search=basic to run every value"
+            )
         if kind == "grid":
             space[key] = tune.grid_search(list(values))
         elif kind == "choice":
@@ -37,7 +49,16 @@ def param_space(tune_cfg: TuneConfig) -> dict[str, Any]:
             space[key] = tune.randint(*values)
     if SEED_KEY in space:
         raise ConfigError(f"tune.space.{SEED_KEY}: use tune.seeds for seeds")
-    space[SEED_KEY] = tune.grid_search(list(tune_cfg.seeds))
+    if optuna:
+        if len(tune_cfg.seeds) != 1:
+            raise ConfigError(
+                f"tune.seeds={list(tune_cfg.seeds)}: tune.search=optuna cannot repeat its "
+                "sampled configurations per seed; give one seed (or use tune.search=basic, "
+                "whose grid runs every configuration with every seed)"
+            )
+        space[SEED_KEY] = tune_cfg.seeds[0]
+    else:
+        space[SEED_KEY] = tune.grid_search(list(tune_cfg.seeds))
     return space
 
 
