@@ -3,9 +3,11 @@
     plot-ray config FILE [key=value ...]      validate a config and print it resolved
     plot-ray synth --out DIR [--seed N]        write the synthetic preference benchmark
     plot-ray build-model --data DIR --out DIR  train a tokenizer and build a tiny Llama
+    plot-ray build-reward-model --data DIR --out DIR   a tiny Bradley-Terry reward model
     plot-ray prepare --config FILE             Ray Data: validate, tokenize, count tokens
     plot-ray train --config FILE [--resume]    Ray Train + DeepSpeed PLOT fine-tuning
     plot-ray tune --config FILE [--resume]     Ray Tune sweep over tune.space, a run per trial
+    plot-ray eval --config FILE [--force]      evaluate models: ASR, helpfulness, logic, perplexity
     plot-ray demo --out DIR                    the end-to-end pipeline on a local Ray instance
 
 Every subcommand has ``--help``. Config errors exit with status 2 and name the offending key.
@@ -83,6 +85,35 @@ def cmd_build_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build_reward_model(args: argparse.Namespace) -> int:
+    from plot_ray.models.reward import build_reward_model
+
+    summary = build_reward_model(
+        args.data,
+        args.out,
+        tokenizer_from=args.tokenizer_from,
+        vocab_size=args.vocab_size,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+    )
+    _print(
+        f"built a reward model ({summary['parameters'] / 1e6:.2f}M parameters, vocabulary "
+        f"{summary['vocab_size']}) in {summary['seconds']}s → {args.out}"
+    )
+    _print(
+        f"  Bradley-Terry loss {summary['train_first_loss']:.3f} → "
+        f"{summary['train_last_loss']:.3f} over {summary['steps']} steps"
+    )
+    for corpus, held_out in summary["validation"].items():
+        _print(
+            f"  held-out pair accuracy {corpus:<13} {held_out['accuracy']:.3f} "
+            f"({held_out['pairs']} pairs)"
+        )
+    return 0
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from plot_ray.data import run_prepare
 
@@ -125,6 +156,25 @@ def cmd_tune(args: argparse.Namespace) -> int:
     result = run_sweep(cfg, base, resume=args.resume)
     for line in main_summary_lines(result):
         _print(line)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from plot_ray.eval import run_eval
+
+    overrides = list(args.overrides)
+    if args.model:  # --model NAME=PATH options replace the config's eval.models
+        models = []
+        for spec in args.model:
+            name, sep, path = spec.partition("=")
+            if not sep or not name or not path:
+                raise ConfigError(
+                    f"--model {spec!r}: give NAME=PATH (e.g. base=runs/demo/base-model)"
+                )
+            models.append({"name": name, "path": path})
+        overrides.append("eval.models=" + json.dumps(models))  # JSON is YAML
+    cfg = load_config(args.config, overrides)
+    run_eval(cfg, force=args.force, verbose=args.verbose)
     return 0
 
 
@@ -187,6 +237,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_build_model)
 
     p = sub.add_parser(
+        "build-reward-model",
+        help="train a tiny Bradley-Terry reward model on a benchmark's preference pairs",
+    )
+    p.add_argument("--data", required=True, help="benchmark folder (e.g. from `plot-ray synth`)")
+    p.add_argument("--out", required=True, help="where to save_pretrained the reward model")
+    p.add_argument(
+        "--tokenizer-from",
+        help="model folder whose tokenizer to reuse (e.g. the base model); default: train one",
+    )
+    p.add_argument("--vocab-size", type=int, default=4096, help="when training a tokenizer")
+    p.add_argument("--steps", type=int, default=300, help="Bradley-Terry steps")
+    p.add_argument("--batch-size", type=int, default=16, help="preference pairs per step")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_build_reward_model)
+
+    p = sub.add_parser(
         "prepare",
         help="read, validate and tokenize preference corpora with Ray Data; count tokens",
     )
@@ -214,6 +281,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser(
+        "eval",
+        help="evaluate models on vLLM/HF engine pools: ASR per attack, over-refusal, reward and "
+        "win rates, logic accuracy, perplexity; resumable",
+    )
+    p.add_argument("--config", required=True, help="YAML config with an eval section")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides")
+    p.add_argument(
+        "--model",
+        action="append",
+        metavar="NAME=PATH",
+        help="a model to evaluate (repeatable; replaces eval.models): hub name, model folder, "
+        "or a plot-ray train run folder",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="discard this eval.name's results and start over"
+    )
+    _add_verbose(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
         "demo", help="run the end-to-end pipeline on a local Ray instance with a tiny model"
     )
     p.add_argument("--out", default="runs/demo", help="output folder")
@@ -236,7 +323,13 @@ def _quiet_libraries() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if not getattr(args, "verbose", False) and args.command in ("build-model", "demo", "train"):
+    if not getattr(args, "verbose", False) and args.command in (
+        "build-model",
+        "build-reward-model",
+        "demo",
+        "train",
+        "eval",
+    ):
         _quiet_libraries()
     try:
         return args.func(args)

@@ -43,6 +43,7 @@ __all__ = [
     "DeepSpeedConfig",
     "TuneConfig",
     "EvalConfig",
+    "EvalModel",
     "ClusterConfig",
     "PlotRayConfig",
     "load_config",
@@ -343,18 +344,92 @@ class TuneConfig(_Section):
 
 
 # ---------------------------------------------------------------------------------- eval
+EVAL_TASKS = ("harmful", "benign", "logic", "perplexity")
+# The attacks that build test cases from behaviours (plot_ray/eval/attacks.py). Optimisation
+# attacks (GCG, PEZ, GBDA, UAT, SFS, ZeroShot) join this registry as they land.
+EVAL_ATTACKS = ("direct_request", "human_jailbreaks")
+
+
+class EvalModel(_Section):
+    """One model to evaluate: a hub name, a local folder, or a ``plot-ray train`` run folder
+    (its ``final_model/`` is used)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # a folder name in the results
+    path: str
+
+
 class EvalConfig(_Section):
-    engine: Literal["vllm", "hf"] = "vllm"
-    num_engines: int = Field(default=1, ge=1)
-    gpu_memory_utilization: float = Field(default=0.1, gt=0, le=1)
-    max_new_tokens: int = Field(default=64, ge=1)
-    temperature: float = Field(default=0.0, ge=0)
-    attacks: list[Literal["zero_shot", "template", "sfs", "pez", "gbda", "uat", "gcg"]] = Field(
-        default_factory=lambda: ["zero_shot", "template", "sfs"]
+    """``plot-ray eval``: several models, one run, one report (see plot_ray/eval).
+
+    Data: ``data_dir`` is a synthetic benchmark folder (``plot-ray synth``); its ``eval/`` files
+    are the defaults of ``behaviors`` (HarmBench-style JSONL/CSV: behaviour, id, category,
+    target), ``templates`` (jailbreak templates with a ``{behavior}`` slot), ``benign``
+    (prompts with reference answers), ``logic`` (questions with answers). ``perplexity`` reads
+    the benign prompts' reference answers unless given its own JSONL of prompt/response rows.
+    Generation follows HarmBench: greedy, the model's chat template, ``max_new_tokens`` (512 in
+    HarmBench, scaled down here for tiny models).
+    """
+
+    models: list[EvalModel] = Field(default_factory=list)
+    baseline: str | None = None  # the model that win rates compare against; default: the first
+    tasks: list[Literal["harmful", "benign", "logic", "perplexity"]] = Field(
+        default_factory=lambda: list(EVAL_TASKS)
     )
-    judge: str = "rule"  # "rule" or a path / hub name of a classifier LLM
-    num_behaviors: int | None = Field(default=None, ge=1)
+    attacks: list[str] = Field(default_factory=lambda: list(EVAL_ATTACKS))
+    data_dir: str | None = None
+    behaviors: str | None = None
+    templates: str | None = None
+    benign: str | None = None
+    logic: str | None = None
+    perplexity: str | None = None
+    num_behaviors: int | None = Field(default=None, ge=1)  # None: all
+    num_benign: int | None = Field(default=None, ge=1)
+    num_logic: int | None = Field(default=None, ge=1)
+    templates_per_behavior: int = Field(default=5, ge=1)  # HarmBench's human jailbreaks: 5
+    logic_style: Literal["gsm8k", "math"] = "gsm8k"  # "#### N" or the last \\boxed{}
+    seed: int = 0
+    # generation
+    engine: Literal["auto", "vllm", "hf"] = "auto"
+    num_engines: int = Field(default=1, ge=1)  # engine replicas (one GPU each on GPU clusters)
+    batch_size: int = Field(default=32, ge=1)
+    max_new_tokens: int = Field(default=64, ge=1)
+    temperature: float = Field(default=0.0, ge=0)  # 0: greedy
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: fp32 on CPU
+    max_model_len: int = Field(default=1024, ge=16)
+    enforce_eager: bool = True  # vLLM: no CUDA graphs / torch.compile
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)  # vLLM on GPUs
+    cpu_kv_cache_gib: int = Field(default=1, ge=1)  # vLLM on CPUs (VLLM_CPU_KVCACHE_SPACE)
+    trust_remote_code: bool = False
+    # judging and scoring
+    judge: str = "synthetic"  # "synthetic" (rule judge for plot-ray synth) or a classifier LLM
+    reward_model: str | None = None  # an AutoModelForSequenceClassification path (benign task)
+    # results
+    shard_size: int = Field(default=64, ge=1)  # rows per result shard (the unit of resume)
+    name: str = "eval"
     output_dir: str = "runs/eval"
+
+    @field_validator("attacks")
+    @classmethod
+    def _known_attacks(cls, attacks: list[str]) -> list[str]:
+        unknown = [a for a in attacks if a not in EVAL_ATTACKS]
+        if unknown:
+            raise ValueError(f"unknown attack(s) {unknown}; allowed: {', '.join(EVAL_ATTACKS)}")
+        return attacks
+
+    @model_validator(mode="after")
+    def _models_and_baseline(self) -> EvalConfig:
+        names = [m.name for m in self.models]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"eval.models: names must be unique, repeated: {duplicated}")
+        if self.baseline is not None and self.baseline not in names:
+            raise ValueError(f"eval.baseline {self.baseline!r} is not one of eval.models {names}")
+        return self
+
+    @property
+    def baseline_name(self) -> str | None:
+        return self.baseline or (self.models[0].name if self.models else None)
 
 
 # ------------------------------------------------------------------------------- cluster

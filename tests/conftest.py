@@ -16,6 +16,9 @@ use_small_machine_env()  # before any test starts Ray: its workers inherit these
 
 SYNTH_SCALE = 0.1
 TINY_VOCAB = 1024
+# Enough warm-up that the base model answers like the warm-up corpus (mostly complying with
+# harmful requests), so that evaluation can see training change it.
+WARMUP_STEPS = 200
 
 
 @pytest.fixture(scope="session")
@@ -49,12 +52,14 @@ def synth_dir(tmp_path_factory):
 def tiny_model_dir(tmp_path_factory, synth_dir):
     """A tiny Llama + byte-level BPE tokenizer trained on ``synth_dir``, saved HF-style.
 
-    Briefly warmed up so that generation is not pure noise; random weights otherwise.
+    Warmed up on the (unaligned) warm-up corpus, so that it mostly complies with harmful requests.
     """
     from plot_ray.models.tiny import build_from_corpus
 
     out = tmp_path_factory.mktemp("tiny-model")
-    build_from_corpus(synth_dir, out, vocab_size=TINY_VOCAB, warmup_steps=20, progress=False)
+    build_from_corpus(
+        synth_dir, out, vocab_size=TINY_VOCAB, warmup_steps=WARMUP_STEPS, progress=False
+    )
     return out
 
 
@@ -109,3 +114,73 @@ def prepared_ranked_dir(ray_local, synth_dir, tiny_model_dir, tmp_path_factory):
         tmp_path_factory.mktemp("prepared-ranked"),
         [("ranked/train.jsonl", "harmlessness")],
     )
+
+
+# ----------------------------------------------------------------------------- training
+def train_config(prepared, model_dir, out, **overrides):
+    from plot_ray.config import load_config
+
+    base = {
+        "data.output_dir": str(prepared),
+        "data.max_length": 160,
+        "data.max_prompt_length": 96,
+        "model.name_or_path": str(model_dir),
+        "train.output_dir": str(out),
+        "train.num_workers": 2,
+        "train.cpus_per_worker": 0.5,
+        "train.max_steps": 2,
+        "train.micro_batch_size": 2,
+        "train.learning_rate": 1e-3,
+        "train.warmup_steps": 0,
+        "train.checkpoint_every": 100,
+        "train.log_every": 1,
+        "loss.plot.chunk_size": 64,
+        "deepspeed.zero_stage": 2,
+    }
+    base.update(overrides)
+    return load_config(overrides=base)
+
+
+@pytest.fixture(scope="session")
+def dpo_run(ray_local, prepared_dir, tiny_model_dir, tmp_path_factory):
+    """A few dozen DPO+PLOT steps with checkpoints, ending in consolidated HF weights: the
+    training tests check the run, the evaluation tests evaluate its final model."""
+    runs = tmp_path_factory.mktemp("dpo-runs")
+    cfg = train_config(
+        prepared_dir,
+        tiny_model_dir,
+        runs,
+        **{
+            "loss.method": "dpo",
+            "loss.alpha": 0.1,
+            "loss.beta": 0.5,
+            "train.max_steps": 40,
+            "train.micro_batch_size": 8,
+            "train.learning_rate": 5e-4,  # 2e-3 overfits the warmed-up model by step 40
+            "train.lr_scheduler": "constant",
+            "train.log_every": 5,
+            "train.checkpoint_every": 20,
+            "train.eval_every": 20,
+            "train.run_name": "dpo-learns",
+        },
+    )
+    from plot_ray.train import run_training
+
+    return cfg, run_training(cfg)
+
+
+# --------------------------------------------------------------------------- evaluation
+REWARD_STEPS = 100  # accuracies per step count: tests/test_reward_model.py
+
+
+@pytest.fixture(scope="session")
+def reward_model_dir(tmp_path_factory, synth_dir, tiny_model_dir):
+    """A tiny Bradley-Terry reward model for the synthetic benchmark, sharing the tiny
+    model's tokenizer (``plot-ray build-reward-model``)."""
+    from plot_ray.models.reward import build_reward_model
+
+    out = tmp_path_factory.mktemp("reward-model")
+    build_reward_model(
+        synth_dir, out, tokenizer_from=tiny_model_dir, steps=REWARD_STEPS, seed=0, progress=False
+    )
+    return out

