@@ -11,7 +11,8 @@ equal and completions/s compare like for like).
    batches of ``--batch``). Start-up (model load, engine build, one warm-up batch) is reported
    apart from the steady state, which is the timed pass over the N prompts.
 2. The engine pool on a local Ray instance (``plot_ray.eval.engines.generate``, the path
-   ``plot-ray eval`` runs), with the engine ``eval.engine: auto`` picks on this machine:
+   ``plot-ray eval`` runs), with the engine ``eval.engine: auto`` picks for this model and
+   machine (``--pool-engine`` to choose):
    1 replica using both cores vs 2 replicas using one core each; wall time of the whole
    Ray Data pass (actor start included) over the same prompts.
 
@@ -121,7 +122,7 @@ def run_hf(model_dir: Path, prompts: list[str], new_tokens: int, batch: int) -> 
 
 
 def run_pool(
-    model_dir: Path, prompts: list[str], new_tokens: int, engines: int, batch: int
+    model_dir: Path, prompts: list[str], new_tokens: int, engines: int, batch: int, engine: str
 ) -> dict:
     import ray
 
@@ -130,12 +131,13 @@ def run_pool(
 
     cfg = load_config(
         overrides={
+            "eval.engine": engine,
             "eval.num_engines": engines,
             "eval.max_new_tokens": new_tokens,
             "eval.batch_size": batch,
         }
     )
-    settings = EngineSettings.resolve(cfg.eval)
+    settings = EngineSettings.resolve(cfg.eval, model=str(model_dir))
     t0 = time.perf_counter()
     ds = ray.data.from_items([{"prompt": p} for p in prompts])
     rows = generate(ds, str(model_dir), settings).take_all()
@@ -151,6 +153,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32, help="HF generate batch size")
     ap.add_argument("--pool-prompts", type=int, default=192)
     ap.add_argument("--compiled", action="store_true", help="vLLM without enforce_eager")
+    ap.add_argument("--pool-engine", default="auto", choices=["auto", "vllm", "hf"])
     args = ap.parse_args()
 
     from plot_ray.cluster import init_ray, use_small_machine_env
@@ -173,7 +176,10 @@ def main() -> None:
 
     init_ray(num_cpus=2, object_store_memory_mb=300, quiet=True)
     pool_prompts = prompts_for(model_dir, root / "data", args.pool_prompts)
-    pools = {n: run_pool(model_dir, pool_prompts, args.new_tokens, n, 16) for n in (1, 2)}
+    pools = {
+        n: run_pool(model_dir, pool_prompts, args.new_tokens, n, 16, args.pool_engine)
+        for n in (1, 2)
+    }
     for n, r in pools.items():
         print(
             f"pool  {r['engine']} x{n}: {r['rows']} completions in {r['wall_s']:.1f}s", flush=True

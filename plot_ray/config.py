@@ -319,6 +319,9 @@ class TuneConfig(_Section):
     search: Literal["basic", "optuna"] = "basic"  # basic: grid + random sampling
     max_concurrent_trials: int | None = Field(default=None, ge=1)  # None: what fits the cluster
     max_failures: int = Field(default=0, ge=0)  # retries of a failing trial
+    # Score each trial's final model with `plot-ray eval` (the eval section) at its end; the
+    # metrics come as evaluation/<name>, e.g. tune.metric: evaluation/asr/direct_request, mode min
+    evaluate: bool = False
     name: str = "sweep"
     output_dir: str = "runs/tune"
 

@@ -183,6 +183,29 @@ def test_a_validation_objective_without_a_validation_split_fails_before_ray_star
         run_sweep(validate_config(base), base)
 
 
+def test_an_evaluation_objective_needs_tune_evaluate_and_no_asha(tmp_path, synth_dir):
+    from plot_ray.tune import run_sweep
+
+    base = {"data.output_dir": str(tmp_path), "tune.metric": "evaluation/accuracy"}
+    cases = [
+        ({}, r"evaluation metric: set tune.evaluate=true"),
+        ({"tune.evaluate": True, "eval.data_dir": str(tmp_path / "none")}, r"no such file"),
+        (
+            {
+                "tune.evaluate": True,
+                "eval.data_dir": str(synth_dir),
+                "tune.scheduler": "asha",
+                "train.eval_every": 1,
+            },
+            r"asha compares trials while they train",
+        ),
+    ]
+    for overrides, message in cases:
+        raw = apply_overrides({}, {**base, **overrides})
+        with pytest.raises(ValueError, match=message):
+            run_sweep(validate_config(raw), raw)
+
+
 def _write_metrics(run_dir: Path, rows: list[dict]) -> str:
     run_dir.mkdir(parents=True)
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -389,17 +412,30 @@ def test_a_sweep_killed_after_its_first_trial_resumes_only_the_others(
 
 @pytest.mark.slow
 def test_a_failing_trial_is_reported_and_asha_stops_a_weak_one(
-    ray_local, prepared_dir, tiny_model_dir, tmp_path
+    ray_local, prepared_dir, tiny_model_dir, synth_dir, tmp_path
 ):
     from plot_ray.train.trainer import read_metrics
     from plot_ray.tune import run_sweep
 
-    # a grid point that passes validation but fails in training is reported, not lost
+    # a grid point that passes validation but fails in training is reported, not lost; the
+    # objective is an evaluation of each trial's final model (tune.evaluate)
     failing = _sweep_base(
         prepared_dir,
         tiny_model_dir,
         tmp_path,
-        **{"tune.space": {"train.micro_batch_size": {"grid": [2, 100_000]}}, "tune.name": "fail"},
+        **{
+            "tune.space": {"train.micro_batch_size": {"grid": [2, 100_000]}},
+            "tune.name": "fail",
+            "train.save_hf_model": True,
+            "tune.evaluate": True,
+            "tune.metric": "evaluation/asr/direct_request",
+            "eval.data_dir": str(synth_dir),
+            "eval.tasks": ["harmful", "logic"],
+            "eval.attacks": ["direct_request"],
+            "eval.num_behaviors": 4,
+            "eval.num_logic": 2,
+            "eval.max_new_tokens": 16,
+        },
     )
     result = run_sweep(validate_config(failing), failing)
     rows = {r["param/train.micro_batch_size"]: r for r in result["trials"]}
@@ -408,6 +444,13 @@ def test_a_failing_trial_is_reported_and_asha_stops_a_weak_one(
     assert "no complete micro-batch" in rows[100_000]["error"]
     summary = (tmp_path / "fail" / "summary.md").read_text()
     assert "did not finish" in summary and "no complete micro-batch" in summary
+    evaluation = json.loads((Path(rows[2]["run_dir"]) / "evaluation" / "metrics.json").read_text())
+    trial = evaluation["models"]["trial"]
+    assert (
+        rows[2]["metric/evaluation/asr/direct_request"]
+        == trial["harmful"]["asr"]["direct_request"]["asr"]
+    )
+    assert rows[2]["metric/evaluation/accuracy"] == trial["logic"]["accuracy"]
 
     # ASHA, one trial at a time, a validation pass every step: the first trial (a sane
     # learning rate) sets the bar at step 1, the second (lr 0.05: one step wrecks it) falls

@@ -34,6 +34,7 @@ __all__ = [
     "HFGenerator",
     "chat_prompts",
     "cluster_has_gpu",
+    "estimated_parameters",
     "generate",
     "resolve_model_path",
 ]
@@ -48,6 +49,24 @@ OUTPUT_COLUMNS = (
 
 
 LIGHT_CPU = 0.05  # Ray's reservation for the cheap map stages around an engine
+# eval.engine: auto on CPUs: vLLM from this model size up (measured crossover between 1.5M
+# parameters, vLLM 0.35x HF, and 63M, vLLM 1.6x HF; see EngineSettings.resolve).
+VLLM_CPU_MIN_PARAMETERS = 20_000_000
+
+
+def estimated_parameters(model: str) -> int:
+    """A decoder's parameter count from its config (embeddings, attention, MLP); models whose
+    config lacks the usual fields count as large."""
+    from transformers import AutoConfig
+
+    try:
+        c = AutoConfig.from_pretrained(resolve_model_path(model))
+        h, layers, inter = c.hidden_size, c.num_hidden_layers, c.intermediate_size
+        vocab = c.vocab_size
+    except (OSError, AttributeError, ValueError):
+        return 10**12
+    embeddings = vocab * h * (1 if getattr(c, "tie_word_embeddings", False) else 2)
+    return embeddings + layers * (4 * h * h + 3 * h * inter)
 
 
 def cluster_has_gpu() -> bool:
@@ -90,18 +109,30 @@ class EngineSettings:
 
     @classmethod
     def resolve(
-        cls, ev: EvalConfig, *, use_gpu: bool | None = None, cpus: float | None = None
+        cls,
+        ev: EvalConfig,
+        *,
+        model: str | None = None,
+        use_gpu: bool | None = None,
+        cpus: float | None = None,
     ) -> EngineSettings:
-        """``eval.engine: auto`` is vLLM on GPU clusters and HF ``generate`` on CPUs, where the
-        measured vLLM steady state did not beat it for small models (README, benchmarks/
-        eval_throughput.py); ``eval.dtype: auto`` is bfloat16 on GPUs, float32 on CPUs."""
+        """Settings for generating with ``model`` on the connected cluster.
+
+        ``eval.engine: auto`` is vLLM on GPU clusters. On CPUs it is vLLM for models of
+        :data:`VLLM_CPU_MIN_PARAMETERS` or more and HF ``generate`` below: measured on 2 cores
+        (benchmarks/eval_throughput.py), vLLM's steady state ran at 1.6x HF for a 63M Llama but
+        0.35x for a 1.5M one, where its per-step overhead dominates. ``eval.dtype: auto`` is
+        bfloat16 on GPUs and float32 on CPUs (which emulate bfloat16)."""
         import ray
 
         if use_gpu is None:
             use_gpu = cluster_has_gpu()
         if cpus is None:
             cpus = ray.cluster_resources().get("CPU", 1.0)
-        engine = ev.engine if ev.engine != "auto" else ("vllm" if use_gpu else "hf")
+        engine = ev.engine
+        if engine == "auto":
+            big = model is None or estimated_parameters(model) >= VLLM_CPU_MIN_PARAMETERS
+            engine = "vllm" if use_gpu or big else "hf"
         dtype = ev.dtype if ev.dtype != "auto" else ("bfloat16" if use_gpu else "float32")
         # On CPUs the replicas share the machine: each reserves a little under its share, so
         # that Ray Data's read and map tasks still get a CPU (a pool that reserves every CPU

@@ -319,9 +319,13 @@ def run_eval(
     progress: bool = True,
     print_fn: Callable[[str], None] | None = print,
     verbose: bool = False,
+    cpus: float | None = None,
 ) -> dict:
     """Evaluate every ``eval.models`` entry on every ``eval.tasks`` task; returns the metrics
-    (also in ``metrics.json``) after writing the report. Reuses finished shards."""
+    (also in ``metrics.json``) after writing the report. Reuses finished shards.
+
+    ``cpus``: the CPUs the engine pools may share (default: the cluster's); a sweep's trial
+    passes its own share."""
     from plot_ray.cluster import init_ray_from_config, quiet_ray_driver, worker_logs_to_file
     from plot_ray.eval.report import write_report
 
@@ -342,18 +346,20 @@ def run_eval(
         + f" (shards of {ev.shard_size}) → {root}"
     )
     init_ray_from_config(cfg.cluster, verbose=verbose)
-    settings = EngineSettings.resolve(ev)
-    say(
-        f"engine: {settings.engine} x{settings.num_engines} ({settings.dtype}, "
-        f"{'GPU' if settings.use_gpu else f'{settings.threads_per_engine} CPU thread(s)'} each), "
-        f"judge: {ev.judge}, reward model: {ev.reward_model or 'none'}"
-    )
+    say(f"judge: {ev.judge}, reward model: {ev.reward_model or 'none'}")
     bar = _Progress(progress)
     log = root / "logs" / "ray_workers.log"
     with worker_logs_to_file(log, echo=verbose), quiet_ray_driver(not verbose):
         for model in ev.models:
             path = resolve_model_path(model.path)
+            settings = EngineSettings.resolve(ev, model=path, cpus=cpus)
             store.check_model_settings(model.name, _model_settings(model, path, settings, cfg))
+            say(
+                f"{model.name}: engine {settings.engine} x{settings.num_engines} "
+                f"({settings.dtype}, "
+                f"{'GPU' if settings.use_gpu else f'{settings.threads_per_engine} CPU thread(s)'}"
+                " each)"
+            )
             t = time.perf_counter()
             _generate_stage(store, model, path, cases, settings, ev, bar)
             _score_stage(store, model, path, cases, settings, ev, bar)

@@ -40,6 +40,7 @@ FINISHED = "trial_finished"  # set only in a trial's final result: its training 
 # is 10 s or more; a kill inside that window loses trials that had just started (they come back
 # under new ids) and the news that others finished. A save is one small JSON file.
 EXPERIMENT_STATE_PERIOD_S = "1"
+EVALUATION_PREFIX = "evaluation/"  # tune.evaluate's metrics (see evaluate_trial)
 
 
 class SweepResult(dict):
@@ -221,10 +222,10 @@ def _trial(params: dict[str, Any], base: dict[str, Any], trials_dir: str, metric
         verbose=False,
         callbacks=[_objective_reports(metric), _record_placement_groups(stored.parent)],
     )
-    # tune.evaluate (an evaluation of run.final_model at the trial's end, once `plot-ray eval`
-    # exists) adds its metrics here, before the result is stored and reported.
     # The last step's row holds its training metrics and the final validation (eval/*).
     final = {k: v for k, v in run.last.items() if isinstance(v, (int, float))}
+    if cfg.tune.evaluate:
+        final.update(evaluate_trial(cfg, run.run_dir))
     result = {
         **final,
         FINISHED: True,
@@ -306,10 +307,52 @@ def run_sweep(cfg: PlotRayConfig, base: dict[str, Any], resume: bool = False) ->
     return write_report(out, rows, cfg, points=points, seconds=time.perf_counter() - started)
 
 
+def evaluate_trial(cfg: PlotRayConfig, run_dir: Path) -> dict[str, float]:
+    """``tune.evaluate``: ``plot-ray eval`` of the trial's final model with the sweep's
+    ``eval`` section, results in ``<run_dir>/evaluation/``; its main table's numbers as
+    ``evaluation/<metric>`` (e.g. ``evaluation/asr/direct_request``, ``evaluation/accuracy``).
+    The engine pool gets the trial's own CPU share, not the cluster's."""
+    from plot_ray.config import validate_config
+    from plot_ray.eval import run_eval
+    from plot_ray.eval.report import summary_rows
+    from plot_ray.train.trainer import training_cpus
+
+    raw = cfg.to_dict()
+    raw["eval"].update(
+        models=[{"name": "trial", "path": str(run_dir)}],
+        baseline=None,
+        output_dir=str(run_dir),
+        name="evaluation",
+    )
+    metrics = run_eval(validate_config(raw), progress=False, print_fn=None, cpus=training_cpus(cfg))
+    row = summary_rows(metrics)[0]
+    return {
+        f"{EVALUATION_PREFIX}{k}": float(v)
+        for k, v in row.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+
+
 def _check_metric_is_reported(cfg: PlotRayConfig) -> None:
-    """A validation objective needs a validation split: fail before any trial starts."""
+    """A validation objective needs a validation split, an evaluation objective
+    ``tune.evaluate`` and readable evaluation sets: fail before any trial starts."""
     from plot_ray.train.trainer import eval_split_subpreferences
     from plot_ray.train.validation import EVAL_PREFIX
+
+    if cfg.tune.evaluate:
+        from plot_ray.eval.tasks import build_cases
+
+        build_cases(cfg.eval)  # a missing or malformed evaluation set fails now, not per trial
+    if cfg.tune.metric.startswith(EVALUATION_PREFIX) and not cfg.tune.evaluate:
+        raise ValueError(
+            f"tune.metric={cfg.tune.metric} is an evaluation metric: set tune.evaluate=true "
+            "(and the eval section's data), or choose a validation metric (eval/...)"
+        )
+    if cfg.tune.metric.startswith(EVALUATION_PREFIX) and cfg.tune.scheduler == "asha":
+        raise ValueError(
+            f"tune.scheduler=asha compares trials while they train, but {cfg.tune.metric} "
+            "exists only when a trial's evaluation ends: use tune.scheduler=none"
+        )
 
     if cfg.tune.metric.startswith(EVAL_PREFIX) and eval_split_subpreferences(cfg) is None:
         raise ValueError(
@@ -406,7 +449,9 @@ def _row(result, cfg: PlotRayConfig, trials_dir: Path) -> dict[str, Any]:
     row["final_model"] = metrics.get("final_model", "")
     for key, value in metrics.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if key.startswith(("loss/", "rewards/", "eval/", "plot/")) or key in (
+            if key.startswith(
+                ("loss/", "rewards/", "eval/", "plot/", EVALUATION_PREFIX)
+            ) or key in (
                 "step",
                 "train_seconds",
                 "tokens_per_s",
