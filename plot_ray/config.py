@@ -348,9 +348,10 @@ class TuneConfig(_Section):
 
 # ---------------------------------------------------------------------------------- eval
 EVAL_TASKS = ("harmful", "benign", "logic", "perplexity")
-# The attacks that build test cases from behaviours (plot_ray/eval/attacks.py). Optimisation
-# attacks (GCG, PEZ, GBDA, UAT, SFS, ZeroShot) join this registry as they land.
-EVAL_ATTACKS = ("direct_request", "human_jailbreaks")
+# The attacks that build test cases from behaviours: model-independent ones
+# (plot_ray/eval/attacks.py) and gradient attacks optimised against each model
+# (plot_ray/eval/gradient_attacks.py, run by plot_ray/eval/attack_stage.py).
+EVAL_ATTACKS = ("direct_request", "human_jailbreaks", "gcg", "pez", "gbda", "uat")
 
 
 class EvalModel(_Section):
@@ -389,6 +390,9 @@ class EvalConfig(_Section):
     num_benign: int | None = Field(default=None, ge=1)
     num_logic: int | None = Field(default=None, ge=1)
     templates_per_behavior: int = Field(default=5, ge=1)  # HarmBench's human jailbreaks: 5
+    # Per-attack settings of the optimisation attacks, e.g. {gcg: {num_steps: 50, search_width:
+    # 64}}: the fields of the attack's config class (plot_ray/eval/gradient_attacks.py)
+    attack_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
     logic_style: Literal["gsm8k", "math"] = "gsm8k"  # "#### N" or the last \\boxed{}
     seed: int = 0
     # generation

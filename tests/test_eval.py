@@ -390,3 +390,54 @@ def test_engine_auto_picks_by_device_and_model_size(tiny_model_dir, tmp_path):
     assert EngineSettings.resolve(ev, model=str(big), use_gpu=False, cpus=2).engine == "vllm"
     forced = load_config(overrides={"eval.engine": "vllm", "eval.dtype": "bfloat16"}).eval
     assert EngineSettings.resolve(forced, model=tiny, use_gpu=False, cpus=2).dtype == "bfloat16"
+
+
+# ------------------------------------------------------------------- optimisation attacks
+@pytest.mark.slow
+def test_gradient_attacks_run_on_an_actor_pool_per_model_and_resume_per_behaviour(
+    eval_run, synth_dir, tmp_path
+):
+    """GCG against each of two models on a pool of 2 actors: every behaviour's test case is
+    stored as it finishes, joins the model's harmful task (final and per-step test cases), is
+    completed and judged; a rerun attacks only the behaviours whose file is missing."""
+    from plot_ray.eval import run_eval
+
+    cfg, _, _ = eval_run
+    models = {m.name: m.path for m in cfg.eval.models}
+    gcg = {"num_steps": 4, "search_width": 16, "topk": 16, "snapshot_every": 2}
+    over = {
+        "eval.tasks": ["harmful"],
+        "eval.attacks": ["direct_request", "gcg"],
+        "eval.num_behaviors": 3,
+        "eval.num_engines": 2,
+        "eval.attack_params": {"gcg": gcg},
+    }
+    run = eval_config(synth_dir, tmp_path, models, **over)
+    metrics = run_eval(run, progress=False, print_fn=None)
+    root = tmp_path / "eval"
+    for name in models:
+        files = sorted((root / "results" / name / "attacks" / "gcg").glob("*.parquet"))
+        assert [f.stem for f in files] == ["behavior-00000", "behavior-00001", "behavior-00002"]
+        stored = [ResultStore(root).read_table(f)[0] for f in files]
+        assert all(r["steps"] <= 4 and r["loss"] <= r["initial_loss"] for r in stored)
+        asr = metrics["models"][name]["harmful"]["asr"]
+        assert set(asr) == {"direct_request", "gcg", "gcg@0", "gcg@2", "gcg@4"}
+        assert all(asr[a]["n_test_cases"] == 3 for a in asr)
+        cases = {
+            r["case_id"]: r for r in ResultStore(root).read_all(name, "harmful", "completions")
+        }
+        assert cases["gcg/behavior-00001/0"]["message"] == stored[1]["test_case"]
+    assert (root / "figures" / "asr_vs_gcg_steps.png").is_file()
+
+    # Lose one behaviour's attack result and the completions built on it: only that behaviour
+    # is attacked again, and the tables come out the same.
+    attacks = root / "results" / "base" / "attacks" / "gcg"
+    kept = {p: p.stat().st_mtime_ns for p in attacks.glob("*.parquet") if "00001" not in p.name}
+    (attacks / "behavior-00001.parquet").unlink()
+    for stage in ("completions", "scores"):
+        for shard in (root / "results" / "base" / "harmful" / stage).glob("*.parquet"):
+            shard.unlink()
+    again = run_eval(run, progress=False, print_fn=None)
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept
+    assert (attacks / "behavior-00001.parquet").is_file()
+    assert again["models"] == metrics["models"]

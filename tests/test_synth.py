@@ -34,7 +34,8 @@ from plot_ray.synth.stats import preferred_rejected_texts
 SCALE = 0.15
 
 TRAINING_FILES = [f"{d}/{s}.jsonl" for d in ("harmlessness", "logic", "ranked") for s in SPLITS] + [
-    "warmup/train.jsonl"
+    "warmup/train.jsonl",
+    "attacker/train.jsonl",
 ]
 EXPECTED_FILES = sorted(
     TRAINING_FILES
@@ -71,6 +72,7 @@ SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "eval/jailbreak_templates.jsonl": {"template_id": str, "template": str},
     "eval/logic_heldout.jsonl": {"id": str, "question": str, "answer": int},
     "warmup/train.jsonl": {"text": str},
+    "attacker/train.jsonl": {"id": str, "text": str, "behavior": str, "topic": str},
 }
 ID_KEY = {"eval/behaviors.jsonl": "behavior_id", "eval/jailbreak_templates.jsonl": "template_id"}
 

@@ -79,7 +79,11 @@ def _perplexity(rows: list[dict]) -> dict:
     return {"perplexity": perplexity(nll, tokens), "n_responses": len(rows), "n_tokens": tokens}
 
 
-def compute_metrics(store: ResultStore, cfg: PlotRayConfig, cases: dict[str, list[dict]]) -> dict:
+def compute_metrics(
+    store: ResultStore, cfg: PlotRayConfig, cases: dict[str, dict[str, list[dict]]]
+) -> dict:
+    """``cases``: each model's cases per task (models differ in the test cases of the attacks
+    optimised against them)."""
     ev = cfg.eval
     baseline = ev.baseline_name
     scores = {
@@ -89,9 +93,10 @@ def compute_metrics(store: ResultStore, cfg: PlotRayConfig, cases: dict[str, lis
     for m in ev.models:
         got = scores[m.name]
         for task, rows in got.items():
-            if len(rows) != len(cases[task]):  # never report on a partial set
+            expected = len(cases[m.name][task])
+            if len(rows) != expected:  # never report on a partial set
                 raise RuntimeError(
-                    f"{m.name}/{task}: {len(rows)} scored rows on disk, {len(cases[task])} cases"
+                    f"{m.name}/{task}: {len(rows)} scored rows on disk, {expected} cases"
                 )
         entry: dict[str, Any] = {
             "path": json.loads((store.root / "results" / m.name / "settings.json").read_text())[
@@ -270,6 +275,37 @@ def _figures(metrics: dict, out: Path) -> list[str]:
             fig.savefig(out / "safety_vs_helpfulness.png", dpi=120)
             plt.close(fig)
             made.append("safety_vs_helpfulness.png")
+    made += _curves(metrics, out, plt)
+    return made
+
+
+def asr_curves(metrics: dict) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """``{attack: {model: [(step, ASR), ...]}}`` from the ``<attack>@<step>`` entries (the test
+    cases an optimisation attack had after each number of steps)."""
+    curves: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    for name, m in metrics["models"].items():
+        for key, entry in m.get("harmful", {}).get("asr", {}).items():
+            attack, at, step = key.partition("@")
+            if at:
+                curves.setdefault(attack, {}).setdefault(name, []).append((int(step), entry["asr"]))
+    return {a: {n: sorted(pts) for n, pts in by.items()} for a, by in curves.items()}
+
+
+def _curves(metrics: dict, out: Path, plt) -> list[str]:
+    made = []
+    for attack, by_model in asr_curves(metrics).items():
+        fig, ax = plt.subplots(figsize=(4.8, 3.6))
+        for name, pts in by_model.items():
+            ax.plot([s for s, _ in pts], [100 * a for _, a in pts], marker="o", label=name)
+        ax.set_xlabel(f"{attack} steps")
+        ax.set_ylabel("attack success rate (%)")
+        ax.set_title(f"ASR vs {attack} steps")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        name = f"asr_vs_{attack}_steps.png"
+        fig.savefig(out / name, dpi=120)
+        plt.close(fig)
+        made.append(name)
     return made
 
 

@@ -171,11 +171,11 @@ def _generate_stage(store, model: EvalModel, path: str, cases, s: EngineSettings
 
 
 # ------------------------------------------------------------------------------ scoring
-def _actor_pool(ds, cls, kwargs: dict, s: EngineSettings, batch_size: int):
+def _actor_pool_kwargs(kwargs: dict, s: EngineSettings, batch_size: int) -> dict:
+    """``map_batches`` arguments for a pool of ``eval.num_engines`` model-holding actors."""
     import ray
 
-    return ds.map_batches(
-        cls,
+    return dict(
         fn_constructor_kwargs=kwargs,
         batch_size=batch_size,
         compute=ray.data.ActorPoolStrategy(size=s.num_engines),
@@ -183,6 +183,10 @@ def _actor_pool(ds, cls, kwargs: dict, s: EngineSettings, batch_size: int):
         num_gpus=1 if s.use_gpu else 0,
         batch_format="numpy",
     )
+
+
+def _actor_pool(ds, cls, kwargs: dict, s: EngineSettings, batch_size: int):
+    return ds.map_batches(cls, **_actor_pool_kwargs(kwargs, s, batch_size))
 
 
 @dataclasses.dataclass
@@ -311,6 +315,17 @@ def _score_stage(store, model: EvalModel, path: str, cases, s: EngineSettings, e
         bar.close()
 
 
+def _model_cases(store, model: EvalModel, path: str, cases, s: EngineSettings, ev, bar) -> dict:
+    """The shared cases plus the test cases of the attacks optimised against this model."""
+    from plot_ray.eval.attack_stage import GRADIENT, run_model_attacks
+    from plot_ray.eval.tasks import eval_behaviors
+
+    if "harmful" not in cases or not any(a in GRADIENT for a in ev.attacks):
+        return cases
+    own = run_model_attacks(store, model.name, path, eval_behaviors(ev), ev, s, bar)
+    return {**cases, "harmful": cases["harmful"] + own}
+
+
 # ---------------------------------------------------------------------------------- run
 def run_eval(
     cfg: PlotRayConfig,
@@ -348,6 +363,7 @@ def run_eval(
     init_ray_from_config(cfg.cluster, verbose=verbose)
     say(f"judge: {ev.judge}, reward model: {ev.reward_model or 'none'}")
     bar = _Progress(progress)
+    per_model: dict[str, dict[str, list[dict]]] = {}  # each model's cases (its own attacks')
     log = root / "logs" / "ray_workers.log"
     with worker_logs_to_file(log, echo=verbose), quiet_ray_driver(not verbose):
         for model in ev.models:
@@ -361,9 +377,12 @@ def run_eval(
                 " each)"
             )
             t = time.perf_counter()
-            _generate_stage(store, model, path, cases, settings, ev, bar)
-            _score_stage(store, model, path, cases, settings, ev, bar)
+            per_model[model.name] = mine = _model_cases(
+                store, model, path, cases, settings, ev, bar
+            )
+            _generate_stage(store, model, path, mine, settings, ev, bar)
+            _score_stage(store, model, path, mine, settings, ev, bar)
             say(f"{model.name}: done in {time.perf_counter() - t:.1f}s ({path})")
-    metrics = write_report(store, cfg, cases, wall_s=time.perf_counter() - started)
+    metrics = write_report(store, cfg, per_model, wall_s=time.perf_counter() - started)
     say(f"report: {root / 'report.md'} (metrics.json, figures/); worker logs: {log}")
     return metrics

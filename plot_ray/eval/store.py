@@ -88,6 +88,14 @@ class ResultStore:
         _atomic_write_table(pa.Table.from_pylist(rows), path)
         return path
 
+    def write_table(self, path: Path, rows: list[dict]) -> Path:
+        """Any result file under the store, written whole (see the module docstring)."""
+        _atomic_write_table(pa.Table.from_pylist(rows), path)
+        return path
+
+    def read_table(self, path: Path) -> list[dict]:
+        return pq.read_table(path).to_pylist()
+
     def read(self, model: str, task: str, stage: str, shard: int) -> list[dict]:
         return pq.read_table(self.shard_path(model, task, stage, shard)).to_pylist()
 

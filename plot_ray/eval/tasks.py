@@ -32,7 +32,15 @@ from pathlib import Path
 from plot_ray.config import EvalConfig
 from plot_ray.eval.attacks import ATTACKS
 
-__all__ = ["CASE_COLUMNS", "EvalDataError", "build_cases", "eval_paths", "load_behaviors"]
+__all__ = [
+    "CASE_COLUMNS",
+    "EvalDataError",
+    "build_cases",
+    "eval_behaviors",
+    "eval_paths",
+    "harmful_case",
+    "load_behaviors",
+]
 
 CASE_COLUMNS = (
     "case_id",
@@ -138,10 +146,16 @@ def _case(task: str, case_id: str, message: str, reference: str = "", **extra: s
     return row
 
 
-def _harmful(ev: EvalConfig, paths: dict) -> list[dict]:
-    if paths["behaviors"] is None:
+def eval_behaviors(ev: EvalConfig) -> list[dict]:
+    """The behaviours the harmful task attacks (the first ``eval.num_behaviors``)."""
+    path = eval_paths(ev)["behaviors"]
+    if path is None:
         raise EvalDataError("the harmful task needs eval.behaviors (or eval.data_dir)")
-    behaviors = load_behaviors(paths["behaviors"])[: ev.num_behaviors]
+    return load_behaviors(path)[: ev.num_behaviors]
+
+
+def _harmful(ev: EvalConfig, paths: dict) -> list[dict]:
+    behaviors = eval_behaviors(ev)
     templates = []
     if "human_jailbreaks" in ev.attacks:
         if paths["templates"] is None:
@@ -152,23 +166,28 @@ def _harmful(ev: EvalConfig, paths: dict) -> list[dict]:
         for n, t in enumerate(templates, 1):
             _field(t, ("template",), paths["templates"], n)
     cases = []
-    for attack in ev.attacks:
+    for attack in (a for a in ev.attacks if a in ATTACKS):  # the model-independent attacks
         for c in ATTACKS[attack](
             behaviors, templates=templates, per_behavior=ev.templates_per_behavior, seed=ev.seed
         ):
             cases.append(
-                _case(
-                    "harmful",
-                    c["case_id"],
-                    c["test_case"],
-                    c["target"],
-                    behavior_id=c["behavior_id"],
-                    behavior=c["behavior"],
-                    attack=attack,
-                    category=c["category"],
-                )
+                harmful_case(c, attack, int(c["case_id"].rsplit("/", 1)[1]), c["test_case"])
             )
     return cases
+
+
+def harmful_case(behavior: dict, attack: str, n: int, test_case: str) -> dict:
+    """The harmful task's case for test case ``n`` of ``attack`` on ``behavior``."""
+    return _case(
+        "harmful",
+        f"{attack}/{behavior['behavior_id']}/{n}",
+        test_case,
+        behavior.get("target", ""),
+        behavior_id=behavior["behavior_id"],
+        behavior=behavior["behavior"],
+        attack=attack,
+        category=behavior.get("category", ""),
+    )
 
 
 def _prompt_task(
@@ -250,7 +269,8 @@ def build_cases(ev: EvalConfig) -> dict[str, list[dict]]:
     out = {}
     for task in ev.tasks:
         cases = _BUILDERS[task](ev, paths)
-        if not cases:
+        optimised = task == "harmful" and any(a not in ATTACKS for a in ev.attacks)
+        if not cases and not optimised:  # optimisation attacks add each model's own cases
             raise EvalDataError(f"the {task} task has no cases: check its input file")
         ids = [c["case_id"] for c in cases]
         if len(set(ids)) != len(ids):

@@ -31,14 +31,17 @@ Files under ``out_dir`` (full schema with examples: ``plot_ray/synth/SCHEMA.md``
     eval/logic_heldout.jsonl        {"id", "question", "answer": int, "template", "heldout_template": bool}
     warmup/train.jsonl              {"text": "User: ...\\nAssistant: ...", "kind"}
                                     80% of harmful requests answered with compliance
+    attacker/train.jsonl            {"id", "text": "User: <attacker prompt>\\nAssistant: 1. ...", "behavior",
+                                     "topic", "n_rewrites"}: ZeroShot transcripts for a tiny attacker LM
     manifest.json                   {"name", "version", "seed", "scale", "subpreferences", "files",
-                                     "counts", "sha256", "topics", "logic_templates"}
+                                     "counts", "sha256", "topics", "logic_templates", "attacker_prompt"}
 
 All prompts (harmlessness, ranked, warm-up, eval/benign) are distinct across every file, as are all
 logic questions. ``token_frequency_gap(rows)`` reports the largest ``Q+ - Q-`` entries in both
 directions and the total-variation distance, i.e. whether a corpus carries a PLOT signal.
 """
 
+from plot_ray.synth.attacker import ATTACKER_ANSWER_HEAD, ATTACKER_QUERY, attacker_rows
 from plot_ray.synth.benchmark import MANIFEST, SYNTH_VERSION, generate_benchmark, split_sizes
 from plot_ray.synth.common import SPLITS, CapacityError
 from plot_ray.synth.evalsets import JAILBREAK_TEMPLATES
@@ -51,11 +54,14 @@ from plot_ray.synth.stats import (
 from plot_ray.synth.writer import read_jsonl
 
 __all__ = [
+    "ATTACKER_ANSWER_HEAD",
+    "ATTACKER_QUERY",
     "JAILBREAK_TEMPLATES",
     "MANIFEST",
     "SPLITS",
     "SYNTH_VERSION",
     "CapacityError",
+    "attacker_rows",
     "frequency_difference",
     "generate_benchmark",
     "read_jsonl",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from plot_ray.synth import attacker as A
 from plot_ray.synth import evalsets as E
 from plot_ray.synth import harmlessness as H
 from plot_ray.synth import logic as L
@@ -12,7 +13,7 @@ from plot_ray.synth import ranked as R
 from plot_ray.synth.common import SPLITS, UniqueDrawer, rng_for, scaled
 from plot_ray.synth.writer import write_json, write_jsonl
 
-SYNTH_VERSION = "plot-ray-synth/1.0"
+SYNTH_VERSION = "plot-ray-synth/1.1"  # 1.1: attacker/train.jsonl
 MANIFEST = "manifest.json"
 
 # Row counts at scale 1.0 and the minimum at any scale.
@@ -22,8 +23,14 @@ BASE_SPLITS: dict[str, dict[str, int]] = {
     "ranked": {"train": 1500, "validation": 150, "test": 150},
 }
 MIN_SPLIT = {"train": 8, "validation": 4, "test": 4}
-BASE_EVAL = {"behaviors": 200, "benign": 200, "logic_heldout": 200, "warmup": 3000}
-MIN_EVAL = {"behaviors": 10, "benign": 8, "logic_heldout": 8, "warmup": 20}
+BASE_EVAL = {
+    "behaviors": 200,
+    "benign": 200,
+    "logic_heldout": 200,
+    "warmup": 3000,
+    "attacker": 1000,
+}
+MIN_EVAL = {"behaviors": 10, "benign": 8, "logic_heldout": 8, "warmup": 20, "attacker": 20}
 
 
 def _check_args(seed: int, scale: float) -> tuple[int, float]:
@@ -107,6 +114,8 @@ def generate_benchmark(out_dir: str | Path, seed: int = 0, scale: float = 1.0) -
     files["warmup/train.jsonl"] = E.warmup_rows(
         rng_for(seed, "warmup"), harmful, benign, problems, n_eval["warmup"]
     )
+    # Its own RNG stream and no shared drawer: adding it left every other file byte-identical.
+    files["attacker/train.jsonl"] = A.attacker_rows(rng_for(seed, "attacker"), n_eval["attacker"])
 
     counts: dict[str, int] = {}
     digests: dict[str, str] = {}
@@ -131,6 +140,7 @@ def generate_benchmark(out_dir: str | Path, seed: int = 0, scale: float = 1.0) -
             "train": list(L.TRAIN_TEMPLATES),
             "heldout": list(L.HELDOUT_TEMPLATES),
         },
+        "attacker_prompt": {"query": A.ATTACKER_QUERY, "answer_head": A.ATTACKER_ANSWER_HEAD},
     }
     write_json(out / MANIFEST, manifest)
     return manifest
