@@ -379,7 +379,9 @@ class EvalConfig(_Section):
     tasks: list[Literal["harmful", "benign", "logic", "perplexity"]] = Field(
         default_factory=lambda: list(EVAL_TASKS)
     )
-    attacks: list[str] = Field(default_factory=lambda: list(EVAL_ATTACKS))
+    # Default: the attacks that need no optimisation; gcg/pez/gbda/uat are opt-in (minutes per
+    # behaviour on real models)
+    attacks: list[str] = Field(default_factory=lambda: ["direct_request", "human_jailbreaks"])
     data_dir: str | None = None
     behaviors: str | None = None
     templates: str | None = None

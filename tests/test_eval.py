@@ -130,8 +130,8 @@ def test_bad_evaluation_inputs_fail_clearly(synth_dir, tmp_path):
     bad.write_text("{not json\n")
     with pytest.raises(EvalDataError, match=r"benign.jsonl:1: not valid JSON"):
         build_cases(cfg.eval)
-    with pytest.raises(ConfigError, match=r"eval.attacks: unknown attack\(s\) \['gcg'\]"):
-        load_config(overrides={"eval.attacks": ["gcg"]})
+    with pytest.raises(ConfigError, match=r"eval.attacks: unknown attack\(s\) \['gcgx'\]"):
+        load_config(overrides={"eval.attacks": ["gcgx"]})
     with pytest.raises(ConfigError, match="names must be unique"):
         load_config(
             overrides={"eval.models": [{"name": "a", "path": "x"}, {"name": "a", "path": "y"}]}
