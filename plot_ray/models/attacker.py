@@ -71,7 +71,7 @@ def build_attacker(
     if tokenizer_from is not None:
         tokenizer = load_tokenizer(str(tokenizer_from))
     else:
-        tokenizer = build_tokenizer(corpus_texts(data_dir), vocab_size=vocab_size)
+        tokenizer = build_tokenizer(corpus_texts(data_dir, exclude=()), vocab_size=vocab_size)
     model = build_tiny_model(tokenizer, spec, seed=seed)
     # torch's thread count is process-wide: restore it for the caller.
     threads_before = torch.get_num_threads()

@@ -134,12 +134,25 @@ def _strings(value) -> Iterator[str]:
             yield from _strings(item)
 
 
-def corpus_texts(data_dir: str | Path, splits: tuple[str, ...] = ("train",)) -> Iterator[str]:
+def corpus_texts(
+    data_dir: str | Path,
+    splits: tuple[str, ...] = ("train",),
+    exclude: tuple[str, ...] = ("attacker",),
+) -> Iterator[str]:
     """Every string in the ``{split}.jsonl`` files below ``data_dir`` (tokenizer training text).
 
     Only training splits are read, so evaluation text never shapes the model or tokenizer.
+    Folders named in ``exclude`` are skipped: the attacker corpus trains the red-teaming
+    attacker, not the model under test (and leaving it out keeps the base tokenizer as it was
+    before the corpus existed).
     """
-    files = sorted(p for s in splits for p in Path(data_dir).glob(f"**/{s}.jsonl"))
+    root = Path(data_dir)
+    files = sorted(
+        p
+        for s in splits
+        for p in root.glob(f"**/{s}.jsonl")
+        if not set(p.relative_to(root).parts[:-1]) & set(exclude)
+    )
     if not files:
         raise FileNotFoundError(
             f"no {'/'.join(splits)}.jsonl files under {data_dir}: run `plot-ray synth --out "
