@@ -426,6 +426,15 @@ class EvalConfig(_Section):
             raise ValueError(f"unknown attack(s) {unknown}; allowed: {', '.join(EVAL_ATTACKS)}")
         return attacks
 
+    @field_validator("attack_params")
+    @classmethod
+    def _params_of_known_attacks(cls, params: dict[str, dict[str, Any]]) -> dict:
+        # A misspelt attack name would otherwise leave its settings silently unused.
+        unknown = sorted(set(params) - set(EVAL_ATTACKS))
+        if unknown:
+            raise ValueError(f"unknown attack(s) {unknown}; allowed: {', '.join(EVAL_ATTACKS)}")
+        return params
+
     @model_validator(mode="after")
     def _models_and_baseline(self) -> EvalConfig:
         names = [m.name for m in self.models]

@@ -132,6 +132,8 @@ def test_bad_evaluation_inputs_fail_clearly(synth_dir, tmp_path):
         build_cases(cfg.eval)
     with pytest.raises(ConfigError, match=r"eval.attacks: unknown attack\(s\) \['gcgx'\]"):
         load_config(overrides={"eval.attacks": ["gcgx"]})
+    with pytest.raises(ConfigError, match=r"eval.attack_params: unknown attack\(s\) \['gcgg'\]"):
+        load_config(overrides={"eval.attack_params": {"gcgg": {"num_steps": 5}}})
     with pytest.raises(ConfigError, match="names must be unique"):
         load_config(
             overrides={"eval.models": [{"name": "a", "path": "x"}, {"name": "a", "path": "y"}]}
