@@ -4,6 +4,7 @@
     plot-ray synth --out DIR [--seed N]        write the synthetic preference benchmark
     plot-ray build-model --data DIR --out DIR  train a tokenizer and build a tiny Llama
     plot-ray build-reward-model --data DIR --out DIR   a tiny Bradley-Terry reward model
+    plot-ray build-attacker --data DIR --out DIR       a tiny attacker LM for ZeroShot and SFS
     plot-ray prepare --config FILE             Ray Data: validate, tokenize, count tokens
     plot-ray train --config FILE [--resume]    Ray Train + DeepSpeed PLOT fine-tuning
     plot-ray tune --config FILE [--resume]     Ray Tune sweep over tune.space, a run per trial
@@ -111,6 +112,30 @@ def cmd_build_reward_model(args: argparse.Namespace) -> int:
             f"  held-out pair accuracy {corpus:<13} {held_out['accuracy']:.3f} "
             f"({held_out['pairs']} pairs)"
         )
+    return 0
+
+
+def cmd_build_attacker(args: argparse.Namespace) -> int:
+    from plot_ray.models.attacker import build_attacker
+
+    summary = build_attacker(
+        args.data,
+        args.out,
+        steps=args.steps,
+        tokenizer_from=args.tokenizer_from,
+        vocab_size=args.vocab_size,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+    )
+    _print(
+        f"built an attacker LM ({summary['parameters'] / 1e6:.2f}M parameters, vocabulary "
+        f"{summary['vocab_size']}) in {summary['seconds']}s → {args.out}"
+    )
+    _print(
+        f"  causal-LM loss {summary['train_first_loss']:.3f} → {summary['train_last_loss']:.3f} "
+        f"over {summary['steps']} steps on {summary['corpus_rows']} attacker transcripts"
+    )
     return 0
 
 
@@ -252,6 +277,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_build_reward_model)
+
+    p = sub.add_parser(
+        "build-attacker",
+        help="train a tiny attacker LM (for the ZeroShot and SFS attacks) on a benchmark",
+    )
+    p.add_argument("--data", required=True, help="benchmark folder (e.g. from `plot-ray synth`)")
+    p.add_argument("--out", required=True, help="where to save_pretrained the attacker")
+    p.add_argument(
+        "--tokenizer-from",
+        help="model folder whose tokenizer to reuse (e.g. the base model); default: train one",
+    )
+    p.add_argument("--vocab-size", type=int, default=4096, help="when training a tokenizer")
+    p.add_argument("--steps", type=int, default=1500, help="causal-LM steps")
+    p.add_argument("--batch-size", type=int, default=16, help="transcripts per step")
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_build_attacker)
 
     p = sub.add_parser(
         "prepare",
