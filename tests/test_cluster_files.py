@@ -1,0 +1,615 @@
+"""The cluster definitions and real-run job configs are valid for the tools that read them.
+
+No cluster is started: each file is checked offline against what its tool requires.
+
+- jobs/**/*.yaml: plot-ray's own config loader (what ``plot-ray config FILE`` runs).
+- cluster/aws-gpu.yaml: the JSON schema that Ray's cluster launcher validates with
+  (``ray/autoscaler/ray-schema.json`` in the installed ray 2.60.0, through ``jsonschema``), plus
+  the cross-field checks ``ray up`` makes and the project's security rules.
+- cluster/kuberay/*.yaml: required fields and property names from KubeRay v1.7.0's CRDs
+  (vendored, trimmed, in tests/data/cluster/), plus the security rules.
+- cluster/docker/Dockerfile*: base image, plot-ray installed, pins, no remote code, non-root.
+
+Each checker returns a list of problems; every rule is also shown to fire on a broken copy.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from plot_ray.config import load_config
+
+ROOT = Path(__file__).parents[1]
+CLUSTER = ROOT / "cluster"
+LAUNCHER = CLUSTER / "aws-gpu.yaml"
+KUBERAY = CLUSTER / "kuberay"
+CRD_DATA = Path(__file__).parent / "data" / "cluster" / "kuberay-crd-v1.7.0.yaml"
+JOB_CONFIGS = sorted((ROOT / "jobs").rglob("*.yaml"))
+REAL_CONFIGS = sorted((ROOT / "jobs" / "configs" / "real").glob("*.yaml"))
+SHARED_MOUNT = "/mnt/shared"  # where every manifest mounts the shared volume
+TOKEN_SECRET = "plot-ray-auth-token"
+
+
+def _ray_pin() -> str:
+    """The Ray version pyproject.toml pins (``ray[...]==X``): one home for it."""
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    (pin,) = [d for d in deps if d.startswith("ray[")]
+    return pin.split("==")[1]
+
+
+RAY_VERSION = _ray_pin()
+
+
+# ------------------------------------------------------------------------- job configs
+@pytest.mark.parametrize("path", JOB_CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "jobs")))
+def test_every_job_config_validates_with_the_project_loader(path):
+    cfg = load_config(path)
+    assert cfg.model.trust_remote_code is False
+    assert cfg.eval.trust_remote_code is False
+
+
+def test_the_job_config_glob_finds_the_real_run_configs():
+    # a renamed folder would silently shrink the parametrized test above to the tiny configs
+    assert len(REAL_CONFIGS) >= 8
+    assert set(REAL_CONFIGS) <= set(JOB_CONFIGS)
+
+
+@pytest.mark.parametrize("path", REAL_CONFIGS, ids=lambda p: p.name)
+def test_real_configs_keep_every_output_on_the_shared_volume(path):
+    cfg = load_config(path)
+    assert cfg.cluster.storage_path.startswith(SHARED_MOUNT + "/")
+    outputs = [cfg.train.output_dir, cfg.data.output_dir, cfg.tune.output_dir]
+    if cfg.eval.models:
+        outputs.append(cfg.eval.output_dir)
+    used = [p for p in outputs if not p.startswith(("runs/", "artifacts/"))]  # defaults unused
+    assert used and all(p.startswith(SHARED_MOUNT + "/") for p in used), used
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in REAL_CONFIGS if "eval" not in p.name], ids=lambda p: p.name
+)
+def test_real_training_configs_use_zero3_bf16_on_8_gpus_per_node(path):
+    cfg = load_config(path)
+    assert cfg.train.use_gpu and cfg.train.num_workers % 8 == 0
+    assert (cfg.deepspeed.zero_stage, cfg.deepspeed.precision) == (3, "bf16")
+    assert cfg.model.dtype == "bfloat16"
+
+
+def test_real_configs_cover_the_papers_models_and_methods():
+    cfgs = [load_config(p) for p in REAL_CONFIGS]
+    models = {c.model.name_or_path for c in cfgs}
+    assert {
+        "meta-llama/Llama-3.2-3B-Instruct",
+        "meta-llama/Llama-3.1-8B-Instruct",
+        "Qwen/Qwen2.5-7B-Instruct",
+    } <= models
+    methods = {c.loss.method for c in cfgs if c.loss.alpha > 0}
+    assert {"sft", "dpo", "pro", "aot"} <= methods
+    assert any(c.tune.space for c in cfgs) and any(c.eval.models for c in cfgs)
+
+
+# ---------------------------------------------------------------------- cluster launcher
+def _ray_schema() -> dict:
+    spec = importlib.util.find_spec("ray")  # the installed package, without importing Ray
+    path = Path(spec.submodule_search_locations[0]) / "autoscaler" / "ray-schema.json"
+    return json.loads(path.read_text())
+
+
+RAY_SCHEMA = _ray_schema()
+
+
+def _start_commands(config: dict, key: str) -> str:
+    return "\n".join(config.get(key) or [])
+
+
+def launcher_errors(config: dict) -> list[str]:
+    """Problems in a Ray cluster launcher config: schema, ``ray up``'s cross-field checks,
+    and the project's security rules (token mode, loopback dashboard, private IPs)."""
+    errors = [
+        f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
+        for e in jsonschema.Draft7Validator(RAY_SCHEMA).iter_errors(config)
+    ]
+    if errors:
+        return errors
+    # what ray.autoscaler._private.util.validate_config checks beyond the schema
+    types = config.get("available_node_types", {})
+    if config.get("head_node_type") not in types:
+        errors.append("head_node_type must name one of available_node_types")
+    if sum(t.get("min_workers", 0) for t in types.values()) > config.get("max_workers", 0):
+        errors.append("the node types' min_workers add up to more than max_workers")
+    # security
+    head = _start_commands(config, "head_start_ray_commands")
+    worker = _start_commands(config, "worker_start_ray_commands")
+    if "--dashboard-host=127.0.0.1" not in head:
+        errors.append("head_start_ray_commands: dashboard/job server not bound to 127.0.0.1")
+    if "0.0.0.0" in head + worker:
+        errors.append("start commands bind something to 0.0.0.0")
+    for name, cmds in (("head", head), ("worker", worker)):
+        if "RAY_AUTH_MODE=token" not in cmds:
+            errors.append(f"{name}_start_ray_commands: RAY_AUTH_MODE=token is not set")
+        path = re.search(r"RAY_AUTH_TOKEN_PATH=(\S+)", cmds)
+        mounts = config.get("file_mounts") or {}
+        if not path or not any(path.group(1).startswith(remote + "/") for remote in mounts):
+            errors.append(f"{name}_start_ray_commands: the token file is not in file_mounts")
+    if not config["provider"].get("use_internal_ips"):
+        errors.append("provider.use_internal_ips must be true (no public IPs)")
+    docker_opts = " ".join(config.get("docker", {}).get("run_options", []))
+    if f"-v {SHARED_MOUNT}:{SHARED_MOUNT}" not in docker_opts:
+        errors.append(f"docker.run_options: the shared volume {SHARED_MOUNT} is not mounted")
+    return errors
+
+
+@pytest.fixture
+def launcher() -> dict:
+    return yaml.safe_load(LAUNCHER.read_text())
+
+
+def test_the_launcher_config_passes_rays_schema_and_the_security_rules(launcher):
+    assert launcher_errors(launcher) == []
+    assert RAY_SCHEMA["required"] == ["cluster_name", "provider"]  # the source's own list
+
+
+def test_ray_up_accepts_the_launcher_config_after_filling_in_its_aws_defaults(launcher):
+    # What `ray up` runs before it launches anything (Ray's own, private, functions: a Ray
+    # upgrade that moves them fails here loudly rather than skipping the check).
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    validate_config(launcher)
+    filled = prepare_config(copy.deepcopy(launcher))
+    validate_config(filled)
+    assert filled["available_node_types"]["ray.head.cpu"]["max_workers"] == 0
+    with pytest.raises(jsonschema.ValidationError, match="cluster_name"):
+        validate_config({k: v for k, v in launcher.items() if k != "cluster_name"})
+
+
+def test_the_launcher_gives_gpu_workers_8_gpus_per_node(launcher):
+    workers = [t for n, t in launcher["available_node_types"].items() if n != "ray.head.cpu"]
+    assert [t["resources"]["GPU"] for t in workers] == [8]
+    assert launcher["available_node_types"]["ray.head.cpu"]["resources"] == {"CPU": 0}
+
+
+@pytest.mark.parametrize(
+    "breakage, expected",
+    [
+        (lambda c: c.pop("cluster_name"), "'cluster_name' is a required property"),
+        (lambda c: c["provider"].pop("type"), "'type' is a required property"),
+        (lambda c: c.update(max_worker=4), "Additional properties are not allowed"),
+        (
+            lambda c: c["available_node_types"]["ray.worker.gpu"]["resources"].update(GPU="8"),
+            "'8' is not of type 'integer'",
+        ),
+        (
+            lambda c: c["available_node_types"]["ray.worker.gpu"].pop("node_config"),
+            "'node_config' is a required property",
+        ),
+        (lambda c: c.update(head_node_type="ray.head.gpu"), "head_node_type must name one"),
+        (
+            lambda c: c["available_node_types"]["ray.worker.gpu"].update(min_workers=9),
+            "more than max_workers",
+        ),
+        (
+            lambda c: c.update(
+                head_start_ray_commands=[
+                    s.replace("127.0.0.1", "0.0.0.0") for s in c["head_start_ray_commands"]
+                ]
+            ),
+            "not bound to 127.0.0.1",
+        ),
+        (
+            lambda c: c.update(
+                worker_start_ray_commands=[
+                    s.replace("RAY_AUTH_MODE=token", "") for s in c["worker_start_ray_commands"]
+                ]
+            ),
+            "worker_start_ray_commands: RAY_AUTH_MODE=token is not set",
+        ),
+        (lambda c: c.update(file_mounts={}), "the token file is not in file_mounts"),
+        (lambda c: c["provider"].pop("use_internal_ips"), "use_internal_ips must be true"),
+        (lambda c: c["docker"].update(run_options=[]), "shared volume /mnt/shared"),
+    ],
+)
+def test_the_launcher_checker_reports_a_broken_copy(launcher, breakage, expected):
+    broken = copy.deepcopy(launcher)
+    breakage(broken)
+    errors = launcher_errors(broken)
+    assert any(expected in e for e in errors), errors
+
+
+# ------------------------------------------------------------------------------ KubeRay
+CRD = yaml.safe_load(CRD_DATA.read_text())
+
+
+def _check_object(obj, schema: dict, where: str) -> list[str]:
+    """``required`` and ``properties`` (names) of one object from the vendored CRD excerpt."""
+    if not isinstance(obj, dict):
+        return [f"{where}: expected an object, got {type(obj).__name__}"]
+    required = schema.get("required", [])
+    errors = [f"{where}: missing required field {k!r}" for k in required if k not in obj]
+    allowed = schema.get("properties")
+    if allowed is not None:
+        errors += [f"{where}: unknown field {k!r}" for k in obj if k not in allowed]
+    return errors
+
+
+def _pod_template_errors(template: dict, where: str) -> list[str]:
+    pod = (template or {}).get("spec")
+    errors = _check_object(pod, CRD["PodTemplate"]["spec"], f"{where}.template.spec")
+    for i, container in enumerate((pod or {}).get("containers", [])):
+        errors += _check_object(
+            container, CRD["PodTemplate"]["spec.containers[]"], f"{where}.containers[{i}]"
+        )
+    return errors
+
+
+def _cluster_spec_errors(spec: dict, schemas: dict, prefix: str, where: str) -> list[str]:
+    errors = _check_object(spec, schemas[prefix], where)
+    if errors or not isinstance(spec, dict):
+        return errors
+    head = spec["headGroupSpec"]
+    errors += _check_object(head, schemas[f"{prefix}.headGroupSpec"], f"{where}.headGroupSpec")
+    errors += _pod_template_errors(head.get("template"), f"{where}.headGroupSpec")
+    for i, group in enumerate(spec.get("workerGroupSpecs", [])):
+        at = f"{where}.workerGroupSpecs[{i}]"
+        errors += _check_object(group, schemas[f"{prefix}.workerGroupSpecs[]"], at)
+        errors += _pod_template_errors(group.get("template"), at)
+    if "authOptions" in spec:
+        auth = spec["authOptions"]
+        errors += _check_object(auth, schemas[f"{prefix}.authOptions"], f"{where}.authOptions")
+        modes = schemas[f"{prefix}.authOptions.mode"]["enum"]
+        if auth.get("mode") not in modes:
+            errors.append(f"{where}.authOptions.mode: {auth.get('mode')!r} is not one of {modes}")
+    return errors
+
+
+def crd_errors(doc: dict) -> list[str]:
+    """A RayCluster or RayJob manifest against KubeRay v1.7.0's CRD excerpt."""
+    kind = doc.get("kind")
+    if kind not in ("RayCluster", "RayJob"):
+        return []
+    schemas = CRD[kind]
+    errors = []
+    if doc.get("apiVersion") != f"{schemas['group']}/{schemas['version']}":
+        errors.append(f"{kind}: apiVersion must be ray.io/v1, got {doc.get('apiVersion')!r}")
+    errors += _check_object(doc, schemas["root"], kind)
+    if kind == "RayCluster":
+        return errors + _cluster_spec_errors(doc.get("spec"), schemas, "spec", "spec")
+    errors += _check_object(doc.get("spec"), schemas["spec"], "spec")
+    cluster = (doc.get("spec") or {}).get("rayClusterSpec")
+    if cluster is None:
+        return errors + ["spec: a RayJob here creates its cluster: rayClusterSpec is required"]
+    return errors + _cluster_spec_errors(
+        cluster, schemas, "spec.rayClusterSpec", "spec.rayClusterSpec"
+    )
+
+
+def _pod_specs(cluster_spec: dict) -> list[dict]:
+    groups = [cluster_spec["headGroupSpec"], *cluster_spec.get("workerGroupSpecs", [])]
+    return [g["template"]["spec"] for g in groups]
+
+
+def security_errors(docs: list[dict], claims: dict[str, dict]) -> list[str]:
+    """The project's rules for Kubernetes manifests: no public ports, no host network, token
+    auth from the named Secret, the dashboard only behind a ClusterIP Service, the shared
+    ReadWriteMany volume mounted in every Ray pod. ``claims``: PVCs by name."""
+    errors = []
+    for doc in docs:
+        kind = doc.get("kind")
+        if kind == "Service" and doc["spec"].get("type") in ("LoadBalancer", "NodePort"):
+            errors.append(f"Service {doc['metadata']['name']}: type {doc['spec']['type']}")
+        if kind == "Ingress":
+            errors.append(f"Ingress {doc['metadata']['name']}: exposes the cluster")
+        if kind not in ("RayCluster", "RayJob"):
+            continue
+        spec = doc["spec"] if kind == "RayCluster" else doc["spec"]["rayClusterSpec"]
+        auth = spec.get("authOptions") or {}
+        if auth.get("mode") != "token":
+            errors.append(f"{kind}: authOptions.mode must be token")
+        if auth.get("secretName") != TOKEN_SECRET:
+            errors.append(f"{kind}: authOptions.secretName must name the Secret {TOKEN_SECRET}")
+        if spec.get("rayVersion") != RAY_VERSION:
+            errors.append(f"{kind}: rayVersion must be {RAY_VERSION} (pyproject.toml's Ray)")
+        head = spec["headGroupSpec"]
+        service_type = head.get("serviceType")
+        if service_type != "ClusterIP":
+            errors.append(f"{kind}: headGroupSpec.serviceType must be ClusterIP")
+        # KubeRay sets dashboard-host to 0.0.0.0 when it is not given
+        dashboard_host = (head.get("rayStartParams") or {}).get("dashboard-host", "0.0.0.0")
+        if dashboard_host == "0.0.0.0" and service_type != "ClusterIP":
+            errors.append(f"{kind}: dashboard on 0.0.0.0 outside a ClusterIP Service")
+        if head.get("enableIngress"):
+            errors.append(f"{kind}: headGroupSpec.enableIngress exposes the dashboard")
+        for pod in _pod_specs(spec):
+            if pod.get("hostNetwork"):
+                errors.append(f"{kind}: hostNetwork puts GCS (6379) on the node's interfaces")
+            for c in pod["containers"]:
+                if any("hostPort" in p for p in c.get("ports", [])):
+                    errors.append(f"{kind}: container {c['name']} publishes a hostPort")
+                mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+                volumes = {v["name"]: v for v in pod.get("volumes", [])}
+                claim = volumes.get(mounts.get(SHARED_MOUNT), {}).get("persistentVolumeClaim")
+                pvc = claims.get((claim or {}).get("claimName"))
+                if pvc is None or "ReadWriteMany" not in pvc["spec"]["accessModes"]:
+                    errors.append(
+                        f"{kind}: container {c['name']} does not mount a ReadWriteMany "
+                        f"PersistentVolumeClaim at {SHARED_MOUNT}"
+                    )
+    return errors
+
+
+def _load_all(path: Path) -> list[dict]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+KUBERAY_FILES = sorted(KUBERAY.glob("*.yaml"))
+
+
+@pytest.fixture
+def claims() -> dict[str, dict]:
+    docs = [d for p in KUBERAY_FILES for d in _load_all(p)]
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == "PersistentVolumeClaim"}
+
+
+def _manifest(name: str) -> dict:
+    (doc,) = _load_all(KUBERAY / name)
+    return doc
+
+
+def test_the_kuberay_folder_holds_a_raycluster_a_rayjob_and_the_shared_claim(claims):
+    kinds = sorted(d["kind"] for p in KUBERAY_FILES for d in _load_all(p))
+    assert kinds == ["PersistentVolumeClaim", "RayCluster", "RayJob"]
+    assert claims["plot-ray-shared"]["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+@pytest.mark.parametrize("path", KUBERAY_FILES, ids=lambda p: p.name)
+def test_kuberay_manifests_match_the_crds_and_the_security_rules(path, claims):
+    docs = _load_all(path)
+    assert [e for d in docs for e in crd_errors(d)] == []
+    assert security_errors(docs, claims) == []
+
+
+def test_the_rayjob_runs_a_plot_ray_command_on_a_config_that_exists():
+    job = _manifest("rayjob.yaml")
+    configs = re.findall(r"--config /opt/plot-ray/([^\s\"']+)", job["spec"]["entrypoint"])
+    assert configs and all((ROOT / c).is_file() for c in configs), configs
+    assert "plot-ray train" in job["spec"]["entrypoint"]
+    assert job["spec"]["shutdownAfterJobFinishes"] is True
+
+
+def test_the_readme_creates_the_secret_the_manifests_reference():
+    readme = (CLUSTER / "README.md").read_text()
+    assert f"kubectl create secret generic {TOKEN_SECRET}" in readme
+
+
+def _drop(path: list):
+    def breakage(doc):
+        node = doc
+        for key in path[:-1]:
+            node = node[key]
+        del node[path[-1]]
+
+    return breakage
+
+
+def _set(path: list, value):
+    def breakage(doc):
+        node = doc
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+
+    return breakage
+
+
+HEAD_POD = ["spec", "headGroupSpec", "template", "spec"]
+JOB_HEAD = ["spec", "rayClusterSpec", "headGroupSpec"]
+
+
+@pytest.mark.parametrize(
+    "name, breakage, expected",
+    [
+        (
+            "raycluster.yaml",
+            _drop(["spec", "headGroupSpec"]),
+            "spec: missing required field 'headGroupSpec'",
+        ),
+        (
+            "raycluster.yaml",
+            _drop(["spec", "workerGroupSpecs", 0, "groupName"]),
+            "workerGroupSpecs[0]: missing required field 'groupName'",
+        ),
+        (
+            "raycluster.yaml",
+            _set(["spec", "workerGroupSpecs", 0, "replica"], 1),
+            "workerGroupSpecs[0]: unknown field 'replica'",
+        ),
+        ("raycluster.yaml", _set(["spec", "authOption"], {}), "spec: unknown field 'authOption'"),
+        (
+            "raycluster.yaml",
+            _set(["spec", "authOptions", "mode"], "tokens"),
+            "authOptions.mode: 'tokens' is not one of",
+        ),
+        (
+            "raycluster.yaml",
+            _drop([*HEAD_POD, "containers", 0, "name"]),
+            "containers[0]: missing required field 'name'",
+        ),
+        ("raycluster.yaml", _set(["apiVersion"], "ray.io/v1alpha1"), "apiVersion must be"),
+        (
+            "rayjob.yaml",
+            _drop([*JOB_HEAD, "template"]),
+            "headGroupSpec: missing required field 'template'",
+        ),
+        ("rayjob.yaml", _set(["spec", "entryPoint"], "x"), "spec: unknown field 'entryPoint'"),
+        ("rayjob.yaml", _drop(["spec", "rayClusterSpec"]), "rayClusterSpec is required"),
+    ],
+)
+def test_the_crd_checker_reports_a_broken_copy(name, breakage, expected):
+    broken = copy.deepcopy(_manifest(name))
+    breakage(broken)
+    errors = crd_errors(broken)
+    assert any(expected in e for e in errors), errors
+
+
+@pytest.mark.parametrize(
+    "name, breakage, expected",
+    [
+        ("raycluster.yaml", _drop(["spec", "authOptions"]), "authOptions.mode must be token"),
+        (
+            "raycluster.yaml",
+            _set(["spec", "authOptions", "secretName"], "other"),
+            f"must name the Secret {TOKEN_SECRET}",
+        ),
+        (
+            "raycluster.yaml",
+            _set(["spec", "headGroupSpec", "serviceType"], "LoadBalancer"),
+            "dashboard on 0.0.0.0 outside a ClusterIP Service",
+        ),
+        (
+            "raycluster.yaml",
+            _set(["spec", "headGroupSpec", "serviceType"], "NodePort"),
+            "serviceType must be ClusterIP",
+        ),
+        ("raycluster.yaml", _set([*HEAD_POD, "hostNetwork"], True), "hostNetwork"),
+        (
+            "raycluster.yaml",
+            _set([*HEAD_POD, "containers", 0, "ports", 0, "hostPort"], 6379),
+            "publishes a hostPort",
+        ),
+        ("raycluster.yaml", _set(["spec", "headGroupSpec", "enableIngress"], True), "Ingress"),
+        ("raycluster.yaml", _set(["spec", "rayVersion"], "2.53.0"), "rayVersion must be"),
+        (
+            "raycluster.yaml",
+            _set([*HEAD_POD, "containers", 0, "volumeMounts"], []),
+            "does not mount a ReadWriteMany",
+        ),
+        ("rayjob.yaml", _drop(["spec", "rayClusterSpec", "authOptions"]), "must be token"),
+        (
+            "rayjob.yaml",
+            _set([*JOB_HEAD, "template", "spec", "volumes"], []),
+            "does not mount a ReadWriteMany",
+        ),
+    ],
+)
+def test_the_security_checker_reports_a_broken_copy(name, breakage, expected, claims):
+    broken = copy.deepcopy(_manifest(name))
+    breakage(broken)
+    errors = security_errors([broken], claims)
+    assert any(expected in e for e in errors), errors
+
+
+def test_the_security_checker_refuses_public_services_and_shared_claims_that_are_not_rwx(claims):
+    public = {"kind": "Service", "metadata": {"name": "dash"}, "spec": {"type": "LoadBalancer"}}
+    assert security_errors([public], claims) == ["Service dash: type LoadBalancer"]
+    node_port = {"kind": "Service", "metadata": {"name": "dash"}, "spec": {"type": "NodePort"}}
+    assert security_errors([node_port], claims) == ["Service dash: type NodePort"]
+    rwo = copy.deepcopy(claims)
+    rwo["plot-ray-shared"]["spec"]["accessModes"] = ["ReadWriteOnce"]
+    errors = security_errors([_manifest("raycluster.yaml")], rwo)
+    assert len(errors) == 2 and all("ReadWriteMany" in e for e in errors)  # head + 1 group
+
+
+# ---------------------------------------------------------------------------- Dockerfiles
+def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
+    """``(INSTRUCTION, arguments)`` per instruction: continuation lines joined, comments and
+    blank lines dropped (enough of the Dockerfile grammar for these checks)."""
+    out, pending = [], ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not pending and (not stripped or stripped.startswith("#")):
+            continue
+        if pending and stripped.startswith("#"):
+            continue  # a comment inside a continued instruction
+        pending += " " + stripped.removesuffix("\\").strip()
+        if not stripped.endswith("\\"):
+            word, _, args = pending.strip().partition(" ")
+            out.append((word.upper(), args.strip()))
+            pending = ""
+    return out
+
+
+def dockerfile_errors(text: str, base: str, pins: tuple[str, ...]) -> list[str]:
+    """Problems in a plot-ray image recipe: base image, plot-ray copied and pip-installed,
+    pinned versions, no remote code, not running as root."""
+    steps = dockerfile_instructions(text)
+    errors = []
+    froms = [args for word, args in steps if word == "FROM"]
+    if not froms or not froms[-1].startswith(base):
+        errors.append(f"FROM: the image must build on {base}, got {froms}")
+    # COPY [--flags] SRC... DEST: the package must be a source, not just a destination
+    sources = [
+        s.rstrip("/")
+        for word, args in steps
+        if word == "COPY"
+        for s in [a for a in args.split() if not a.startswith("--")][:-1]
+    ]
+    if "plot_ray" not in sources:
+        errors.append("COPY: the plot_ray package is not copied into the image")
+    runs = [args for word, args in steps if word == "RUN"]
+    if not any(re.search(r"pip install[^&]*[\"']?\.\[", r) for r in runs):
+        errors.append("RUN: plot-ray itself (pip install '.[...]') is not installed")
+    for pin in pins:
+        if pin not in " ".join(runs) + " " + " ".join(froms):
+            errors.append(f"version pin {pin!r} missing")
+    if "trust_remote_code" in text:
+        errors.append("the image must not enable trust_remote_code")
+    users = [args for word, args in steps if word == "USER"]
+    if not users or users[-1].split(":")[0] in ("root", "0"):
+        errors.append(f"USER: the image must end as a non-root user, got {users}")
+    return errors
+
+
+DOCKERFILES = {
+    "Dockerfile": ("rayproject/ray:2.60.0-", ("vllm==0.32.0", "deepspeed==0.19.8", "2.60.0")),
+    "Dockerfile.cpu": ("python:3.11", ("torch==2.13.0+cpu",)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_dockerfiles_install_plot_ray_pinned_and_run_as_a_user(name):
+    base, pins = DOCKERFILES[name]
+    assert dockerfile_errors((CLUSTER / "docker" / name).read_text(), base, pins) == []
+
+
+def test_the_ray_image_tag_matches_pyprojects_ray_pin():
+    assert DOCKERFILES["Dockerfile"][0] == f"rayproject/ray:{RAY_VERSION}-"
+
+
+def test_the_cpu_image_follows_the_makefile_recipe_in_order():
+    text = (CLUSTER / "docker" / "Dockerfile.cpu").read_text()
+    runs = " ".join(a for w, a in dockerfile_instructions(text) if w == "RUN")
+    torch_at, extra_at = runs.index("torch==2.13.0+cpu"), runs.index(".[cpu]")
+    cleanup_at = runs.index("pip uninstall -y torchvision torchaudio torchcodec")
+    assert torch_at < extra_at < cleanup_at
+
+
+def test_the_dockerfile_parser_joins_continuations_and_skips_comments():
+    text = "# c\nFROM a:1\nRUN x \\\n    # inner\n    && y\n\nUSER ray\n"
+    assert dockerfile_instructions(text) == [("FROM", "a:1"), ("RUN", "x && y"), ("USER", "ray")]
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (lambda t: t + "\nUSER root\n", "non-root user"),
+        (lambda t: t.replace("USER ray", "USER 0"), "non-root user"),
+        (lambda t: t + '\nENV PLOT_RAY_EXTRA="trust_remote_code=True"\n', "trust_remote_code"),
+        (lambda t: t.replace('".[gpu,tune]"', "plot-ray"), "is not installed"),
+        (lambda t: t.replace("COPY --chown=ray:users plot_ray", "COPY x"), "not copied"),
+        (lambda t: t.replace("vllm==0.32.0", "vllm"), "'vllm==0.32.0' missing"),
+        (lambda t: t.replace("FROM rayproject/ray:2.60.0", "FROM ubuntu:24.04 #"), "FROM:"),
+    ],
+)
+def test_the_dockerfile_checker_reports_a_broken_copy(edit, expected):
+    base, pins = DOCKERFILES["Dockerfile"]
+    broken = edit((CLUSTER / "docker" / "Dockerfile").read_text())
+    errors = dockerfile_errors(broken, base, pins)
+    assert any(expected in e for e in errors), errors
