@@ -5,6 +5,7 @@
 #   make lint       ruff: lint and formatting check (CI runs it before the tests)
 #   make format     ruff: fix what can be fixed automatically and format
 #   make bench      run every benchmark in benchmarks/
+#   make browser    install Debian's chromium where possible (the HTML report's test needs it)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -14,7 +15,7 @@ STAMP  := $(VENV)/.plot-ray-setup
 DEMO_DIR ?= runs/demo
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast lint format bench clean
+.PHONY: setup browser demo test test-fast lint format bench clean
 
 setup: $(STAMP)
 
@@ -30,14 +31,26 @@ $(STAMP): pyproject.toml
 	$(PY) -c "import torch, ray, deepspeed, ot, transformers; print('plot-ray env ready: torch', torch.__version__, 'ray', ray.__version__)"
 	@touch $(STAMP)
 
+# tests/test_html_report.py renders report.html in a real headless `chromium` and fails without
+# it, on purpose (a skipped check proves nothing in CI). As root with apt-get (CI's fresh Debian
+# machine) it is installed here, about a minute; anywhere else this says what is missing.
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium (for tests/test_html_report.py)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "notice: no chromium and no root apt-get to install it: tests/test_html_report.py will fail until 'chromium' is on PATH"; \
+	  fi; }
+
 demo: setup
 	$(VENV)/bin/plot-ray demo --out $(DEMO_DIR)
 
 # --durations keeps the slowest tests visible in every run (CI's log included).
-test: setup
+test: setup browser
 	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
 
-test-fast: setup
+test-fast: setup browser
 	$(PY) -m pytest -m "not slow and not vllm" $(PYTEST_ARGS)
 
 lint: setup
