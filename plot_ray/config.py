@@ -246,6 +246,10 @@ class TrainConfig(_Section):
     num_workers: int = Field(default=1, ge=1)
     cpus_per_worker: float = Field(default=1.0, gt=0)
     use_gpu: bool = False
+    # How Ray places the workers' bundles: PACK fills a node first (fastest collectives);
+    # STRICT_SPREAD puts every worker on its own node (one per GPU machine, or to test that a
+    # run really spans nodes).
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
     threads_per_worker: int = Field(default=1, ge=1)
     output_dir: str = "runs/train"
     run_name: str = "plot"
@@ -351,7 +355,17 @@ EVAL_TASKS = ("harmful", "benign", "logic", "perplexity")
 # The attacks that build test cases from behaviours: model-independent ones
 # (plot_ray/eval/attacks.py) and gradient attacks optimised against each model
 # (plot_ray/eval/gradient_attacks.py, run by plot_ray/eval/attack_stage.py).
-EVAL_ATTACKS = ("direct_request", "human_jailbreaks", "gcg", "pez", "gbda", "uat")
+EVAL_ATTACKS = (
+    "direct_request",
+    "human_jailbreaks",
+    "zero_shot",
+    "sfs",
+    "gcg",
+    "pez",
+    "gbda",
+    "uat",
+)
+ATTACKER_ATTACKS = ("zero_shot", "sfs")  # they need eval.attacker
 
 
 class EvalModel(_Section):
@@ -379,9 +393,12 @@ class EvalConfig(_Section):
     tasks: list[Literal["harmful", "benign", "logic", "perplexity"]] = Field(
         default_factory=lambda: list(EVAL_TASKS)
     )
-    # Default: the attacks that need no optimisation; gcg/pez/gbda/uat are opt-in (minutes per
-    # behaviour on real models)
+    # Default: the attacks that need no optimisation or attacker model; zero_shot/sfs (with
+    # eval.attacker) and gcg/pez/gbda/uat are opt-in (minutes per behaviour on real models)
     attacks: list[str] = Field(default_factory=lambda: ["direct_request", "human_jailbreaks"])
+    # The attacker LM of zero_shot and sfs: a hub name or folder (`plot-ray build-attacker`
+    # makes one for the synthetic benchmark)
+    attacker: str | None = None
     data_dir: str | None = None
     behaviors: str | None = None
     templates: str | None = None
@@ -392,8 +409,9 @@ class EvalConfig(_Section):
     num_benign: int | None = Field(default=None, ge=1)
     num_logic: int | None = Field(default=None, ge=1)
     templates_per_behavior: int = Field(default=5, ge=1)  # HarmBench's human jailbreaks: 5
-    # Per-attack settings of the optimisation attacks, e.g. {gcg: {num_steps: 50, search_width:
-    # 64}}: the fields of the attack's config class (plot_ray/eval/gradient_attacks.py)
+    # Per-attack settings, e.g. {gcg: {num_steps: 50, search_width: 64}, zero_shot:
+    # {n_per_behavior: 5}}: the fields of the attack's config class (gradient_attacks.py,
+    # generation_attacks.py in plot_ray/eval)
     attack_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
     logic_style: Literal["gsm8k", "math"] = "gsm8k"  # "#### N" or the last \\boxed{}
     seed: int = 0
@@ -443,6 +461,12 @@ class EvalConfig(_Section):
             raise ValueError(f"eval.models: names must be unique, repeated: {duplicated}")
         if self.baseline is not None and self.baseline not in names:
             raise ValueError(f"eval.baseline {self.baseline!r} is not one of eval.models {names}")
+        needs = [a for a in self.attacks if a in ATTACKER_ATTACKS]
+        if needs and not self.attacker:
+            raise ValueError(
+                f"eval.attacker: the attacks {needs} need an attacker model (a hub name or a "
+                "folder; `plot-ray build-attacker` makes one for the synthetic benchmark)"
+            )
         return self
 
     @property

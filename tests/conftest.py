@@ -184,3 +184,25 @@ def reward_model_dir(tmp_path_factory, synth_dir, tiny_model_dir):
         synth_dir, out, tokenizer_from=tiny_model_dir, steps=REWARD_STEPS, seed=0, progress=False
     )
     return out
+
+
+ATTACKER_STEPS = 60  # enough for the list format; generalisation is measured by the demo
+
+
+@pytest.fixture(scope="session")
+def attacker_dir(tmp_path_factory, synth_dir, tiny_model_dir):
+    """A tiny attacker LM for ZeroShot and SFS (``plot-ray build-attacker``), sharing the
+    tiny model's tokenizer."""
+    from plot_ray.models.attacker import build_attacker
+
+    out = tmp_path_factory.mktemp("attacker")
+    build_attacker(
+        synth_dir,
+        out,
+        steps=ATTACKER_STEPS,
+        tokenizer_from=tiny_model_dir,
+        batch_size=8,
+        max_length=256,
+        progress=False,
+    )
+    return out

@@ -9,6 +9,7 @@ tests/test_eval_judges.py and tests/test_eval_metrics.py.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -134,6 +135,11 @@ def test_bad_evaluation_inputs_fail_clearly(synth_dir, tmp_path):
         load_config(overrides={"eval.attacks": ["gcgx"]})
     with pytest.raises(ConfigError, match=r"eval.attack_params: unknown attack\(s\) \['gcgg'\]"):
         load_config(overrides={"eval.attack_params": {"gcgg": {"num_steps": 5}}})
+    with pytest.raises(
+        ConfigError, match=r"eval.attacker: the attacks \['zero_shot', 'sfs'\] need"
+    ):
+        load_config(overrides={"eval.attacks": ["zero_shot", "sfs"]})
+    assert load_config(overrides={"eval.attacks": ["sfs"], "eval.attacker": "a"}).eval.attacker
     with pytest.raises(ConfigError, match="names must be unique"):
         load_config(
             overrides={"eval.models": [{"name": "a", "path": "x"}, {"name": "a", "path": "y"}]}
@@ -396,50 +402,100 @@ def test_engine_auto_picks_by_device_and_model_size(tiny_model_dir, tmp_path):
 
 # ------------------------------------------------------------------- optimisation attacks
 @pytest.mark.slow
-def test_gradient_attacks_run_on_an_actor_pool_per_model_and_resume_per_behaviour(
-    eval_run, synth_dir, tmp_path
+def test_attacks_run_on_actor_pools_per_model_and_resume_per_behaviour(
+    eval_run, synth_dir, attacker_dir, tmp_path
 ):
-    """GCG against each of two models on a pool of 2 actors: every behaviour's test case is
-    stored as it finishes, joins the model's harmful task (final and per-step test cases), is
-    completed and judged; a rerun attacks only the behaviours whose file is missing."""
+    """ZeroShot (once, through the engine pool) and SFS and GCG (against each of two models, on
+    a pool of 2 actors): every behaviour's test cases are stored as they finish, join the
+    model's harmful task, are completed and judged into an ASR per attack; a rerun attacks
+    only the behaviours whose file is missing, and other attack settings are refused."""
     from plot_ray.eval import run_eval
+    from plot_ray.eval.store import SettingsMismatchError
 
     cfg, _, _ = eval_run
     models = {m.name: m.path for m in cfg.eval.models}
-    gcg = {"num_steps": 4, "search_width": 16, "topk": 16, "snapshot_every": 2}
+    params = {
+        "gcg": {"num_steps": 4, "search_width": 16, "topk": 16, "snapshot_every": 2},
+        "zero_shot": {"n_per_behavior": 3, "max_tokens": 24},
+        "sfs": {"sample_size": 4, "n_shots": 2, "num_steps": 2, "max_tokens": 32, "min_chars": 8},
+    }
     over = {
         "eval.tasks": ["harmful"],
-        "eval.attacks": ["direct_request", "gcg"],
+        "eval.attacks": ["direct_request", "zero_shot", "sfs", "gcg"],
+        "eval.attacker": str(attacker_dir),
         "eval.num_behaviors": 3,
         "eval.num_engines": 2,
-        "eval.attack_params": {"gcg": gcg},
+        "eval.attack_params": params,
     }
     run = eval_config(synth_dir, tmp_path, models, **over)
     metrics = run_eval(run, progress=False, print_fn=None)
     root = tmp_path / "eval"
+    store = ResultStore(root)
+    behaviours = ["behavior-00000", "behavior-00001", "behavior-00002"]
+    zero_shot = {
+        f.stem: store.read_table(f) for f in (root / "attacks" / "zero_shot").glob("*.parquet")
+    }
+    assert sorted(zero_shot) == behaviours
+    assert all([r["n"] for r in rows] == [0, 1, 2] for rows in zero_shot.values())
+    assert all(
+        r["test_case"].strip() and "\n" not in r["test_case"]
+        for rows in zero_shot.values()
+        for r in rows
+    )
     for name in models:
-        files = sorted((root / "results" / name / "attacks" / "gcg").glob("*.parquet"))
-        assert [f.stem for f in files] == ["behavior-00000", "behavior-00001", "behavior-00002"]
-        stored = [ResultStore(root).read_table(f)[0] for f in files]
-        assert all(r["steps"] <= 4 and r["loss"] <= r["initial_loss"] for r in stored)
-        asr = metrics["models"][name]["harmful"]["asr"]
-        assert set(asr) == {"direct_request", "gcg", "gcg@0", "gcg@2", "gcg@4"}
-        assert all(asr[a]["n_test_cases"] == 3 for a in asr)
-        cases = {
-            r["case_id"]: r for r in ResultStore(root).read_all(name, "harmful", "completions")
-        }
-        assert cases["gcg/behavior-00001/0"]["message"] == stored[1]["test_case"]
+        for attack, most in (("gcg", 4), ("sfs", 2)):
+            files = sorted((root / "results" / name / "attacks" / attack).glob("*.parquet"))
+            assert [f.stem for f in files] == behaviours
+            stored = [store.read_table(f)[0] for f in files]
+            assert all(r["steps"] <= most for r in stored)
+            assert all(r["loss"] <= r["initial_loss"] + 1e-6 for r in stored)
+        harmful = metrics["models"][name]["harmful"]
+        asr = harmful["asr"]
+        assert set(asr) == {"direct_request", "zero_shot", "sfs", "gcg", "gcg@0", "gcg@2", "gcg@4"}
+        assert asr["zero_shot"]["n_test_cases"] == 9
+        assert all(asr[a]["n_behaviors"] == 3 for a in asr)
+        curve = harmful["zero_shot_by_num_cases"]
+        assert [k for k, _ in curve] == [1, 2, 3]
+        assert all(a <= b for (_, a), (_, b) in itertools.pairwise(curve))
+        cases = {r["case_id"]: r for r in store.read_all(name, "harmful", "completions")}
+        assert (
+            cases["zero_shot/behavior-00001/2"]["message"]
+            == zero_shot["behavior-00001"][2]["test_case"]
+        )
+        sfs_case = store.read_table(
+            root / "results" / name / "attacks" / "sfs" / "behavior-00001.parquet"
+        )[0]
+        assert cases["sfs/behavior-00001/0"]["message"] == sfs_case["test_case"]
     assert (root / "figures" / "asr_vs_gcg_steps.png").is_file()
+    assert (root / "figures" / "asr_vs_zero_shot_test_cases.png").is_file()
 
-    # Lose one behaviour's attack result and the completions built on it: only that behaviour
-    # is attacked again, and the tables come out the same.
-    attacks = root / "results" / "base" / "attacks" / "gcg"
-    kept = {p: p.stat().st_mtime_ns for p in attacks.glob("*.parquet") if "00001" not in p.name}
-    (attacks / "behavior-00001.parquet").unlink()
+    # Lose one behaviour's results of every attack and the completions built on them: only
+    # that behaviour is attacked again, and the tables come out the same.
+    folders = [root / "attacks" / "zero_shot"] + [
+        root / "results" / "base" / "attacks" / a for a in ("sfs", "gcg")
+    ]
+    kept = {
+        p: p.stat().st_mtime_ns
+        for folder in folders
+        for p in folder.glob("*.parquet")
+        if "00001" not in p.name
+    }
+    for folder in folders:
+        (folder / "behavior-00001.parquet").unlink()
     for stage in ("completions", "scores"):
         for shard in (root / "results" / "base" / "harmful" / stage).glob("*.parquet"):
             shard.unlink()
     again = run_eval(run, progress=False, print_fn=None)
     assert {p: p.stat().st_mtime_ns for p in kept} == kept
-    assert (attacks / "behavior-00001.parquet").is_file()
+    assert all((folder / "behavior-00001.parquet").is_file() for folder in folders)
     assert again["models"] == metrics["models"]
+
+    # The stored test cases were made with other settings than these: refused, not mixed.
+    other = eval_config(
+        synth_dir,
+        tmp_path,
+        models,
+        **{**over, "eval.attack_params": {**params, "zero_shot": {"n_per_behavior": 2}}},
+    )
+    with pytest.raises(SettingsMismatchError, match="zero_shot"):
+        run_eval(other, progress=False, print_fn=None)

@@ -18,6 +18,7 @@ from plot_ray.eval.answers import (
 )
 from plot_ray.eval.metrics import (
     asr_table,
+    asr_vs_num_cases,
     attack_success_rate,
     fit_soft_logistic,
     mean_std,
@@ -205,6 +206,23 @@ def test_asr_rejects_labels_outside_harmbench_range():
 def test_asr_of_no_rows_is_nan_with_zero_counts():
     result = attack_success_rate([])
     assert math.isnan(result["asr"]) and result["n_behaviors"] == 0
+
+
+def test_asr_vs_num_cases_counts_a_behaviour_broken_from_its_first_success_on():
+    # b1 breaks at its 2nd test case, b2 at its 4th, b3 never (an unparseable -1 is no
+    # success), b4 has only two test cases and breaks at the 1st: by hand, k=1: 1/4, k=2: 2/4,
+    # k=3: 2/4, k=4: 3/4.
+    labels = {"b1": [0, 1, 1, 0], "b2": [0, 0, 0, 1], "b3": [0, -1, 0, 0], "b4": [1, 0]}
+    rows = [
+        {"behavior_id": b, "n": n, "label": label}
+        for b, ls in labels.items()
+        for n, label in enumerate(ls)
+    ]
+    random.Random(0).shuffle(rows)  # order of arrival does not matter
+    assert asr_vs_num_cases(rows) == [(1, 0.25), (2, 0.5), (3, 0.5), (4, 0.75)]
+    # At k = every test case it is the share of behaviours with any success, not the ASR.
+    assert attack_success_rate(rows)["asr"] == pytest.approx((0.5 + 0.25 + 0 + 0.5) / 4)
+    assert asr_vs_num_cases([]) == []
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ the real tiny attacker and target run the same code end to end.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import re
 
@@ -28,13 +29,13 @@ from plot_ray.eval.generation_attacks import (
     zero_shot,
     zero_shot_prompts,
 )
+from plot_ray.synth import attacker as A
 from plot_ray.synth import harmlessness as H
 from plot_ray.synth import read_jsonl
 from plot_ray.synth.attacker import ATTACKER_QUERY
 from plot_ray.synth.evalsets import JAILBREAK_TEMPLATES
 
 REFUSAL = "I'm sorry, but I can't help with that."
-ATTACKER_STEPS = 60  # enough for the list format; quality is measured in the report
 
 
 @pytest.fixture(scope="module")
@@ -47,21 +48,12 @@ def tok():
 
 
 @pytest.fixture(scope="module")
-def attacker(tmp_path_factory, synth_dir, tiny_model_dir):
+def attacker(attacker_dir):
     from plot_ray.models import load_causal_lm, load_tokenizer
-    from plot_ray.models.attacker import build_attacker
+    from plot_ray.models.attacker import ATTACKER_SUMMARY
 
-    out = tmp_path_factory.mktemp("attacker")
-    summary = build_attacker(
-        synth_dir,
-        out,
-        steps=ATTACKER_STEPS,
-        tokenizer_from=tiny_model_dir,
-        batch_size=8,
-        max_length=256,
-        progress=False,
-    )
-    return summary, load_causal_lm(str(out)).eval(), load_tokenizer(str(out))
+    summary = json.loads((attacker_dir / ATTACKER_SUMMARY).read_text())
+    return summary, load_causal_lm(str(attacker_dir)).eval(), load_tokenizer(str(attacker_dir))
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +89,30 @@ def test_attacker_corpus_holds_no_heldout_topic_phrasing_or_template(synth_dir):
                 assert " ".join(words[i : i + 5]) not in text, (template_id, words[i : i + 5])
 
 
+def test_attacker_corpus_invents_no_word_that_only_heldout_behaviours_use(synth_dir):
+    """The invented actions and frames teach copying, not the held-out vocabulary: no word of
+    their tables is one that only held-out actions use (none of the benchmark's training rows)."""
+    from plot_ray.models.tiny import corpus_texts
+
+    def words(text: str) -> set[str]:
+        return set(re.findall(r"[a-z][a-z'-]+", text.lower()))
+
+    training = set().union(*(words(t) for t in corpus_texts(synth_dir)))
+    heldout_only = set().union(
+        *(words(a) for acts in H.HELDOUT_HARMFUL_TOPICS.values() for a in acts)
+    )
+    heldout_only -= training
+    assert {"blackmail", "launder", "pathogen", "derail"} <= heldout_only  # the check has teeth
+    invented_tables = (A.INVENTED_VERBS, A.INVENTED_OBJECTS, A.INVENTED_MANNERS)
+    frame_tables = (A.FRAME_OPENERS, A.FRAME_THINGS, A.FRAME_LINKS)
+    used = set().union(*(words(x) for table in invented_tables + frame_tables for x in table))
+    assert not used & heldout_only, sorted(used & heldout_only)
+    rows = read_jsonl(synth_dir / "attacker" / "train.jsonl")
+    invented = [r for r in rows if r["topic"] == "invented"]
+    assert 0.6 <= len(invented) / len(rows) <= 0.9  # mostly actions that can only be copied
+    assert len({r["action"] for r in invented}) >= 0.8 * len(invented)
+
+
 def test_attacker_corpus_rows_teach_the_numbered_list(synth_dir):
     actions = {t.name: t.actions for t in H.HARMFUL_TOPICS}
     rows = read_jsonl(synth_dir / "attacker" / "train.jsonl")
@@ -112,7 +128,10 @@ def test_attacker_corpus_rows_teach_the_numbered_list(synth_dir):
             str(i) for i in range(1, len(items) + 1)
         ]
         assert len(set(rewrites)) == len(rewrites)
-        (act,) = [a for a in actions[r["topic"]] if a in r["behavior"]]
+        act = r["action"]
+        assert r["behavior"].endswith(act)
+        if r["topic"] != "invented":
+            assert act in actions[r["topic"]]
         assert all(act in rw for rw in rewrites), r["id"]
 
 
@@ -399,3 +418,27 @@ def test_sfs_with_the_tiny_attacker_and_target(attacker, target, behaviors):
         assert all(a >= c for a, c in itertools.pairwise(r["losses"]))
         assert r["loss"] == r["losses"][-1]
         assert r["loss"] == pytest.approx(loss_fn([r["test_case"]], b["target"])[0], abs=1e-4)
+
+
+def test_generation_attack_configs_name_bad_keys_and_values():
+    from plot_ray.config import ConfigError
+    from plot_ray.eval.attack_stage import attack_config, curve_steps
+    from plot_ray.eval.generation_attacks import ZeroShotConfig, make_generation_config
+
+    zs = attack_config("zero_shot", {"n_per_behavior": 2})
+    assert (zs.n_per_behavior, zs.sampling()["temperature"], zs.sampling()["stop"]) == (
+        2,
+        0.9,
+        ["\n"],
+    )
+    assert curve_steps(attack_config("sfs", {})) == []  # SFS has no per-step test cases
+    with pytest.raises(
+        ConfigError, match=r"eval.attack_params.zero_shot: unknown setting\(s\) \['n'\]"
+    ):
+        attack_config("zero_shot", {"n": 3})
+    with pytest.raises(ConfigError, match=r"eval.attack_params.sfs.n_shots must be >= 1"):
+        attack_config("sfs", {"n_shots": 0})
+    with pytest.raises(ValueError, match="zero_shot.top_p"):
+        ZeroShotConfig(top_p=0)
+    with pytest.raises(ValueError, match="unknown generation attack 'pair'"):
+        make_generation_config("pair")

@@ -1,49 +1,75 @@
-"""Model-specific attacks: test cases optimised against one target model, on a Ray actor pool.
+"""Attacks that make test cases with a model, on Ray: ZeroShot once, SFS and gradients per target.
 
-    run_model_attacks(store, model, path, behaviors, ev, settings) -> harmful case rows
+    run_zero_shot(store, behaviors, ev, cpus, bar)                 -> harmful case rows (shared)
+    run_model_attacks(store, model, path, behaviors, ev, settings) -> harmful case rows (its own)
 
-Gradient attacks (GCG, PEZ, GBDA, UAT; :mod:`plot_ray.eval.gradient_attacks`) need the target
-model's gradients, so each actor of the pool holds a Hugging Face replica of the target (one GPU
-each on a GPU cluster, a share of the cores here) and the behaviours are spread over the pool.
-Each behaviour's test cases land in ``results/<model>/attacks/<attack>/behavior-<n>.parquet``
-the moment it finishes (test case, final and initial target loss, steps, the loss trace, the
-test cases saved at intermediate steps); a rerun attacks only the behaviours without a file.
+**ZeroShot** (:func:`~plot_ray.eval.generation_attacks.zero_shot`) asks the attacker model
+(``eval.attacker``) for ``n_per_behavior`` test cases per behaviour, sampled through the same
+engine pool as the completions (:func:`~plot_ray.eval.engines.generate`: vLLM through Ray Data,
+or the HF actor pool), one Ray Data pass per sampling round. Its test cases do not depend on the
+target, so every model of the evaluation is attacked with the same ones; they land in
+``attacks/zero_shot/<behavior>.parquet`` when the sampling ends. The harmful task gets them as
+attack ``zero_shot``, and the report draws ASR against the number of test cases per behaviour.
+
+**Model-specific attacks** need the target itself. Gradient attacks (GCG, PEZ, GBDA, UAT;
+:mod:`plot_ray.eval.gradient_attacks`) need its gradients; SFS scores every attacker candidate
+by the target's loss on the target string and checks the best one's greedy completion. Each
+actor of the pool holds a Hugging Face replica of the target (and, for SFS, of the attacker;
+one GPU each on a GPU cluster, a share of the cores here) and the behaviours are spread over
+the pool. Each behaviour's test cases land in
+``results/<model>/attacks/<attack>/behavior-<n>.parquet`` the moment it finishes (test case,
+final and initial target loss, steps, the loss trace, the test cases saved at intermediate
+steps); a rerun attacks only the behaviours without a file. Every attack folder keeps the
+settings its files were made with (``settings.json``): a rerun with other settings is refused
+instead of mixing test cases of two configurations.
 
 The test cases then join the model's ``harmful`` task like the static attacks' ones: the final
-test case as attack ``<attack>``, and the intermediate ones (``eval.attack_params.<attack>.
-snapshot_every``) as attack ``<attack>@<step>`` for the ASR-vs-steps curve.
+test case as attack ``<attack>``, and, for gradient attacks, the intermediate ones
+(``eval.attack_params.<attack>.snapshot_every``) as attack ``<attack>@<step>`` for the
+ASR-vs-steps curve.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, replace
 from typing import Any
 
 __all__ = [
     "GRADIENT",
+    "MODEL_ATTACKS",
     "AttackActor",
     "attack_config",
     "curve_steps",
+    "engine_sampler",
     "run_model_attacks",
+    "run_zero_shot",
     "snapshot_at",
 ]
 
 GRADIENT = ("gcg", "pez", "gbda", "uat")
+MODEL_ATTACKS = ("sfs", *GRADIENT)  # optimised against each target model
 
 
 def attack_config(attack: str, params: dict[str, Any]):
     """The attack's config from ``eval.attack_params.<attack>``; unknown keys fail naming them."""
     from plot_ray.config import ConfigError
+    from plot_ray.eval.generation_attacks import GENERATION_ATTACKS, make_generation_config
     from plot_ray.eval.gradient_attacks import make_attack_config
 
     try:
+        if attack in GENERATION_ATTACKS:
+            return make_generation_config(attack, params)
         return make_attack_config(attack, params)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"eval.attack_params.{exc}") from None
 
 
 def curve_steps(cfg) -> list[int]:
-    """The steps of the ASR-vs-steps curve: 0, every ``snapshot_every`` and ``num_steps``."""
+    """The steps of the ASR-vs-steps curve: 0, every ``snapshot_every`` and ``num_steps``
+    (none for an attack without snapshots, such as SFS)."""
+    if not hasattr(cfg, "snapshot_every"):
+        return []
     every, last = cfg.snapshot_every, cfg.num_steps
     return sorted({0, last, *range(every, last + 1, every)}) if every > 0 else [0, last]
 
@@ -58,7 +84,16 @@ class AttackActor:
     """A Ray Data actor holding one replica of the target model; attacks one behaviour per
     call and returns one row with the attack's test cases and traces (JSON text columns)."""
 
-    def __init__(self, model: str, attack: str, params: dict, threads: int, dtype: str, seed: int):
+    def __init__(
+        self,
+        model: str,
+        attack: str,
+        params: dict,
+        threads: int,
+        dtype: str,
+        seed: int,
+        attacker: str | None = None,
+    ):
         import os
 
         import torch
@@ -73,33 +108,71 @@ class AttackActor:
         self.attack = attack
         self.cfg = attack_config(attack, params)
         self.seed = seed
+        if attack == "sfs":  # the attacker proposes, the target scores
+            self.attacker_tok = load_tokenizer(attacker)
+            self.attacker = load_causal_lm(attacker, dtype=dtype).eval()
+
+    def _run(self, b: dict) -> list[dict]:
+        if self.attack == "sfs":
+            return [self._sfs(b)]
+        from plot_ray.eval.gradient_attacks import run_gradient_attack
+
+        results = run_gradient_attack(
+            self.attack, self.model, self.tok, b["behavior"], b["target"], self.cfg, self.seed
+        )
+        return [
+            {
+                "test_case": r.test_case,
+                "loss": r.loss,
+                "initial_loss": r.initial_loss,
+                "steps": r.steps,
+                "losses": r.losses,
+                "snapshots": {str(k): v for k, v in r.snapshots.items()},
+            }
+            for r in results
+        ]
+
+    def _sfs(self, b: dict) -> dict:
+        from plot_ray.eval.generation_attacks import (
+            hf_greedy,
+            hf_sampler,
+            hf_target_loss,
+            seed_for,
+            sfs,
+        )
+
+        r = sfs(
+            b,
+            b["target"],
+            hf_sampler(self.attacker, self.attacker_tok),
+            hf_target_loss(self.model, self.tok),
+            hf_greedy(self.model, self.tok),
+            self.cfg,
+            seed=seed_for(self.seed, b["behavior_id"]),
+            tokenizer=self.attacker_tok,
+        )
+        return {
+            "test_case": r["test_case"],
+            "loss": r["loss"],
+            "initial_loss": r["losses"][0] if r["losses"] else r["loss"],
+            "steps": r["steps"],
+            "losses": r["losses"],
+            "snapshots": {str(s["step"]): s["best"] for s in r["snapshots"]},
+            "stop_reason": r["stop_reason"],
+        }
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
 
-        from plot_ray.eval.gradient_attacks import run_gradient_attack
-
-        out: dict[str, list] = {"results": []}
-        for behavior, target in zip(batch["behavior"], batch["target"], strict=True):
-            results = run_gradient_attack(
-                self.attack, self.model, self.tok, str(behavior), str(target), self.cfg, self.seed
-            )
-            out["results"].append(
-                json.dumps(
-                    [
-                        {
-                            "test_case": r.test_case,
-                            "loss": r.loss,
-                            "initial_loss": r.initial_loss,
-                            "steps": r.steps,
-                            "losses": r.losses,
-                            "snapshots": {str(k): v for k, v in r.snapshots.items()},
-                        }
-                        for r in results
-                    ]
-                )
-            )
-        batch["results"] = np.array(out["results"], dtype=object)
+        results = []
+        for i in range(len(batch["behavior_id"])):
+            b = {
+                k: str(batch[k][i])
+                for k in ("behavior_id", "behavior", "target", "context")
+                if k in batch
+            }
+            results.append(json.dumps(self._run(b)))
+        batch["results"] = np.array(results, dtype=object)
         return batch
 
 
@@ -116,22 +189,34 @@ def _attack_rows(attack: str, behavior: dict, results: list[dict]) -> list[dict]
             "steps": int(r["steps"]),
             "losses": json.dumps(r["losses"]),
             "snapshots": json.dumps(r["snapshots"]),
+            "stop_reason": r.get("stop_reason", ""),
         }
         for n, r in enumerate(results)
     ]
 
 
+def _check_attack_settings(store, folder, attack: str, cfg, ev, seed: int) -> None:
+    """Refuse to mix test cases made with other settings into ``folder``."""
+    settings = {"attack": attack, "params": asdict(cfg), "seed": seed}
+    if attack in ("zero_shot", "sfs"):
+        settings["attacker"] = ev.attacker
+    store.check_or_write_json(folder / "settings.json", settings, f"attack {attack!r}")
+
+
 def run_model_attacks(store, model_name: str, path: str, behaviors: list[dict], ev, settings, bar):
     """Attack every behaviour not yet attacked with every gradient attack in ``eval.attacks``;
     returns the harmful-task case rows of all of them (final and intermediate test cases)."""
+    from plot_ray.eval.engines import resolve_model_path
     from plot_ray.eval.runner import _actor_pool_kwargs, _stream
     from plot_ray.eval.tasks import harmful_case
 
     cases: list[dict] = []
-    for attack in (a for a in ev.attacks if a in GRADIENT):
+    for attack in (a for a in ev.attacks if a in MODEL_ATTACKS):
         params = dict(ev.attack_params.get(attack, {}))
-        steps = curve_steps(attack_config(attack, params))  # bad keys fail before actors start
+        cfg = attack_config(attack, params)  # bad keys fail before actors start
+        steps = curve_steps(cfg)
         folder = store.root / "results" / model_name / "attacks" / attack
+        _check_attack_settings(store, folder, attack, cfg, ev, ev.seed)
         pending = {
             (attack, i): [b]
             for i, b in enumerate(behaviors)
@@ -145,6 +230,7 @@ def run_model_attacks(store, model_name: str, path: str, behaviors: list[dict], 
                 "threads": settings.threads_per_engine,
                 "dtype": settings.dtype,
                 "seed": ev.seed,
+                "attacker": resolve_model_path(ev.attacker) if ev.attacker else None,
             }
 
             def transform(ds, kwargs=kwargs):
@@ -168,3 +254,89 @@ def run_model_attacks(store, model_name: str, path: str, behaviors: list[dict], 
                     test_case = snapshot_at(snapshots, step)
                     cases.append(harmful_case(b, f"{attack}@{step}", row["n"], test_case))
     return cases
+
+
+# ----------------------------------------------------------------------------- ZeroShot
+def engine_sampler(model: str, settings):
+    """A generation attack's ``sample_fn`` on the engine pool: each call is one Ray Data pass
+    of ``generate`` over ``len(prompts) * n`` rows, each row with its own sampling seed (both
+    engines honour it), so the n samples of a prompt differ and each is reproducible."""
+
+    def sample(prompts: list[str], sampling: dict, n: int) -> list[list[str]]:
+        import ray
+
+        from plot_ray.eval.engines import generate
+        from plot_ray.eval.generation_attacks import seed_for
+
+        s = replace(
+            settings,
+            temperature=float(sampling["temperature"]),
+            top_p=float(sampling["top_p"]),
+            max_new_tokens=int(sampling["max_tokens"]),
+            seed=int(sampling.get("seed") or 0),
+            stop=tuple(sampling.get("stop") or ()),
+        )
+        # A sample's seed depends on its prompt and index only (not on which other prompts
+        # are in the call), so a resumed attack draws for a behaviour what it drew before.
+        rows = [
+            {"prompt": p, "_i": i, "_j": j, "seed": seed_for(s.seed, p, j)}
+            for i, p in enumerate(prompts)
+            for j in range(n)
+        ]
+        out: list[list[str]] = [[""] * n for _ in prompts]
+        for row in generate(ray.data.from_items(rows), model, s).iter_rows():
+            out[int(row["_i"])][int(row["_j"])] = str(row["completion"])
+        return out
+
+    return sample
+
+
+def run_zero_shot(store, behaviors: list[dict], ev, cpus, bar, say) -> list[dict]:
+    """ZeroShot test cases for every behaviour (sampled once, shared by every model); returns
+    the harmful-task case rows. Behaviours with a file are not sampled again."""
+    from plot_ray.eval.engines import EngineSettings, resolve_model_path
+    from plot_ray.eval.generation_attacks import zero_shot
+    from plot_ray.eval.tasks import harmful_case
+    from plot_ray.models import load_tokenizer
+
+    cfg = attack_config("zero_shot", dict(ev.attack_params.get("zero_shot", {})))
+    folder = store.root / "attacks" / "zero_shot"
+    _check_attack_settings(store, folder, "zero_shot", cfg, ev, ev.seed)
+    path = resolve_model_path(ev.attacker)
+    pending = [b for b in behaviors if not (folder / f"{b['behavior_id']}.parquet").is_file()]
+    if pending:
+        settings = EngineSettings.resolve(ev, model=path, cpus=cpus)
+        say(f"zero_shot: {len(pending)} behaviours x {cfg.n_per_behavior} test cases from {path}")
+        bar.start("attacker: zero_shot", len(pending))
+        rows = zero_shot(
+            pending,
+            engine_sampler(path, settings),
+            cfg.n_per_behavior,
+            cfg.sampling(),
+            tokenizer=load_tokenizer(path, trust_remote_code=ev.trust_remote_code),
+            max_rounds=cfg.max_rounds,
+            seed=ev.seed,
+        )
+        for b in pending:
+            mine = [r for r in rows if r["behavior_id"] == b["behavior_id"]]
+            store.write_table(
+                folder / f"{b['behavior_id']}.parquet",
+                [
+                    {
+                        "behavior_id": b["behavior_id"],
+                        "attack": "zero_shot",
+                        "n": int(r["case_id"].rsplit("/", 1)[1]),
+                        "test_case": r["test_case"],
+                        "parse_failures": int(r["parse_failures"]),
+                        "fallback": bool(r["fallback"]),
+                    }
+                    for r in mine
+                ],
+            )
+            bar.update(1)
+        bar.close()
+    return [
+        harmful_case(b, "zero_shot", row["n"], row["test_case"])
+        for b in behaviors
+        for row in store.read_table(folder / f"{b['behavior_id']}.parquet")
+    ]

@@ -34,6 +34,7 @@ __all__ = [
     "HFGenerator",
     "chat_prompts",
     "cluster_has_gpu",
+    "cut_at_stop",
     "estimated_parameters",
     "generate",
     "resolve_model_path",
@@ -106,6 +107,9 @@ class EngineSettings:
     cpus_per_engine: float  # Ray's reservation for one replica
     threads_per_engine: int  # torch / OpenMP threads in one CPU replica
     trust_remote_code: bool = False
+    # Generation ends at the first of these strings, which is cut from the completion (the
+    # generation attacks' samplers stop at a newline or a list number).
+    stop: tuple[str, ...] = ()
 
     @classmethod
     def resolve(
@@ -158,14 +162,23 @@ class EngineSettings:
         )
 
     def sampling(self) -> dict[str, Any]:
-        if self.temperature == 0:
-            return {"temperature": 0.0, "max_tokens": self.max_new_tokens}
-        return {
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "max_tokens": self.max_new_tokens,
-            "seed": self.seed,
-        }
+        """vLLM's sampling parameters for every request of the pass."""
+        out: dict[str, Any] = {"temperature": 0.0, "max_tokens": self.max_new_tokens}
+        if self.temperature > 0:
+            out.update(temperature=self.temperature, top_p=self.top_p, seed=self.seed)
+        if self.stop:
+            out["stop"] = list(self.stop)
+        return out
+
+
+def cut_at_stop(text: str, stop: tuple[str, ...] | list[str]) -> str:
+    """``text`` up to the first occurrence of any stop string (the string itself removed)."""
+    cut = len(text)
+    for s in stop:
+        i = text.find(s)
+        if i >= 0:
+            cut = min(cut, i)
+    return text[:cut]
 
 
 def chat_prompts(
@@ -213,40 +226,60 @@ class HFGenerator:
         self.model.to(self.device).eval()
         self.calls = 0
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        import numpy as np
+    def _generate(self, prompts: list[str], seed: int | None):
+        """New token ids (one row per prompt, right-padded) and the prompts' token counts."""
         import torch
 
-        started = time.perf_counter()
-        prompts = [str(p) for p in batch["prompt"]]
         enc = self.tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         enc = {k: v.to(self.device) for k, v in enc.items()}
-        eos = self.tok.eos_token_id
         kwargs: dict[str, Any] = dict(
             max_new_tokens=self.s.max_new_tokens,
             pad_token_id=self.tok.pad_token_id,
-            eos_token_id=eos,
+            eos_token_id=self.tok.eos_token_id,
         )
         if self.s.temperature > 0:
-            # A seed per batch so that a resumed shard samples what it sampled before.
-            torch.manual_seed(self.s.seed + self.calls)
+            torch.manual_seed(seed)
             kwargs.update(do_sample=True, temperature=self.s.temperature, top_p=self.s.top_p)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        self.calls += 1
+        if self.s.stop:
+            kwargs.update(stop_strings=list(self.s.stop), tokenizer=self.tok)
         with torch.no_grad():
             out = self.model.generate(**enc, **kwargs)
-        new = out[:, enc["input_ids"].shape[1] :].cpu()
+        lengths = enc["attention_mask"].sum(1).cpu().tolist()
+        return out[:, enc["input_ids"].shape[1] :].cpu().tolist(), lengths
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
+        started = time.perf_counter()
+        prompts = [str(p) for p in batch["prompt"]]
+        if self.s.temperature > 0 and "seed" in batch:
+            # Rows with their own sampling seed (the generation attacks' samples) are drawn one
+            # at a time, so each row's text depends on its seed only, not on which rows share
+            # its batch: a resumed attack samples what it sampled before.
+            new, lengths = [], []
+            for prompt, seed in zip(prompts, batch["seed"], strict=True):
+                ids, n = self._generate([prompt], int(seed))
+                new += ids
+                lengths += n
+        else:
+            # A seed per batch so that a resumed shard samples what it sampled before.
+            new, lengths = self._generate(prompts, self.s.seed + self.calls)
+        self.calls += 1
+        eos = self.tok.eos_token_id
         texts, counts = [], []
-        for row in new.tolist():
+        for row in new:
             n = len(row)
             if eos in row:
                 n = row.index(eos) + 1  # EOS counts as generated, as in vLLM
             counts.append(n)
-            texts.append(self.tok.decode(row[:n], skip_special_tokens=True))
+            texts.append(
+                cut_at_stop(self.tok.decode(row[:n], skip_special_tokens=True), self.s.stop)
+            )
         elapsed = time.perf_counter() - started
         batch["completion"] = np.array(texts, dtype=object)
-        batch["num_input_tokens"] = enc["attention_mask"].sum(1).cpu().numpy().astype("int64")
+        batch["num_input_tokens"] = np.array(lengths, dtype="int64")
         batch["num_generated_tokens"] = np.array(counts, dtype="int64")
         batch["generation_s"] = np.full(len(texts), elapsed / max(len(texts), 1))
         batch["engine"] = np.array(["hf"] * len(texts), dtype=object)
@@ -316,6 +349,9 @@ def _vllm_generate(ds, model: str, s: EngineSettings):
     passthrough: list[str] = [c for c in (ds.columns() or []) if c != "prompt"]
 
     def pre(row: dict[str, Any]) -> dict[str, Any]:
+        # A row may carry its own sampling seed (n samples of one prompt must differ).
+        if "seed" in row and sampling["temperature"] > 0:
+            return {**row, "sampling_params": {**sampling, "seed": int(row["seed"])}}
         return {**row, "sampling_params": sampling}
 
     def post(row: dict[str, Any]) -> dict[str, Any]:

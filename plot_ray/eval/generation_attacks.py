@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from plot_ray.eval.attacks import CONTEXT_SEPARATOR, behavior_text
-from plot_ray.eval.engines import chat_prompts
+from plot_ray.eval.engines import chat_prompts, cut_at_stop
 from plot_ray.eval.judges import RefusalDetector
 from plot_ray.synth.attacker import (
     ATTACKER_ANSWER_HEAD,
@@ -52,11 +52,13 @@ from plot_ray.synth.attacker import (
 )
 
 __all__ = [
+    "GENERATION_ATTACKS",
     "ATTACKER_ANSWER_HEAD",
     "ATTACKER_QUERY",
     "SFS_SAMPLING",
     "ZERO_SHOT_SAMPLING",
     "SFSConfig",
+    "ZeroShotConfig",
     "SampleFn",
     "attacker_prompt",
     "behavior_keywords",
@@ -64,9 +66,11 @@ __all__ = [
     "hf_sampler",
     "hf_target_loss",
     "keyword_coverage",
+    "make_generation_config",
     "numbered_lines",
     "parse_zero_shot",
     "sfs",
+    "seed_for",
     "sfs_attack",
     "zero_shot",
     "zero_shot_prompts",
@@ -158,7 +162,7 @@ def _sampling(defaults: dict, sampling: dict | None, **forced: Any) -> dict:
     return s
 
 
-def _seed_for(seed: int, *parts: object) -> int:
+def seed_for(seed: int, *parts: object) -> int:
     """A reproducible 31-bit seed for one sampling call (string seeds hash with SHA-512)."""
     return random.Random(":".join(map(str, (seed, *parts)))).randrange(2**31)
 
@@ -218,7 +222,7 @@ def zero_shot(
         # One call per round: every behaviour still short gets as many samples as the one
         # missing the most; surplus samples are dropped.
         k = max(n_per_behavior - len(found[i]) for i in need)
-        seed_r = _seed_for(seed if s["seed"] is None else s["seed"], "zero_shot", rnd)
+        seed_r = seed_for(seed if s["seed"] is None else s["seed"], "zero_shot", rnd)
         outs = sample_fn([prompts[i] for i in need], {**s, "seed": seed_r}, k)
         for i, texts in zip(need, outs, strict=True):
             for text in texts:
@@ -260,6 +264,35 @@ def zero_shot(
     return rows
 
 
+@dataclass(frozen=True)
+class ZeroShotConfig:
+    """ZeroShot settings (``eval.attack_params.zero_shot``); HarmBench's defaults except
+    ``max_tokens``, which only bounds a one-line test case."""
+
+    n_per_behavior: int = 5
+    temperature: float = 0.9
+    top_p: float = 0.95
+    max_tokens: int = 128
+    max_rounds: int = 3
+
+    def __post_init__(self) -> None:
+        for key in ("n_per_behavior", "max_tokens", "max_rounds"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"zero_shot.{key} must be >= 1, got {getattr(self, key)}")
+        if self.temperature <= 0:
+            raise ValueError(
+                f"zero_shot.temperature must be > 0 (it samples), got {self.temperature}"
+            )
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"zero_shot.top_p must be in (0, 1], got {self.top_p}")
+
+    def sampling(self) -> dict:
+        return _sampling(
+            ZERO_SHOT_SAMPLING,
+            {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens},
+        )
+
+
 # ----------------------------------------------------------------------------- SFS
 @dataclass(frozen=True)
 class SFSConfig:
@@ -282,17 +315,13 @@ class SFSConfig:
     def __post_init__(self) -> None:
         for key in ("sample_size", "n_shots", "num_steps", "max_tokens", "max_sampling_rounds"):
             if getattr(self, key) < 1:
-                raise ValueError(
-                    f"eval.attack_params.sfs.{key} must be >= 1, got {getattr(self, key)}"
-                )
+                raise ValueError(f"sfs.{key} must be >= 1, got {getattr(self, key)}")
         if self.min_chars < 0:
-            raise ValueError(f"eval.attack_params.sfs.min_chars must be >= 0, got {self.min_chars}")
+            raise ValueError(f"sfs.min_chars must be >= 0, got {self.min_chars}")
         if self.temperature <= 0:
-            raise ValueError(
-                f"eval.attack_params.sfs.temperature must be > 0 (SFS samples), got {self.temperature}"
-            )
+            raise ValueError(f"sfs.temperature must be > 0 (SFS samples), got {self.temperature}")
         if not 0 < self.top_p <= 1:
-            raise ValueError(f"eval.attack_params.sfs.top_p must be in (0, 1], got {self.top_p}")
+            raise ValueError(f"sfs.top_p must be in (0, 1], got {self.top_p}")
 
     def sampling(self) -> dict:
         return _sampling(
@@ -347,7 +376,7 @@ def sfs(
             # A sample may continue the list for several items (HarmBench asks for
             # missing / n_shots samples per round).
             n = max(1, math.ceil(missing / cfg.n_shots))
-            outs = sample_fn([prompt], {**sampling, "seed": _seed_for(seed, "sfs", step, rnd)}, n)
+            outs = sample_fn([prompt], {**sampling, "seed": seed_for(seed, "sfs", step, rnd)}, n)
             for text in outs[0]:
                 for cand in numbered_lines(f"{start}. {text.strip()}"):
                     if cand in seen or len(cand) < cfg.min_chars:
@@ -426,7 +455,7 @@ def sfs_attack(
             target_loss_fn,
             greedy_fn,
             cfg,
-            seed=_seed_for(seed, b["behavior_id"]),
+            seed=seed_for(seed, b["behavior_id"]),
             tokenizer=tokenizer,
         )
         rows.append(
@@ -444,6 +473,22 @@ def sfs_attack(
             )
         )
     return rows
+
+
+GENERATION_ATTACKS: dict[str, type] = {"zero_shot": ZeroShotConfig, "sfs": SFSConfig}
+
+
+def make_generation_config(name: str, settings: dict[str, Any] | None = None):
+    """The config of generation attack ``name`` from a plain dict, with errors that name the
+    unknown keys and list the valid ones (as :func:`~plot_ray.eval.gradient_attacks.
+    make_attack_config` does for the gradient attacks)."""
+    if name not in GENERATION_ATTACKS:
+        raise ValueError(
+            f"unknown generation attack {name!r}; choose from {sorted(GENERATION_ATTACKS)}"
+        )
+    from plot_ray.eval.gradient_attacks import settings_dataclass
+
+    return settings_dataclass(name, GENERATION_ATTACKS[name], settings)
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -501,15 +546,6 @@ def keyword_coverage(rows: Sequence[dict]) -> dict:
 
 
 # ----------------------------------------------------------------------------- in-process HF
-def _cut_at_stop(text: str, stop: Sequence[str]) -> str:
-    cut = len(text)
-    for s in stop:
-        i = text.find(s)
-        if i >= 0:
-            cut = min(cut, i)
-    return text[:cut]
-
-
 def hf_sampler(model, tokenizer, max_batch: int = 64) -> SampleFn:
     """An in-process ``sample_fn`` on a transformers causal LM (tests, small runs).
 
@@ -552,7 +588,7 @@ def hf_sampler(model, tokenizer, max_batch: int = 64) -> SampleFn:
                 texts = tokenizer.batch_decode(
                     gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True
                 )
-                texts = [_cut_at_stop(t, stop) for t in texts]
+                texts = [cut_at_stop(t, stop) for t in texts]
                 out.extend(texts[i * n : (i + 1) * n] for i in range(len(chunk)))
         finally:
             tokenizer.padding_side = side

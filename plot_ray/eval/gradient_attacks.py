@@ -744,7 +744,11 @@ def make_attack_config(name: str, settings: dict[str, Any] | None = None):
         raise ValueError(
             f"unknown gradient attack {name!r}; choose from {sorted(GRADIENT_ATTACKS)}"
         )
-    config_type = GRADIENT_ATTACKS[name][1]
+    return settings_dataclass(name, GRADIENT_ATTACKS[name][1], settings)
+
+
+def settings_dataclass(name: str, config_type: type, settings: dict[str, Any] | None):
+    """``config_type(**settings)`` for attack ``name``, refusing unknown keys by name."""
     settings = dict(settings or {})
     known = {f.name for f in fields(config_type)}
     unknown = sorted(set(settings) - known)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from plot_ray.config import PlotRayConfig
-from plot_ray.eval.metrics import asr_table, mean_std, perplexity, win_rates
+from plot_ray.eval.metrics import asr_table, asr_vs_num_cases, mean_std, perplexity, win_rates
 from plot_ray.eval.store import ResultStore
 
 __all__ = ["compute_metrics", "summary_rows", "write_report"]
@@ -39,7 +39,12 @@ def _harmful(rows: list[dict]) -> dict:
     for attack, entry in asr.items():  # how often the model said no, beside how often it complied
         refused = [r["refusal"] for r in rows if r["attack"] == attack]
         entry["refusal_rate"] = sum(refused) / len(refused)
-    return {"asr": asr, "by_category": asr_table(rows, by=("attack", "category"))}
+    out = {"asr": asr, "by_category": asr_table(rows, by=("attack", "category"))}
+    sampled = [r for r in rows if r["attack"] == "zero_shot"]
+    if sampled:  # ASR vs the number of ZeroShot test cases per behaviour
+        indexed = [{**r, "n": int(r["case_id"].rsplit("/", 1)[1])} for r in sampled]
+        out["zero_shot_by_num_cases"] = asr_vs_num_cases(indexed)
+    return out
 
 
 def _benign(rows: list[dict], baseline_rows: list[dict] | None) -> dict:
@@ -291,20 +296,41 @@ def asr_curves(metrics: dict) -> dict[str, dict[str, list[tuple[int, float]]]]:
     return {a: {n: sorted(pts) for n, pts in by.items()} for a, by in curves.items()}
 
 
+def _line_figure(plt, path: Path, by_model: dict, xlabel: str, ylabel: str, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(4.8, 3.6))
+    for name, pts in by_model.items():
+        ax.plot([x for x, _ in pts], [100 * y for _, y in pts], marker="o", label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def _curves(metrics: dict, out: Path, plt) -> list[str]:
     made = []
     for attack, by_model in asr_curves(metrics).items():
-        fig, ax = plt.subplots(figsize=(4.8, 3.6))
-        for name, pts in by_model.items():
-            ax.plot([s for s, _ in pts], [100 * a for _, a in pts], marker="o", label=name)
-        ax.set_xlabel(f"{attack} steps")
-        ax.set_ylabel("attack success rate (%)")
-        ax.set_title(f"ASR vs {attack} steps")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
         name = f"asr_vs_{attack}_steps.png"
-        fig.savefig(out / name, dpi=120)
-        plt.close(fig)
+        ylabel = "attack success rate (%)"
+        _line_figure(plt, out / name, by_model, f"{attack} steps", ylabel, f"ASR vs {attack} steps")
+        made.append(name)
+    zero_shot = {
+        name: m["harmful"]["zero_shot_by_num_cases"]
+        for name, m in metrics["models"].items()
+        if "zero_shot_by_num_cases" in m.get("harmful", {})
+    }
+    if zero_shot:
+        name = "asr_vs_zero_shot_test_cases.png"
+        _line_figure(
+            plt,
+            out / name,
+            zero_shot,
+            "ZeroShot test cases per behaviour",
+            "behaviours broken by any (%)",
+            "ZeroShot: ASR vs number of test cases",
+        )
         made.append(name)
     return made
 

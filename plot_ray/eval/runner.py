@@ -317,10 +317,10 @@ def _score_stage(store, model: EvalModel, path: str, cases, s: EngineSettings, e
 
 def _model_cases(store, model: EvalModel, path: str, cases, s: EngineSettings, ev, bar) -> dict:
     """The shared cases plus the test cases of the attacks optimised against this model."""
-    from plot_ray.eval.attack_stage import GRADIENT, run_model_attacks
+    from plot_ray.eval.attack_stage import MODEL_ATTACKS, run_model_attacks
     from plot_ray.eval.tasks import eval_behaviors
 
-    if "harmful" not in cases or not any(a in GRADIENT for a in ev.attacks):
+    if "harmful" not in cases or not any(a in MODEL_ATTACKS for a in ev.attacks):
         return cases
     own = run_model_attacks(store, model.name, path, eval_behaviors(ev), ev, s, bar)
     return {**cases, "harmful": cases["harmful"] + own}
@@ -341,7 +341,12 @@ def run_eval(
 
     ``cpus``: the CPUs the engine pools may share (default: the cluster's); a sweep's trial
     passes its own share."""
-    from plot_ray.cluster import init_ray_from_config, quiet_ray_driver, worker_logs_to_file
+    from plot_ray.cluster import (
+        check_shared_storage,
+        init_ray_from_config,
+        quiet_ray_driver,
+        worker_logs_to_file,
+    )
     from plot_ray.eval.report import write_report
 
     ev = cfg.eval
@@ -361,11 +366,18 @@ def run_eval(
         + f" (shards of {ev.shard_size}) → {root}"
     )
     init_ray_from_config(cfg.cluster, verbose=verbose)
+    check_shared_storage(cfg, "eval")  # engine pools on every node write result shards
     say(f"judge: {ev.judge}, reward model: {ev.reward_model or 'none'}")
     bar = _Progress(progress)
     per_model: dict[str, dict[str, list[dict]]] = {}  # each model's cases (its own attacks')
     log = root / "logs" / "ray_workers.log"
     with worker_logs_to_file(log, echo=verbose), quiet_ray_driver(not verbose):
+        if "harmful" in cases and "zero_shot" in ev.attacks:  # one attacker pass for all models
+            from plot_ray.eval.attack_stage import run_zero_shot
+            from plot_ray.eval.tasks import eval_behaviors
+
+            shared = run_zero_shot(store, eval_behaviors(ev), ev, cpus, bar, say)
+            cases = {**cases, "harmful": cases["harmful"] + shared}
         for model in ev.models:
             path = resolve_model_path(model.path)
             settings = EngineSettings.resolve(ev, model=path, cpus=cpus)

@@ -13,7 +13,7 @@ from plot_ray.synth import ranked as R
 from plot_ray.synth.common import SPLITS, UniqueDrawer, rng_for, scaled
 from plot_ray.synth.writer import write_json, write_jsonl
 
-SYNTH_VERSION = "plot-ray-synth/1.1"  # 1.1: attacker/train.jsonl
+SYNTH_VERSION = "plot-ray-synth/1.2"  # 1.1: attacker/train.jsonl; 1.2: invented actions
 MANIFEST = "manifest.json"
 
 # Row counts at scale 1.0 and the minimum at any scale.
@@ -28,7 +28,7 @@ BASE_EVAL = {
     "benign": 200,
     "logic_heldout": 200,
     "warmup": 3000,
-    "attacker": 1000,
+    "attacker": 3000,
 }
 MIN_EVAL = {"behaviors": 10, "benign": 8, "logic_heldout": 8, "warmup": 20, "attacker": 20}
 
