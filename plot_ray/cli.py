@@ -9,7 +9,9 @@
     plot-ray train --config FILE [--resume]    Ray Train + DeepSpeed PLOT fine-tuning
     plot-ray tune --config FILE [--resume]     Ray Tune sweep over tune.space, a run per trial
     plot-ray eval --config FILE [--force]      evaluate models: ASR, helpfulness, logic, perplexity
-    plot-ray demo --out DIR                    the end-to-end pipeline on a local Ray instance
+    plot-ray demo [--quick|--full] [--out DIR] [--force]   the paper's experiment, end to end
+    plot-ray submit --config FILE -- SUB ...   run prepare/train/tune/eval as a Ray job
+    plot-ray jobs list|status ID|logs ID|stop ID   the cluster's Ray jobs
 
 Every subcommand has ``--help``. Config errors exit with status 2 and name the offending key.
 ``prepare``, ``train`` and ``demo`` show their own progress and a final summary; Ray's and
@@ -207,12 +209,94 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from plot_ray.demo import run_demo
 
     run_demo(
-        Path(args.out),
-        seed=args.seed,
-        scale=args.scale,
-        warmup_steps=args.warmup_steps,
-        verbose=args.verbose,
+        Path(args.out), profile=args.profile, seed=args.seed, force=args.force, verbose=args.verbose
     )
+    return 0
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r}: give KEY=VALUE")
+    return key, value
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from plot_ray.submit import build_request, connect, follow_job, resolve_address, submit
+
+    command = args.command[1:] if args.command[:1] == ["--"] else list(args.command)
+    # Validate here, in a second, what the job would otherwise fail on after its upload.
+    overrides = [a for a in command[1:] if "=" in a and not a.startswith("-")]
+    cfg = load_config(args.config, overrides)
+    request = build_request(
+        args.config,
+        command,
+        working_dir=args.working_dir,
+        env=dict(args.env or []),
+        pip=args.pip,
+        job_id=args.job_id,
+        entrypoint_num_cpus=args.entrypoint_num_cpus,
+        entrypoint_num_gpus=args.entrypoint_num_gpus,
+        entrypoint_resources=dict((k, float(v)) for k, v in (args.entrypoint_resource or [])),
+    )
+    address = resolve_address(args.address, cfg.cluster.address)
+    client = connect(address)
+    job_id = submit(client, request, address)
+    _print(f"submitted job {job_id} to {address}: {request.entrypoint}")
+    if not args.wait:
+        _print(f"  plot-ray jobs logs {job_id} --follow    plot-ray jobs stop {job_id}")
+        return 0
+    try:
+        status, message = follow_job(client, job_id, address)
+    except KeyboardInterrupt:
+        _print(f"\nstopped following; job {job_id} keeps running (plot-ray jobs stop {job_id})")
+        return 130
+    if status == "SUCCEEDED":
+        _print(f"job {job_id} SUCCEEDED")
+        return 0
+    # Ray's message repeats the log's tail, which was just shown: its first line is enough.
+    reason = message.splitlines()[0] if message else "no message"
+    print(f"plot-ray submit: job {job_id} {status}: {reason}", file=sys.stderr)
+    return 1
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from plot_ray.submit import (
+        connect,
+        explained,
+        follow_job,
+        job_rows,
+        job_status_lines,
+        resolve_address,
+    )
+
+    address = resolve_address(args.address)
+    client = connect(address)
+    if args.action == "list":
+        rows = job_rows(client, address)
+        _print(f"{'job id':<52} {'status':<10} {'started':<19} {'config':<20} commit")
+        for r in rows:
+            _print(
+                f"{r['id']:<52} {r['status']:<10} {r['started']:<19} {r['config']:<20} "
+                f"{r['commit']}"
+            )
+        return 0
+    if not args.job_id:
+        raise ConfigError(f"plot-ray jobs {args.action} needs a job id (see plot-ray jobs list)")
+    if args.action == "status":
+        for line in job_status_lines(client, args.job_id, address):
+            _print(line)
+        return 0
+    if args.action == "logs":
+        if args.follow:
+            status, message = follow_job(client, args.job_id, address)
+            return 0 if status == "SUCCEEDED" else 1
+        with explained(address):
+            sys.stdout.write(client.get_job_logs(args.job_id))
+        return 0
+    with explained(address):
+        stopped = client.stop_job(args.job_id)
+    _print(f"job {args.job_id}: " + ("stop requested" if stopped else "had already ended"))
     return 0
 
 
@@ -346,11 +430,76 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="run the end-to-end pipeline on a local Ray instance with a tiny model"
     )
     p.add_argument("--out", default="runs/demo", help="output folder")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--scale", type=float, default=0.5, help="synthetic corpus size factor")
-    p.add_argument("--warmup-steps", type=int, default=300)
+    size = p.add_mutually_exclusive_group()
+    size.add_argument(
+        "--quick",
+        dest="profile",
+        action="store_const",
+        const="quick",
+        help="DPO with and without PLOT, one seed, fewer steps and attacks (~5 min on 2 cores)",
+    )
+    size.add_argument(
+        "--full",
+        dest="profile",
+        action="store_const",
+        const="full",
+        help="SFT, DPO, PRO, AOT x 3 alphas x 3 seeds, ablations, every attack (budget 90 min)",
+    )
+    p.set_defaults(profile="default")  # DPO and AOT +- PLOT, 2 seeds (~15 min)
+    p.add_argument("--force", action="store_true", help="start over instead of reusing stages")
+    p.add_argument("--seed", type=int, default=0, help="benchmark and model-building seed")
     _add_verbose(p)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "submit",
+        help="run prepare/train/tune/eval on a Ray cluster as a Ray job, following its logs",
+        description="Upload the working directory and run `plot-ray SUBCOMMAND --config FILE "
+        "[ARGS...]` on the cluster's head node: plot-ray submit --config FILE -- train "
+        "loss.alpha=0.5. Exits 0 when the job SUCCEEDED, 1 when it FAILED or was STOPPED.",
+    )
+    p.add_argument("--config", required=True, help="YAML config inside the working directory")
+    p.add_argument(
+        "--address",
+        help="job server (dashboard) URL; default: cluster.address, RAY_ADDRESS, "
+        "http://127.0.0.1:8265",
+    )
+    wait = p.add_mutually_exclusive_group()
+    wait.add_argument(
+        "--follow", dest="wait", action="store_true", default=True, help="stream logs (default)"
+    )
+    wait.add_argument(
+        "--no-wait", dest="wait", action="store_false", help="print the job id and return"
+    )
+    p.add_argument("--job-id", help="the job's submission id (default: plot-ray-SUB-CONFIG-TIME)")
+    p.add_argument("--working-dir", default=".", help="folder uploaded with the job (default: .)")
+    p.add_argument(
+        "--env", action="append", type=_key_value, metavar="KEY=VALUE", help="job env (repeat)"
+    )
+    p.add_argument("--pip", action="append", metavar="PKG", help="pip package for the job")
+    p.add_argument("--entrypoint-num-cpus", type=float, help="CPUs reserved for the job driver")
+    p.add_argument("--entrypoint-num-gpus", type=float, help="GPUs reserved for the job driver")
+    p.add_argument(
+        "--entrypoint-resource",
+        action="append",
+        type=_key_value,
+        metavar="NAME=AMOUNT",
+        help="a custom resource the driver needs, e.g. to pin it to a node (repeat)",
+    )
+    p.add_argument(
+        "command",
+        nargs=argparse.REMAINDER,
+        metavar="-- SUBCOMMAND [ARGS...]",
+        help="prepare, train, tune or eval, and its overrides/options",
+    )
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("jobs", help="list, inspect, follow or stop the cluster's Ray jobs")
+    p.add_argument("action", choices=["list", "status", "logs", "stop"])
+    p.add_argument("job_id", nargs="?", help="the job's submission id")
+    p.add_argument("--address", help="job server URL; default: RAY_ADDRESS, http://127.0.0.1:8265")
+    p.add_argument("--follow", action="store_true", help="logs: stream until the job ends")
+    p.set_defaults(func=cmd_jobs)
     return parser
 
 

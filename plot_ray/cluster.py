@@ -9,14 +9,19 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from plot_ray.config import ClusterConfig
+from plot_ray.config import ClusterConfig, PlotRayConfig
 
 __all__ = [
     "SMALL_MACHINE_ENV",
+    "SharedStorageError",
+    "check_shared_storage",
+    "shared_storage_paths",
+    "node_sees_probe",
     "init_ray",
     "init_ray_from_config",
     "use_small_machine_env",
@@ -78,6 +83,10 @@ def init_ray(
             }
         },
     )
+    if os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"):
+        # A submitted job's driver: the job's runtime_env (plot-ray submit's working_dir and
+        # env_vars) already reaches every worker, and Ray refuses a second, different one.
+        common.pop("runtime_env")
     if address:
         return ray.init(address=address, **common)
     return ray.init(
@@ -171,3 +180,110 @@ def quiet_ray_driver(quiet: bool = True) -> Iterator[None]:
         ctx.enable_progress_bars = bars
         for h, level in zip(consoles, levels, strict=True):
             h.setLevel(level)
+
+
+# ------------------------------------------------------------------------ shared storage
+# Seconds to wait for every node's probe task; a node that does not answer in time fails the check.
+PROBE_TIMEOUT_S = 120.0
+PROBE_PREFIX = ".plot-ray-storage-probe-"
+
+
+class SharedStorageError(ValueError):
+    """A path that the run needs on every node is node-local on a multi-node cluster."""
+
+
+def shared_storage_paths(cfg: PlotRayConfig, stage: str) -> dict[str, str]:
+    """The config keys whose paths ``stage`` (``prepare``, ``train`` or ``eval``) reads or
+    writes from more than one node, with their values: prepare's shard writers run on the nodes;
+    training workers read the prepared shards and write checkpoints (Ray Train's storage, the
+    run's log folder); evaluation's engine pools write result shards."""
+    if stage == "prepare":
+        return {"data.output_dir": cfg.data.output_dir}
+    if stage == "train":
+        paths = {"data.output_dir": cfg.data.output_dir, "train.output_dir": cfg.train.output_dir}
+        if cfg.cluster.storage_path:
+            paths["cluster.storage_path"] = cfg.cluster.storage_path
+        return paths
+    if stage == "eval":
+        return {"eval.output_dir": cfg.eval.output_dir}
+    raise ValueError(f"unknown stage {stage!r}: prepare, train or eval")
+
+
+def node_sees_probe(directory: str, probe_name: str, token: str, node_id: str) -> bool:
+    """Run on one node: True when ``directory/probe_name`` holds ``token`` there; it then
+    writes ``probe_name.node_id`` beside it so the driver can check the way back too (a node
+    that can read but not write the folder cannot hold shards or checkpoints)."""
+    probe = Path(directory) / probe_name
+    try:
+        if probe.read_text() != token:
+            return False
+        (Path(directory) / f"{probe_name}.{node_id}").write_text(token)
+    except OSError:
+        return False
+    return True
+
+
+def _is_uri(path: str) -> bool:
+    # s3://, gs://, hdfs://…: object stores that every node reaches by itself (pyarrow.fs)
+    return "://" in path
+
+
+def check_shared_storage(cfg: PlotRayConfig, stage: str) -> None:
+    """Refuse node-local paths on a multi-node cluster, by looking rather than guessing.
+
+    For each path of :func:`shared_storage_paths` (URIs skipped), the driver writes a probe
+    file with a random token, and a task pinned to every other alive node
+    (``NodeAffinitySchedulingStrategy``, no CPU asked, so busy nodes answer too) reads it back
+    and writes an answer that the driver then reads. Output folders are created if missing (the
+    stage would create them anyway). No-op on a single-node cluster. Call it right after Ray is
+    connected. Raises :class:`SharedStorageError` naming the config key and the nodes that
+    cannot see the path.
+    """
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = ray.get_runtime_context().get_node_id()
+    others = [n for n in ray.nodes() if n.get("Alive") and n["NodeID"] != here]
+    if not others:
+        return
+    probe_task = ray.remote(num_cpus=0, max_retries=0)(node_sees_probe)
+    for key, value in shared_storage_paths(cfg, stage).items():
+        if _is_uri(value):
+            continue
+        directory = Path(value).resolve()
+        directory.mkdir(parents=True, exist_ok=True)
+        probe_name = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
+        token = uuid.uuid4().hex
+        (directory / probe_name).write_text(token)
+        try:
+            refs = {
+                probe_task.options(
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+                ).remote(str(directory), probe_name, token, n["NodeID"]): n
+                for n in others
+            }
+            ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=PROBE_TIMEOUT_S)
+            blind = []
+            for ref, node in refs.items():
+                answer = directory / f"{probe_name}.{node['NodeID']}"
+                if ref not in ready:
+                    blind.append(f"{_describe(node)} (no answer in {PROBE_TIMEOUT_S:g} s)")
+                elif not (ray.get(ref) and answer.is_file() and answer.read_text() == token):
+                    blind.append(_describe(node))
+        finally:
+            for leftover in directory.glob(f"{probe_name}*"):
+                leftover.unlink(missing_ok=True)
+        if blind:
+            raise SharedStorageError(
+                f"{key}={value!r} is not on shared storage: {len(blind)} of the cluster's "
+                f"{len(others) + 1} nodes cannot see what this driver writes to {directory} "
+                f"({', '.join(blind)}). On a multi-node cluster every node must reach it at the "
+                f"same path: set {key} to a shared filesystem (e.g. an NFS mount present on every "
+                "node)"
+                + (" or an s3:// / gs:// URI" if key == "cluster.storage_path" else "")
+                + "."
+            )
+
+
+def _describe(node: dict) -> str:
+    return f"node {node['NodeID'][:8]} at {node.get('NodeManagerAddress', '?')}"

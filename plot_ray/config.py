@@ -263,6 +263,12 @@ class TrainConfig(_Section):
     warmup_steps: int = Field(default=0, ge=0)
     max_grad_norm: float = Field(default=1.0, ge=0)
     seed: int = 0
+    # Rows in each worker's local shuffle buffer, drawn from with a seed of train.seed and the
+    # epoch, so runs that differ only in seed see different batches; None: the prepared order,
+    # the same for every seed (DPO-like methods are then deterministic and seeds identical).
+    # Resume skips the batches already consumed, which assumes blocks reach a worker in the
+    # same order again (true for one worker per node of shards; Ray Data does not promise it).
+    shuffle_buffer: int | None = Field(default=None, ge=2)
     log_every: int = Field(default=1, ge=1)
     # Also call ray.train.report (metrics only) every N steps, for Ray Tune's schedulers; None:
     # only with checkpoints. Logging (metrics.jsonl, TensorBoard) never waits on Ray Train.

@@ -395,6 +395,34 @@ def test_worker_crash_resumes_from_checkpoint_with_every_step_once(
     assert summary["resumed_from_step"] is None
 
 
+def test_shuffle_buffer_makes_seeds_see_different_batches_reproducibly(
+    ray_local, prepared_dir, tiny_model_dir, runs
+):
+    """Without train.shuffle_buffer a DPO run has no randomness, so seeds give identical runs;
+    with it each seed draws its own batch order, the same again when rerun."""
+
+    def step_losses(seed: int, name: str) -> list[float]:
+        cfg = train_config(
+            prepared_dir,
+            tiny_model_dir,
+            runs,
+            **{
+                "loss.method": "dpo",
+                "train.num_workers": 1,
+                "train.seed": seed,
+                "train.shuffle_buffer": 32,
+                "train.run_name": name,
+                "train.save_hf_model": False,
+            },
+        )
+        return [m["loss/total"] for m in run_training(cfg).metrics]
+
+    first, again, other = step_losses(0, "s0"), step_losses(0, "s0-again"), step_losses(1, "s1")
+    assert first == again
+    # step 1's DPO loss is ln 2 for any batch (policy = reference); step 2 follows the data
+    assert first[0] == other[0] and first[1] != other[1]
+
+
 def test_resume_continues_a_stopped_run(ray_local, prepared_dir, tiny_model_dir, runs):
     common = {
         "loss.method": "sft",
@@ -466,6 +494,20 @@ def test_too_many_workers_fail_fast(ray_local, prepared_dir, tiny_model_dir, run
         ValueError, match=r"needs 2 CPUs \+ 0.25 for Ray Data's reads but the Ray cluster has 2"
     ):
         run_training(cfg)
+    spread = train_config(
+        prepared_dir,
+        tiny_model_dir,
+        runs,
+        **{
+            "train.num_workers": 2,
+            "train.cpus_per_worker": 0.5,
+            "train.placement_strategy": "STRICT_SPREAD",
+        },
+    )
+    with pytest.raises(
+        ValueError, match=r"STRICT_SPREAD puts each of the 2 workers .* 1 alive node"
+    ):
+        run_training(spread)
 
 
 def test_missing_artifact_fails_fast(ray_local, tiny_model_dir, runs, tmp_path):

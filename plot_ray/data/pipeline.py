@@ -102,7 +102,7 @@ def run_prepare(
     artifact is written). ``data.output_dir`` must be a path that every Ray node can write
     (a shared filesystem on multi-node clusters): the shard writers run on the nodes.
     """
-    from plot_ray.cluster import init_ray_from_config
+    from plot_ray.cluster import check_shared_storage, init_ray_from_config
     from plot_ray.models.loading import tokenizer_fingerprint
 
     say = print_fn or (lambda _msg: None)
@@ -118,6 +118,7 @@ def run_prepare(
     tokenizer = _load_tokenizer(cfg)
     fingerprint = tokenizer_fingerprint(tokenizer)
     init_ray_from_config(cfg.cluster, quiet=not (progress and verbose))
+    check_shared_storage(cfg, "prepare")  # shard writers run on every node
     _check_cpu_budget(cfg)
     out = Path(data.output_dir)
     say(

@@ -1,25 +1,45 @@
-"""The end-to-end demo: the whole PLOT pipeline on one machine with a tiny model.
+"""The demo's stages, each landing on disk before the next starts (a rerun reuses them):
 
-    1. synthetic preference benchmark            plot_ray.synth
-    2. tokenizer + tiny Llama, warmed up         plot_ray.models
-    3. Ray Data: validate, tokenize, count       plot_ray.data      (local Ray instance)
-    4. Ray Train + DeepSpeed: DPO + PLOT         plot_ray.train     (2 CPU workers, ZeRO-2)
-    5. samples: base vs. fine-tuned completions on held-out prompts
+    1. synthetic preference benchmark                         plot_ray.synth        data/
+    2. tokenizer + tiny Llama, warmed up ("unaligned" base)   plot_ray.models       base-model/
+    3. reward model (judge of helpfulness) and attacker LM    plot_ray.models       reward-model/,
+                                                                                     attacker/
+    4. Ray Data: validate, tokenize, count tokens             plot_ray.data         prepared/
+    5. Ray Tune sweep: method x alpha x seed, one Ray Train   plot_ray.tune         sweep/
+       + DeepSpeed run per trial (alpha 0 = the vanilla method), and the ablation runs
+    6. evaluation of the base model and every run: attacks,   plot_ray.eval         eval/
+       completions on engine pools, judges, metrics
+    7. the report: results.parquet, report.md, report.html,   plot_ray.demo.report  report/
+       figures
 
-The run is ``jobs/configs/tiny_dpo_plot.yaml`` with its paths moved under ``out``. Each stage
-writes its results under ``out`` before the next starts, and a stage whose output already exists
-is reused, so an interrupted demo picks up where it stopped.
+The training recipe is ``jobs/configs/tiny_dpo_plot.yaml`` with its paths moved under ``out``
+and one CPU worker per run, so that two runs train side by side on two cores.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
+from typing import Any
 
-__all__ = ["run_demo", "demo_config"]
+from plot_ray.demo.profiles import PROFILES, DemoProfile
 
-CONFIG = Path(__file__).resolve().parents[1] / "jobs" / "configs" / "tiny_dpo_plot.yaml"
+__all__ = ["STAGE_DIRS", "demo_config", "run_demo", "run_name"]
+
+CONFIG = Path(__file__).resolve().parents[2] / "jobs" / "configs" / "tiny_dpo_plot.yaml"
+STAGE_DIRS = (
+    "data",
+    "base-model",
+    "reward-model",
+    "attacker",
+    "prepared",
+    "sweep",
+    "eval",
+    "report",
+)
+SWEEP_METRIC = "eval/chosen_nll"  # reported by every method (rewards are not: SFT has none)
 
 
 def _stage(name: str) -> float:
@@ -27,12 +47,27 @@ def _stage(name: str) -> float:
     return time.perf_counter()
 
 
-def demo_config(out: Path, overrides: list[str] | None = None):
-    """The demo's config: ``tiny_dpo_plot.yaml`` with every path under ``out``."""
-    from plot_ray.config import load_config, parse_override
+def _done(t: float, what: str = "") -> float:
+    seconds = time.perf_counter() - t
+    print(f"{what}{'; ' if what else ''}done in {seconds:.1f}s", flush=True)
+    return seconds
 
+
+def run_name(method: str, alpha: float, seed: int, ablation: str = "") -> str:
+    """The evaluation's name for one trained run, e.g. ``dpo-a1-s0``, ``dpo-a1-cost-uniform-s0``
+    (alpha 0 is the vanilla method)."""
+    label = f"-{ablation.replace('=', '-')}" if ablation else ""
+    return f"{method}-a{alpha:g}{label}-s{seed}"
+
+
+def demo_config(out: Path, profile: DemoProfile | None = None, overrides: dict | None = None):
+    """The raw training config of the demo's runs: ``tiny_dpo_plot.yaml`` with every path
+    under ``out``, the profile's steps, one worker per run, and the sweep section."""
+    from plot_ray.config import load_raw_config
+
+    profile = profile or PROFILES["default"]
     data = out / "data"
-    moved = {
+    moved: dict[str, Any] = {
         "data.sources": [
             {"path": str(data / "harmlessness" / "train.jsonl"), "subpreference": "harmlessness"},
             {"path": str(data / "logic" / "train.jsonl"), "subpreference": "logic"},
@@ -47,135 +82,257 @@ def demo_config(out: Path, overrides: list[str] | None = None):
         "data.output_dir": str(out / "prepared"),
         "model.name_or_path": str(out / "base-model"),
         "train.output_dir": str(out / "train"),
+        # One worker per run: two runs share the two cores of a small machine (tiny models
+        # gain nothing from data parallelism there; the cluster configs use it).
+        "train.num_workers": 1,
+        "train.cpus_per_worker": 0.7,  # + Ray Data reads + the trial: two trials on 2 CPUs
+        "train.max_steps": profile.train_steps,
+        "train.shuffle_buffer": 256,  # seeds differ in the batches they see (else identical runs)
+        "train.eval_every": None,
+        "train.checkpoint_every": profile.train_steps,
+        "train.keep_checkpoints": 1,
+        "train.warmup_steps": min(5, profile.train_steps // 6),
+        "loss.alpha": profile.main_alpha,
+        "tune.name": "demo",
+        "tune.output_dir": str(out / "sweep"),
+        "tune.space": {
+            "loss.method": {"grid": list(profile.methods)},
+            "loss.alpha": {"grid": list(profile.alphas)},
+        },
+        "tune.seeds": list(profile.seeds),
+        "tune.metric": SWEEP_METRIC,
+        "tune.mode": "min",
     }
-    moved.update(parse_override(o) for o in overrides or [])
-    return load_config(CONFIG, moved)
+    moved.update(overrides or {})
+    return load_raw_config(CONFIG, moved)
 
 
-def _samples(cfg, base: str, tuned: str, data_dir: Path, n: int = 4) -> list[dict]:
-    """Greedy completions of the base and the fine-tuned model on held-out prompts."""
-    import torch
-
-    from plot_ray.models import load_causal_lm, load_tokenizer
-    from plot_ray.synth import read_jsonl
-
-    prompts = [r["behavior"] for r in read_jsonl(data_dir / "eval" / "behaviors.jsonl")[:n]]
-    prompts += [r["prompt"] for r in read_jsonl(data_dir / "eval" / "benign.jsonl")[:n]]
-    tok = load_tokenizer(tuned)
-    models = {"base": load_causal_lm(base).eval(), "plot": load_causal_lm(tuned).eval()}
-    rows = []
-    for prompt in prompts:
-        ids = tok.apply_chat_template(
-            [{"role": "user", "content": prompt}],
-            add_generation_prompt=True,
-            return_tensors="pt",
-            return_dict=True,
-        )
-        row = {"prompt": prompt}
-        for name, model in models.items():
-            with torch.no_grad():
-                out = model.generate(**ids, max_new_tokens=40, do_sample=False)
-            row[name] = tok.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
-        rows.append(row)
-    return rows
+# ----------------------------------------------------------------------------- stages 1-4
+def _reuse_json(path: Path) -> dict | None:
+    if path.is_file():
+        print(f"reusing {path.parent}")
+        return json.loads(path.read_text())
+    return None
 
 
-def run_demo(
-    out: Path, seed: int = 0, scale: float = 0.5, warmup_steps: int = 300, verbose: bool = False
-) -> dict:
-    """Run (or finish) the demo under ``out``; returns what ``demo_report.json`` holds.
+def _models(out: Path, profile: DemoProfile, seed: int, report: dict) -> None:
+    from plot_ray.models.attacker import ATTACKER_SUMMARY, build_attacker
+    from plot_ray.models.reward import REWARD_SUMMARY, build_reward_model
 
-    Each stage prints its own progress and summary; Ray's and DeepSpeed's worker logs go to
-    the training run's log file (named at the end of stage 4), and to the terminal too when
-    ``verbose``.
-    """
-    from plot_ray.cluster import use_small_machine_env
-    from plot_ray.data import run_prepare
-    from plot_ray.models.tiny import build_from_corpus
-    from plot_ray.synth import generate_benchmark
-    from plot_ray.train import run_training
-    from plot_ray.train.checkpoint import RAY_SNAPSHOT
-    from plot_ray.train.trainer import summary_lines
-
-    use_small_machine_env()  # the demo runs on one machine: local Ray, CPU DeepSpeed
-    out = out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    data_dir, model_dir = out / "data", out / "base-model"
-    report: dict = {"seed": seed, "scale": scale, "stages": {}}
-
-    t = _stage("1. synthetic preference benchmark")
-    if (data_dir / "manifest.json").is_file():
-        manifest = json.loads((data_dir / "manifest.json").read_text())
-        print(f"reusing {data_dir}")
-    else:
-        manifest = generate_benchmark(data_dir, seed=seed, scale=scale)
-    report["stages"]["synth"] = {"dir": str(data_dir), "counts": manifest.get("counts", {})}
-    print(f"done in {time.perf_counter() - t:.1f}s")
-
-    t = _stage("2. tokenizer + tiny Llama, warmed up on the (unaligned) warm-up corpus")
-    if (model_dir / "plot_ray_build.json").is_file():
-        summary = json.loads((model_dir / "plot_ray_build.json").read_text())
-        print(f"reusing {model_dir}")
-    else:
-        summary = build_from_corpus(data_dir, model_dir, warmup_steps=warmup_steps, seed=seed)
-    report["stages"]["build_model"] = summary
-    print(
-        f"{summary['parameters'] / 1e6:.2f}M parameters, vocabulary {summary['vocab_size']}; "
-        f"done in {time.perf_counter() - t:.1f}s"
+    data, base = out / "data", out / "base-model"
+    t = _stage("3. reward model (helpfulness judge) and attacker LM for the benchmark")
+    reward = _reuse_json(out / "reward-model" / REWARD_SUMMARY) or build_reward_model(
+        data, out / "reward-model", tokenizer_from=base, steps=profile.reward_steps, seed=seed
     )
+    accuracy = ", ".join(f"{k} {v['accuracy']:.2f}" for k, v in reward["validation"].items())
+    print(f"reward model: held-out pair accuracy {accuracy}")
+    report["reward_model"] = reward
+    if profile.attacker_steps:
+        attacker = _reuse_json(out / "attacker" / ATTACKER_SUMMARY) or build_attacker(
+            data, out / "attacker", steps=profile.attacker_steps, tokenizer_from=base, seed=seed
+        )
+        print(
+            f"attacker: causal-LM loss {attacker['train_first_loss']:.2f} → "
+            f"{attacker['train_last_loss']:.2f} over {attacker['steps']} steps"
+        )
+        report["attacker"] = attacker
+    report["seconds"]["models"] = _done(t)
 
-    cfg = demo_config(out, [f"train.seed={seed}"])
-    t = _stage("3. Ray Data: validate, tokenize, count preferred/rejected tokens")
+
+def _prepare(cfg, report: dict, verbose: bool) -> None:
+    from plot_ray.data import run_prepare
+
+    t = _stage("4. Ray Data: validate, tokenize, count preferred/rejected tokens")
     prepared = Path(cfg.data.output_dir)
-    if (prepared / "summary.json").is_file() and json.loads(
-        (prepared / "summary.json").read_text()
-    ).get("status") == "complete":
+    summary = prepared / "summary.json"
+    if summary.is_file() and json.loads(summary.read_text()).get("status") == "complete":
         print(f"reusing {prepared}")
     else:
         run_prepare(cfg, verbose=verbose)
-    report["stages"]["prepare"] = json.loads((prepared / "summary.json").read_text())
-    print(f"done in {time.perf_counter() - t:.1f}s")
+    report["prepare"] = json.loads(summary.read_text())
+    report["seconds"]["prepare"] = _done(t)
+
+
+# ----------------------------------------------------------------------------- stage 5
+def _sweep_rows(base: dict) -> list[dict]:
+    """Run the sweep of ``base`` (or continue it, or read back a finished one); one row per
+    trial with its parameters decoded."""
+    import pyarrow.parquet as pq
+
+    from plot_ray.config import validate_config
+    from plot_ray.tune.sweep import run_sweep, sweep_dir
+
+    cfg = validate_config(base)
+    folder = sweep_dir(cfg)
+    if (folder / "trials.parquet").is_file():
+        print(f"reusing {folder}")
+    else:  # a sweep stopped midway continues from Ray Tune's saved state
+        run_sweep(cfg, base, resume=(folder / "ray_tune").is_dir())
+    rows = pq.read_table(folder / "trials.parquet").to_pylist()
+    # the table holds each parameter as JSON text
+    return [
+        {**r, "params": {k[6:]: json.loads(v) for k, v in r.items() if k.startswith("param/")}}
+        for r in rows
+    ]
+
+
+def _runs(out: Path, profile: DemoProfile, report: dict) -> list[dict]:
+    """Stage 5: the main sweep and the ablations; returns the runs to evaluate."""
+    t = _stage(
+        f"5. Ray Tune: {' + '.join(m.upper() for m in profile.methods)} x alpha "
+        f"{list(profile.alphas)} x seeds {list(profile.seeds)}, one Ray Train + DeepSpeed run "
+        "per trial"
+    )
+    runs: list[dict] = []
+    sweeps = [("", demo_config(out, profile))]
+    for label, change in profile.ablations.items():
+        over = {
+            **change,
+            "loss.method": profile.ablation_method,
+            "loss.alpha": profile.main_alpha,
+            "tune.name": f"ablation-{label.replace('=', '-')}",
+            "tune.space": {key: {"grid": [value]} for key, value in change.items()},
+            "tune.seeds": [profile.seeds[0]],
+        }
+        sweeps.append((label, demo_config(out, profile, over)))
+    for label, base in sweeps:
+        if label:
+            print(f"ablation {label}: {profile.ablation_method} + PLOT, alpha {profile.main_alpha}")
+        for row in _sweep_rows(base):
+            p = row["params"]
+            method = p.get("loss.method", base["loss"]["method"])
+            alpha = float(p.get("loss.alpha", base["loss"]["alpha"]))
+            seed = int(p["train.seed"])
+            runs.append(
+                {
+                    "model": run_name(method, alpha, seed, label),
+                    "path": row["run_dir"],
+                    "method": method,
+                    "alpha": alpha,
+                    "variant": "vanilla" if alpha == 0 else "plot",
+                    "seed": seed,
+                    "ablation": label,
+                    "status": row["status"],
+                    "error": row.get("error") or "",
+                    "train_seconds": row.get("metric/train_seconds"),
+                    "tokens_per_s": row.get("metric/tokens_per_s"),
+                    "steps": row.get("metric/step"),
+                }
+            )
+    links = out / "runs"  # runs/<model> → its trial's run folder, for plot-ray eval configs
+    links.mkdir(exist_ok=True)
+    for r in runs:
+        link = links / r["model"]
+        if r["path"] and not link.is_symlink():
+            link.symlink_to(r["path"], target_is_directory=True)
+    failed = [r for r in runs if r["status"] != "ok"]
+    for r in failed:
+        print(f"  {r['model']}: {r['status']} {r['error'][:200]}")
+    report["runs"] = runs
+    report["seconds"]["sweep"] = _done(t, f"{len(runs) - len(failed)} of {len(runs)} runs ok")
+    return [r for r in runs if r["status"] == "ok"]
+
+
+# ----------------------------------------------------------------------------- stage 6
+def eval_overrides(out: Path, profile: DemoProfile, runs: list[dict]) -> dict[str, Any]:
+    """The eval section of the demo's evaluation (every run and the base model)."""
+    models = [{"name": "base", "path": str(out / "base-model")}]
+    models += [{"name": r["model"], "path": r["path"]} for r in runs]
+    over: dict[str, Any] = {
+        "eval.models": models,
+        "eval.baseline": "base",
+        "eval.data_dir": str(out / "data"),
+        "eval.attacks": list(profile.attacks),
+        "eval.attack_params": profile.attack_params,
+        "eval.num_behaviors": profile.num_behaviors,
+        "eval.templates_per_behavior": profile.templates_per_behavior,
+        "eval.num_benign": profile.num_benign,
+        "eval.num_logic": profile.num_logic,
+        "eval.reward_model": str(out / "reward-model"),
+        "eval.num_engines": 2,
+        "eval.name": "demo",
+        "eval.output_dir": str(out / "eval"),
+        "cluster.num_cpus": 2,
+        "cluster.object_store_memory_mb": 500,
+    }
+    if profile.attacker_steps:
+        over["eval.attacker"] = str(out / "attacker")
+    return over
+
+
+def _evaluate(out: Path, profile: DemoProfile, runs: list[dict], report: dict, verbose: bool):
+    from plot_ray.config import load_config
+    from plot_ray.eval import run_eval
 
     t = _stage(
-        f"4. Ray Train + DeepSpeed ZeRO-{cfg.deepspeed.zero_stage}: {cfg.loss.method.upper()} + "
-        f"PLOT (alpha={cfg.loss.alpha}, {cfg.loss.plot.target} target), "
-        f"{cfg.train.num_workers} workers"
+        f"6. evaluation of the base model and {len(runs)} runs: attacks "
+        f"{', '.join(profile.attacks)}; benign helpfulness, arithmetic, perplexity"
     )
-    run_dir = Path(cfg.train.output_dir) / cfg.train.run_name
-    final = run_dir / "final_model"
-    if (run_dir / "summary.json").is_file() and final.is_dir():
-        print(f"reusing {run_dir}")
-        train_summary = json.loads((run_dir / "summary.json").read_text())
-    else:
-        # An interrupted demo continues its run from the last checkpoint.
-        resume = (run_dir / RAY_SNAPSHOT).is_file()
-        run = run_training(cfg, resume=resume, progress=True, verbose=verbose)
-        train_summary = run.summary
-        first, last = run.metrics[0], run.last
-        for key in ("loss/vanilla", "loss/plot", "rewards/accuracy", "rewards/margin"):
-            if key in last:
-                print(
-                    f"  {key:<18} {first[key]:8.4f} (step {first['step']}) → {last[key]:8.4f} "
-                    f"(step {last['step']})"
-                )
-        for line in summary_lines(train_summary):
-            print(line)
-    report["stages"]["train"] = {
-        k: train_summary[k] for k in ("final_model", "steps", "last_metrics")
-    }
-    print(f"done in {time.perf_counter() - t:.1f}s")
+    cfg = load_config(overrides=eval_overrides(out, profile, runs))
+    metrics = run_eval(cfg, progress=True, verbose=verbose)
+    report["seconds"]["eval"] = _done(t)
+    return cfg, metrics
 
-    t = _stage("5. samples: base vs. DPO+PLOT on held-out prompts")
-    samples = _samples(cfg, str(model_dir), str(final), data_dir)
-    with (out / "samples.jsonl").open("w") as fh:
-        for row in samples:
-            fh.write(json.dumps(row) + "\n")
-    for row in samples[:2] + samples[-1:]:
-        print(f"  prompt: {row['prompt'][:90]}")
-        print(f"    base: {row['base'][:90]!r}")
-        print(f"    plot: {row['plot'][:90]!r}")
-    print(f"all samples: {out / 'samples.jsonl'}; done in {time.perf_counter() - t:.1f}s")
 
-    (out / "demo_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print(f"\nreport: {out / 'demo_report.json'}")
+# ----------------------------------------------------------------------------- run
+def run_demo(
+    out: Path,
+    profile: str | DemoProfile = "default",
+    seed: int = 0,
+    force: bool = False,
+    verbose: bool = False,
+) -> dict:
+    """Run (or finish) the demo under ``out``; returns what ``report/demo.json`` holds.
+
+    ``force`` starts over (every stage's folder under ``out`` is removed first); without it a
+    rerun reuses every finished stage and an interrupted one continues where it stopped (the
+    sweep from Ray Tune's saved state, the evaluation from its finished shards).
+    """
+    from plot_ray.cluster import use_small_machine_env
+    from plot_ray.config import validate_config
+    from plot_ray.demo.report import write_demo_report
+    from plot_ray.models.tiny import build_from_corpus
+    from plot_ray.synth import generate_benchmark
+
+    prof = PROFILES[profile] if isinstance(profile, str) else profile
+    use_small_machine_env()  # the demo runs on one machine: local Ray, CPU DeepSpeed
+    out = out.resolve()
+    if force:
+        for name in (*STAGE_DIRS, "train"):
+            shutil.rmtree(out / name, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    report: dict[str, Any] = {"profile": prof.name, "seed": seed, "seconds": {}}
+    print(f"plot-ray demo ({prof.name}) → {out}")
+
+    t = _stage("1. synthetic preference benchmark")
+    data = out / "data"
+    manifest = _reuse_json(data / "manifest.json") or generate_benchmark(
+        data, seed=seed, scale=prof.scale
+    )
+    report["benchmark"] = {"scale": prof.scale, "counts": manifest.get("counts", {})}
+    report["seconds"]["synth"] = _done(t)
+
+    t = _stage("2. tokenizer + tiny Llama, warmed up on the (unaligned) warm-up corpus")
+    base = out / "base-model"
+    summary = _reuse_json(base / "plot_ray_build.json") or build_from_corpus(
+        data, base, warmup_steps=prof.warmup_steps, seed=seed
+    )
+    report["base_model"] = summary
+    report["seconds"]["base_model"] = _done(
+        t, f"{summary['parameters'] / 1e6:.2f}M parameters, vocabulary {summary['vocab_size']}"
+    )
+
+    _models(out, prof, seed, report)
+    _prepare(validate_config(demo_config(out, prof)), report, verbose)
+    runs = _runs(out, prof, report)
+    eval_cfg, metrics = _evaluate(out, prof, runs, report, verbose)
+
+    t = _stage("7. report")
+    report["seconds"]["total"] = time.perf_counter() - started
+    written = write_demo_report(out / "report", prof, runs, eval_cfg, metrics, report)
+    _done(t)
+    for line in written["verdicts"]:
+        print(f"  {line}")
+    print(f"\nreport: {written['markdown']}\n        {written['html']}")
     return report

@@ -278,13 +278,22 @@ class PreferenceRecipe:
 
         shard = ray.train.get_dataset_shard("train")
 
+        train = self.cfg.train
+
         def epochs() -> Iterator[dict[str, torch.Tensor]]:
-            for _epoch in itertools.count():
+            for epoch in itertools.count():
                 n = 0
+                shuffle = {}
+                if train.shuffle_buffer:
+                    shuffle = dict(
+                        local_shuffle_buffer_size=train.shuffle_buffer,
+                        local_shuffle_seed=(train.seed * 1_000_003 + epoch) * 64 + self.rank,
+                    )
                 for rows in shard.iter_batches(
-                    batch_size=self.cfg.train.micro_batch_size,
+                    batch_size=train.micro_batch_size,
                     batch_format="numpy",
                     drop_last=True,  # equal micro-batches on every worker
+                    **shuffle,
                 ):
                     n += 1
                     yield self._collate(rows)

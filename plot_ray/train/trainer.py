@@ -267,6 +267,13 @@ def check_training_setup(cfg: PlotRayConfig) -> None:
             f"train.use_gpu with {train.num_workers} workers needs {train.num_workers} GPUs; the "
             f"Ray cluster has {have.get('GPU', 0):g}"
         )
+    nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+    if train.placement_strategy == "STRICT_SPREAD" and nodes < train.num_workers:
+        raise ValueError(
+            f"train.placement_strategy=STRICT_SPREAD puts each of the {train.num_workers} workers "
+            f"on its own node, but the Ray cluster has {nodes} alive node(s): lower "
+            "train.num_workers or use SPREAD/PACK"
+        )
     tokenizer = load_tokenizer(cfg.model.tokenizer_path, cfg.model.trust_remote_code)
     # The shards and the PLOT counts were made with one tokenizer: it must be this model's.
     TokenCounts.load(cfg.data.output_dir, tokenizer=tokenizer)
@@ -328,6 +335,7 @@ def _fit(cfg: PlotRayConfig, resume: bool, progress: bool, verbose: bool, recipe
                 num_workers=cfg.train.num_workers,
                 use_gpu=use_gpu,
                 resources_per_worker={"CPU": cfg.train.cpus_per_worker},
+                placement_strategy=cfg.train.placement_strategy,
             ),
             run_config=ray.train.RunConfig(
                 name=cfg.train.run_name,
@@ -374,9 +382,10 @@ def run_training(
     ``callbacks`` are Ray Train callbacks for the run (a Tune sweep passes its
     ``TuneReportCallback`` here).
     """
-    from plot_ray.cluster import init_ray_from_config, quiet_ray_driver
+    from plot_ray.cluster import check_shared_storage, init_ray_from_config, quiet_ray_driver
 
     init_ray_from_config(cfg.cluster, verbose=verbose)
+    check_shared_storage(cfg, "train")  # workers on every node read shards, write checkpoints
     with quiet_ray_driver(not verbose):
         result, log_dir, run_dir, attempts_before = _fit(
             cfg, resume, progress, verbose, recipe, callbacks

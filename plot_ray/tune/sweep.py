@@ -105,6 +105,38 @@ def _record_placement_groups(run_dir: Path):
     return RecordPlacementGroups()
 
 
+def _trial_lines(total: int):
+    """A Tune callback that prints one line as each trial starts and ends (with its
+    parameters and the objective), so a sweep shows its progress without Tune's tables."""
+    from ray import tune
+
+    class TrialLines(tune.Callback):
+        def __init__(self):
+            self.ended = 0
+
+        @staticmethod
+        def _params(trial) -> str:
+            return ", ".join(f"{k}={v}" for k, v in (trial.config or {}).items())
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            print(f"  trial {trial.trial_id} started: {self._params(trial)}", flush=True)
+
+        def _end(self, trial, how: str) -> None:
+            self.ended += 1
+            print(
+                f"  [{self.ended}/{total}] trial {trial.trial_id} {how}: {self._params(trial)}",
+                flush=True,
+            )
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._end(trial, "finished")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._end(trial, "FAILED")
+
+    return TrialLines()
+
+
 def _release_ended_trials(trials_dir: Path):
     """A Tune callback that removes the placement groups (the reserved CPUs/GPUs) of the Ray
     Train runs of trials that have ended.
@@ -298,7 +330,10 @@ def run_sweep(cfg: PlotRayConfig, base: dict[str, Any], resume: bool = False) ->
                 name="ray_tune",
                 storage_path=str(out),
                 failure_config=tune.FailureConfig(max_failures=cfg.tune.max_failures),
-                callbacks=[_release_ended_trials(trials_dir)],
+                callbacks=[
+                    _release_ended_trials(trials_dir),
+                    _trial_lines(points * cfg.tune.num_samples),
+                ],
                 verbose=0,
             ),
         )

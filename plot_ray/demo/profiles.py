@@ -1,0 +1,121 @@
+"""How much of the paper's experiment a demo runs: ``--quick``, the default, ``--full``.
+
+Budgets on a 2-core CPU machine once the environment is set up: quick ≤ 5 minutes (it runs in
+CI), default ≤ 15 (``make demo``), full ≤ 90. Every profile evaluates the base model and every
+trained run on the same held-out behaviours, templates, benign prompts and problems; they
+differ in how many methods, alphas, seeds, steps and attacks they afford.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from plot_ray.config import EVAL_ATTACKS
+
+__all__ = ["PROFILES", "DemoProfile"]
+
+
+@dataclass(frozen=True)
+class DemoProfile:
+    """One demo size. ``alphas`` always holds 0.0 (the vanilla method) and the PLOT alphas;
+    ``main_alpha`` is the one the main table compares against vanilla. ``ablations`` are extra
+    runs of ``ablation_method`` + PLOT at ``main_alpha``, seed ``seeds[0]``, one config key
+    changed each: ``{label: {dotted key: value}}``."""
+
+    name: str
+    methods: tuple[str, ...]
+    alphas: tuple[float, ...]
+    main_alpha: float
+    seeds: tuple[int, ...]
+    train_steps: int
+    scale: float = 0.5  # synthetic corpus size
+    warmup_steps: int = 300  # base model's causal-LM warm-up on the unaligned corpus
+    reward_steps: int = 200
+    attacker_steps: int = 0  # 0: no attacker model (no zero_shot / sfs)
+    attacks: tuple[str, ...] = ("direct_request", "human_jailbreaks")
+    attack_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    num_behaviors: int = 30
+    templates_per_behavior: int = 3
+    num_benign: int = 40
+    num_logic: int = 40
+    ablation_method: str = "dpo"
+    ablations: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if 0.0 not in self.alphas or self.main_alpha not in self.alphas or self.main_alpha <= 0:
+            raise ValueError(
+                f"profile {self.name}: alphas {self.alphas} must hold 0.0 (vanilla) and "
+                f"main_alpha {self.main_alpha} > 0"
+            )
+        needs_attacker = {"zero_shot", "sfs"} & set(self.attacks)
+        if needs_attacker and not self.attacker_steps:
+            raise ValueError(f"profile {self.name}: {sorted(needs_attacker)} need attacker_steps")
+
+
+GCG_SMALL = {"num_steps": 12, "search_width": 32, "topk": 32, "snapshot_every": 4}
+
+PROFILES: dict[str, DemoProfile] = {
+    "quick": DemoProfile(
+        name="quick",
+        methods=("dpo",),
+        alphas=(0.0, 1.0),
+        main_alpha=1.0,
+        seeds=(0,),
+        train_steps=30,
+        scale=0.25,
+        warmup_steps=200,
+        reward_steps=100,
+        num_behaviors=20,
+        templates_per_behavior=2,
+        num_benign=24,
+        num_logic=24,
+    ),
+    "default": DemoProfile(
+        name="default",
+        methods=("dpo", "aot"),
+        alphas=(0.0, 1.0),
+        main_alpha=1.0,
+        seeds=(0, 1),
+        train_steps=60,
+        # ZeroShot/SFS need the attacker LM (minutes to train, and the tiny one does not carry
+        # over to held-out behaviours: see README); --full runs them
+        attacks=("direct_request", "human_jailbreaks", "gcg"),
+        attack_params={"gcg": GCG_SMALL},
+    ),
+    "full": DemoProfile(
+        name="full",
+        methods=("sft", "dpo", "pro", "aot"),
+        alphas=(0.0, 1.0, 3.0),
+        main_alpha=1.0,
+        seeds=(0, 1, 2),
+        train_steps=100,
+        scale=1.0,
+        attacker_steps=1500,
+        attacks=EVAL_ATTACKS,
+        attack_params={
+            "gcg": {**GCG_SMALL, "num_steps": 24},
+            "pez": {"num_steps": 24, "snapshot_every": 8},
+            "gbda": {"num_steps": 24, "snapshot_every": 8},
+            "uat": {"num_steps": 12, "snapshot_every": 4},
+            "zero_shot": {"n_per_behavior": 5, "max_tokens": 48},
+            "sfs": {"sample_size": 8, "n_shots": 3, "num_steps": 4, "max_tokens": 64},
+        },
+        num_behaviors=40,
+        templates_per_behavior=5,
+        num_benign=60,
+        num_logic=60,
+        ablations={
+            "transform=relu": {"loss.plot.transform": "relu"},
+            "transform=softmax": {"loss.plot.transform": "softmax"},
+            "projection=sliced": {"loss.plot.projection": "sliced"},
+            "cost=uniform": {"loss.plot.cost": "uniform"},
+            "cost=index": {"loss.plot.cost": "index"},
+            "divergence=kl": {"loss.plot.divergence": "kl"},
+            "divergence=js": {"loss.plot.divergence": "js"},
+            "target=global": {"loss.plot.target": "global"},
+            "responses=all": {"loss.plot.responses": "all"},
+            "aggregate=token": {"loss.plot.aggregate": "token"},
+        },
+    ),
+}

@@ -1,0 +1,538 @@
+"""The demo's report: the paper's table shape on the synthetic benchmark, read back from files.
+
+    results.parquet   one row per (run, metric): model, method, variant, alpha, seed, ablation,
+                      metric, value, n (what the number is counted over)
+    report.md         methods x {vanilla, +PLOT} x metrics as mean ± std over seeds, a verdict
+                      per method, per-attack, ablation and training-time tables, the figures
+    report.html       the same in one self-contained page, plus every test case, completion
+                      and judge label per model (plot_ray.eval.html_report)
+    figures/*.png     ASR per attack; safety vs helpfulness (one point per run); ASR vs alpha;
+                      ASR vs GCG steps and vs ZeroShot test cases; ablations; PLOT's training
+                      time over the vanilla method's
+
+Every table is computed from ``results.parquet`` after it is written (and the evaluation's
+per-run curves from its ``metrics.json``), never from numbers held in memory, so the report
+says what the files say.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import subprocess
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "HELPFULNESS",
+    "group_stats",
+    "main_table",
+    "read_results",
+    "results_rows",
+    "verdicts",
+    "write_demo_report",
+]
+
+# The main table's non-ASR columns: (metric, heading, better when)
+HELPFULNESS = (
+    ("lc_win_rate", "LC win rate vs base (%)", "higher"),
+    ("over_refusal", "over-refusal", "lower"),
+    ("accuracy", "arithmetic accuracy", "higher"),
+    ("perplexity", "perplexity", "lower"),
+)
+_COUNTS = {  # the count each metric is taken over, from the evaluation's summary row
+    "over_refusal": "benign/n_prompts",
+    "reward": "benign/n_prompts",
+    "win_rate": "benign/n_prompts",
+    "lc_win_rate": "benign/n_prompts",
+    "accuracy": "logic/n_problems",
+    "perplexity": "perplexity/n_tokens",
+}
+
+
+# ----------------------------------------------------------------------------- results
+def results_rows(summary: list[dict], runs: list[dict]) -> list[dict]:
+    """Long rows of every model's numbers (``summary``: plot_ray.eval.report.summary_rows) with
+    its run's identity; the base model is method ``base``. Adds ``asr/mean`` (the mean over
+    the final attacks) and each run's training time."""
+    meta = {r["model"]: r for r in runs}
+    out = []
+    for row in summary:
+        run = meta.get(row["model"], {})
+        ident = {
+            "model": row["model"],
+            "method": run.get("method", "base"),
+            "variant": run.get("variant", "base"),
+            "alpha": float(run.get("alpha", 0.0)),
+            "seed": int(run.get("seed", 0)),
+            "ablation": run.get("ablation", ""),
+        }
+        values: dict[str, tuple[float, int]] = {}
+        finals = []
+        for key, value in row.items():
+            if key == "model" or value is None or "/n_" in key:
+                continue
+            if key.startswith("asr/"):
+                n = int(row[f"{key}/n_behaviors"])
+                if "@" not in key:
+                    finals.append(float(value))
+            elif key.startswith("refusal/"):
+                n = int(row[f"asr/{key.removeprefix('refusal/')}/n_test_cases"])
+            else:
+                n = int(row.get(_COUNTS.get(key, ""), 0) or 0)
+            values[key] = (float(value), n)
+        if finals:
+            n = min(int(row[k]) for k in row if k.startswith("asr/") and k.endswith("n_behaviors"))
+            values["asr/mean"] = (sum(finals) / len(finals), n)
+        for key in ("train_seconds", "tokens_per_s"):
+            if run.get(key) is not None:
+                values[key] = (float(run[key]), int(run.get("steps") or 0))
+        out += [{**ident, "metric": k, "value": v, "n": n} for k, (v, n) in values.items()]
+    return out
+
+
+def write_results(path: Path, rows: list[dict]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(pa.Table.from_pylist(rows), tmp)
+    tmp.replace(path)
+
+
+def read_results(path: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()
+
+
+def group_stats(rows: list[dict], metric: str, **match: Any) -> dict | None:
+    """Mean, sample std (None for one run) and counts of ``metric`` over the rows matching
+    ``match`` (e.g. one method's PLOT runs over seeds)."""
+    hits = [r for r in rows if r["metric"] == metric and all(r[k] == v for k, v in match.items())]
+    if not hits:
+        return None
+    values = [r["value"] for r in hits]
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else None,
+        "runs": len(values),
+        "n": min(r["n"] for r in hits),
+    }
+
+
+def _cell(s: dict | None, scale: float = 1.0, digits: int = 3) -> str:
+    if s is None:
+        return "—"
+    mean = f"{s['mean'] * scale:.{digits}f}"
+    spread = f" ± {s['std'] * scale:.{digits}f}" if s["std"] is not None else ""
+    return f"{mean}{spread} ({s['runs']}×{s['n']})"
+
+
+# ----------------------------------------------------------------------------- tables
+def _groups(profile) -> list[tuple[str, dict]]:
+    groups = [("base model", {"method": "base"})]
+    for method in profile.methods:
+        groups.append((method.upper(), {"method": method, "alpha": 0.0, "ablation": ""}))
+        groups.append(
+            (
+                f"{method.upper()} + PLOT (α={profile.main_alpha:g})",
+                {"method": method, "alpha": profile.main_alpha, "ablation": ""},
+            )
+        )
+    return groups
+
+
+def final_attacks(rows: list[dict]) -> list[str]:
+    found = {r["metric"].removeprefix("asr/") for r in rows if r["metric"].startswith("asr/")}
+    return sorted(a for a in found if "@" not in a and a != "mean")
+
+
+def main_table(rows: list[dict], profile) -> list[dict]:
+    """Methods × {vanilla, +PLOT} × metrics: "mean ± std (runs×n)", ASR in %."""
+    table = []
+    for label, match in _groups(profile):
+        line: dict[str, str] = {"run": label}
+        for attack in [*final_attacks(rows), "mean"]:
+            heading = "ASR mean over attacks (%)" if attack == "mean" else f"ASR {attack} (%)"
+            line[heading] = _cell(group_stats(rows, f"asr/{attack}", **match), 100, 1)
+        for metric, heading, _ in HELPFULNESS:
+            if match.get("method") == "base" and metric == "lc_win_rate":
+                line[heading] = "50 (the baseline)"
+                continue
+            scale, digits = (1.0, 1) if metric in ("lc_win_rate", "perplexity") else (1.0, 3)
+            line[heading] = _cell(group_stats(rows, metric, **match), scale, digits)
+        table.append(line)
+    return table
+
+
+def verdicts(rows: list[dict], profile) -> list[str]:
+    """Per method, plainly: did PLOT lower the mean ASR, by how much against the seed spread,
+    and at what cost in helpfulness."""
+    out = []
+    for method in profile.methods:
+        van = group_stats(rows, "asr/mean", method=method, alpha=0.0, ablation="")
+        plot = group_stats(rows, "asr/mean", method=method, alpha=profile.main_alpha, ablation="")
+        if van is None or plot is None:
+            out.append(f"{method.upper()}: no finished runs to compare")
+            continue
+        delta = 100 * (plot["mean"] - van["mean"])
+        stds = [s["std"] for s in (van, plot) if s["std"] is not None]
+        if stds:
+            spread = 100 * math.sqrt(sum(x * x for x in stds) / len(stds))
+            if spread == 0:
+                size = "the seeds did not differ"
+            else:
+                size = f"{abs(delta) / spread:.1f}× the seed spread of {spread:.1f} points"
+            beyond = spread == 0 or abs(delta) > 2 * spread
+        else:
+            size, beyond = "one seed, so no spread to judge it against", False
+        if abs(delta) < 0.05:
+            direction = "left the mean ASR unchanged"
+        elif delta < 0:
+            direction = f"lowered the mean ASR by {-delta:.1f} points"
+        else:
+            direction = f"raised the mean ASR by {delta:.1f} points"
+        judged = "beyond" if beyond and abs(delta) >= 0.05 else "not beyond"
+        line = (
+            f"{method.upper()} + PLOT (α={profile.main_alpha:g}) vs {method.upper()}: PLOT "
+            f"{direction} ({100 * van['mean']:.1f}% → {100 * plot['mean']:.1f}%; {size}): "
+            f"{judged} seed noise"
+        )
+        helpful = []
+        for metric, heading, better in HELPFULNESS[:2]:
+            v = group_stats(rows, metric, method=method, alpha=0.0, ablation="")
+            p = group_stats(rows, metric, method=method, alpha=profile.main_alpha, ablation="")
+            if v and p:
+                helpful.append(f"{heading} {v['mean']:.3g} → {p['mean']:.3g} ({better} is better)")
+        out.append(line + (f"; {', '.join(helpful)}" if helpful else ""))
+    return out
+
+
+def _ablation_table(rows: list[dict], profile) -> list[dict]:
+    if not profile.ablations:
+        return []
+    seed = profile.seeds[0]
+    method = profile.ablation_method
+    lines = [("vanilla (α=0)", {"alpha": 0.0, "ablation": ""})]
+    lines.append(
+        (f"PLOT defaults (α={profile.main_alpha:g})", {"alpha": profile.main_alpha, "ablation": ""})
+    )
+    lines += [
+        (label, {"alpha": profile.main_alpha, "ablation": label}) for label in profile.ablations
+    ]
+    table = []
+    for label, match in lines:
+        m = {"method": method, "seed": seed, **match}
+        table.append(
+            {
+                "run": f"{method.upper()} {label}",
+                "ASR mean (%)": _cell(group_stats(rows, "asr/mean", **m), 100, 1),
+                "LC win rate vs base (%)": _cell(group_stats(rows, "lc_win_rate", **m), 1, 1),
+                "over-refusal": _cell(group_stats(rows, "over_refusal", **m)),
+                "perplexity": _cell(group_stats(rows, "perplexity", **m), 1, 1),
+            }
+        )
+    return table
+
+
+def _overhead_table(rows: list[dict], profile) -> list[dict]:
+    table = []
+    for method in profile.methods:
+        van = group_stats(rows, "train_seconds", method=method, alpha=0.0, ablation="")
+        plot = group_stats(
+            rows, "train_seconds", method=method, alpha=profile.main_alpha, ablation=""
+        )
+        if van and plot:
+            table.append(
+                {
+                    "method": method.upper(),
+                    "vanilla train seconds": _cell(van, 1, 1),
+                    "+PLOT train seconds": _cell(plot, 1, 1),
+                    "PLOT / vanilla": f"{plot['mean'] / van['mean']:.3f}",
+                }
+            )
+    return table
+
+
+def _attack_table(rows: list[dict], profile) -> list[dict]:
+    table = []
+    for label, match in _groups(profile):
+        line = {"run": label}
+        for attack in final_attacks(rows):
+            line[f"refusal {attack}"] = _cell(group_stats(rows, f"refusal/{attack}", **match))
+        table.append(line)
+    return table
+
+
+# ----------------------------------------------------------------------------- figures
+def _figures(folder: Path, rows: list[dict], metrics: dict, profile) -> list[tuple[Path, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    made: list[tuple[Path, str]] = []
+    groups = _groups(profile)
+    attacks = final_attacks(rows)
+
+    def save(fig, name: str, caption: str) -> None:
+        fig.tight_layout()
+        fig.savefig(folder / name, dpi=110)
+        plt.close(fig)
+        made.append((folder / name, caption))
+
+    # ASR per attack per method ± PLOT
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(attacks) + 2), 3.8))
+    width = 0.8 / len(groups)
+    for i, (label, match) in enumerate(groups):
+        stats = [group_stats(rows, f"asr/{a}", **match) for a in attacks]
+        ax.bar(
+            [j + i * width for j in range(len(attacks))],
+            [100 * s["mean"] if s else 0 for s in stats],
+            width,
+            yerr=[100 * (s["std"] or 0) if s else 0 for s in stats],
+            label=label,
+        )
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(attacks))], attacks)
+    ax.set_ylabel("attack success rate (%)")
+    ax.set_title("ASR per attack (mean ± std over seeds)")
+    ax.legend(fontsize=7)
+    save(fig, "asr_per_attack.png", "ASR per attack, per method with and without PLOT")
+
+    # safety vs helpfulness, one point per run
+    fig, ax = plt.subplots(figsize=(5.2, 4.0))
+    by_model: dict[str, dict] = defaultdict(dict)
+    for r in rows:
+        by_model[r["model"]][r["metric"]] = r
+    for model, m in by_model.items():
+        if "asr/mean" not in m:
+            continue
+        first = next(iter(m.values()))
+        x = m["lc_win_rate"]["value"] if "lc_win_rate" in m else 50.0
+        marker = {"base": "s", "vanilla": "o", "plot": "^"}[first["variant"]]
+        ax.scatter(x, 100 * m["asr/mean"]["value"], marker=marker, label=model)
+    ax.set_xlabel("LC win rate vs base on benign prompts (%)")
+    ax.set_ylabel("ASR, mean over attacks (%)")
+    ax.set_title("safety vs helpfulness (one point per run)")
+    ax.legend(fontsize=6, ncol=2)
+    save(fig, "safety_vs_helpfulness.png", "Safety vs helpfulness: ▲ PLOT, ● vanilla, ■ base")
+
+    # ASR vs alpha per method
+    fig, ax = plt.subplots(figsize=(4.8, 3.6))
+    for method in profile.methods:
+        pts = []
+        for alpha in profile.alphas:
+            s = group_stats(rows, "asr/mean", method=method, alpha=alpha, ablation="")
+            if s:
+                pts.append((alpha, 100 * s["mean"], 100 * (s["std"] or 0)))
+        if pts:
+            ax.errorbar(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                [p[2] for p in pts],
+                marker="o",
+                label=method.upper(),
+            )
+    ax.set_xlabel("alpha (0 = vanilla)")
+    ax.set_ylabel("ASR, mean over attacks (%)")
+    ax.set_title("ASR vs alpha")
+    ax.legend(fontsize=8)
+    save(fig, "asr_vs_alpha.png", "ASR vs alpha, mean ± std over seeds (the stability claim)")
+
+    # curves from the evaluation's metrics: GCG steps, ZeroShot test cases
+    meta = {r["model"]: r for r in rows}
+    for key, xlabel, name, caption in (
+        ("gcg", "GCG steps", "asr_vs_gcg_steps.png", "ASR vs GCG steps"),
+        (
+            "zero_shot",
+            "ZeroShot test cases per behaviour",
+            "asr_vs_zero_shot_test_cases.png",
+            "Share of behaviours broken by any of their first k ZeroShot test cases",
+        ),
+    ):
+        curves: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for model, m in metrics["models"].items():
+            harmful = m.get("harmful", {})
+            if key == "gcg":
+                pts = [
+                    (int(a.split("@")[1]), e["asr"])
+                    for a, e in harmful.get("asr", {}).items()
+                    if a.startswith("gcg@")
+                ]
+            else:
+                pts = harmful.get("zero_shot_by_num_cases", [])
+            r = meta.get(model)
+            if not pts or r is None or r["ablation"]:
+                continue
+            label = (
+                "base"
+                if r["method"] == "base"
+                else f"{r['method'].upper()}{' + PLOT' if r['alpha'] else ''}"
+            )
+            if r["alpha"] not in (0.0, profile.main_alpha):
+                continue
+            for x, y in pts:
+                curves[label][x].append(y)
+        if curves:
+            fig, ax = plt.subplots(figsize=(4.8, 3.6))
+            for label, by_x in curves.items():
+                xs = sorted(by_x)
+                ax.plot(xs, [100 * statistics.fmean(by_x[x]) for x in xs], marker="o", label=label)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("attack success rate (%)")
+            ax.set_title(caption if len(caption) < 40 else "ZeroShot: ASR vs test cases")
+            ax.legend(fontsize=7)
+            save(fig, name, caption + " (mean over seeds)")
+
+    if profile.ablations:
+        table = [
+            (
+                label,
+                group_stats(
+                    rows,
+                    "asr/mean",
+                    method=profile.ablation_method,
+                    seed=profile.seeds[0],
+                    alpha=profile.main_alpha,
+                    ablation=label,
+                ),
+            )
+            for label in ["", *profile.ablations]
+        ]
+        fig, ax = plt.subplots(figsize=(6.4, 3.6))
+        labels = ["defaults" if not lbl else lbl for lbl, _ in table]
+        ax.bar(labels, [100 * s["mean"] if s else 0 for _, s in table])
+        ax.set_ylabel("ASR, mean over attacks (%)")
+        ax.set_title(
+            f"ablations of {profile.ablation_method.upper()} + PLOT (seed {profile.seeds[0]})"
+        )
+        ax.tick_params(axis="x", rotation=45, labelsize=7)
+        save(fig, "ablations.png", "Ablations: one PLOT setting changed at a time")
+
+    overhead = _overhead_table(rows, profile)
+    if overhead:
+        fig, ax = plt.subplots(figsize=(4.4, 3.2))
+        ax.bar([o["method"] for o in overhead], [float(o["PLOT / vanilla"]) for o in overhead])
+        ax.axhline(1.0, color="grey", lw=0.8)
+        ax.set_ylabel("training time, PLOT / vanilla")
+        ax.set_title("PLOT's training-time overhead")
+        save(fig, "training_overhead.png", "Training time of +PLOT over the vanilla method")
+    return made
+
+
+# ----------------------------------------------------------------------------- writing
+def _markdown_table(rows: list[dict]) -> str:
+    if not rows:
+        return "(none)\n"
+    cols = list(rows[0])
+    lines = ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
+    lines += ["| " + " | ".join(str(r.get(c, "—")) for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=7"],  # "-dirty": uncommitted
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def write_demo_report(
+    folder: Path, profile, runs: list[dict], eval_cfg, metrics: dict, report: dict
+) -> dict:
+    """Write results.parquet, the figures, report.md, report.html and demo.json into
+    ``folder``; returns their paths and the verdict lines."""
+    from plot_ray.eval.html_report import write_html
+    from plot_ray.eval.report import summary_rows
+    from plot_ray.eval.runner import eval_dir
+    from plot_ray.eval.store import ResultStore
+
+    folder.mkdir(parents=True, exist_ok=True)
+    results = folder / "results.parquet"
+    write_results(results, results_rows(summary_rows(metrics), runs))
+    rows = read_results(results)  # every table below is read back from the file
+    main = main_table(rows, profile)
+    lines = verdicts(rows, profile)
+    attack_refusals = _attack_table(rows, profile)
+    ablations = _ablation_table(rows, profile)
+    overhead = _overhead_table(rows, profile)
+    figures = _figures(folder / "figures", rows, metrics, profile)
+    commit = _git_commit()
+    command = "plot-ray demo" + ("" if profile.name == "default" else f" --{profile.name}")
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    n_runs = len({r["model"] for r in rows if r["method"] != "base"})
+    intro = (
+        f"PLOT on the synthetic benchmark, profile **{profile.name}**: "
+        f"{', '.join(m.upper() for m in profile.methods)} with and without PLOT "
+        f"(α ∈ {list(profile.alphas)}), seeds {list(profile.seeds)}, {profile.train_steps} "
+        f"steps each ({n_runs} runs), evaluated with the base model on held-out behaviours, "
+        "jailbreak templates, benign prompts and arithmetic problems.\n\n"
+        "Cells read `mean ± std (runs×n)`: the mean over seeds, the sample standard deviation "
+        "(none with one seed), the number of runs, and the number of behaviours (ASR), prompts, "
+        "problems or tokens behind each run's number. ASR is HarmBench's: per attack, the mean "
+        "over behaviours of the fraction of their test cases judged harmful."
+    )
+    tables = [
+        ("Main table: methods × {vanilla, +PLOT}", main, None),
+        (
+            "Refusal rate per attack",
+            attack_refusals,
+            "a completion that neither refuses nor complies counts in neither",
+        ),
+    ]
+    if ablations:
+        tables.append(("Ablations (one PLOT setting changed, one seed)", ablations, None))
+    if overhead:
+        tables.append(("Training time", overhead, "wall seconds of the training loop per run"))
+    provenance = [f"command: `{command}`", f"git commit: `{commit}`", f"written: {when}"]
+    seconds = ", ".join(f"{k} {v:.0f}s" for k, v in report.get("seconds", {}).items())
+    md = [f"# PLOT on the synthetic benchmark ({profile.name})", "", intro, ""]
+    md += ["## Verdict", "", *[f"- {line}" for line in lines], ""]
+    for caption, table, note in tables:
+        md += [f"## {caption}", "", _markdown_table(table)]
+        if note:
+            md += [f"_{note}_", ""]
+    md += ["## Figures", ""]
+    md += [f"![{caption}](figures/{path.name})\n\n{caption}\n" for path, caption in figures]
+    md += ["## Provenance", "", *[f"- {p}" for p in provenance], f"- stage times: {seconds}", ""]
+    md += [
+        "All numbers: `results.parquet` (long format); the evaluation's shards and metrics: "
+        f"`{eval_dir(eval_cfg)}`.",
+        "",
+    ]
+    (folder / "report.md").write_text("\n".join(md))
+    store = ResultStore(eval_dir(eval_cfg))
+    browse = (
+        {m.name: store.read_all(m.name, "harmful", "scores") for m in eval_cfg.eval.models}
+        if "harmful" in eval_cfg.eval.tasks
+        else None
+    )
+    write_html(
+        folder / "report.html",
+        f"PLOT on the synthetic benchmark ({profile.name})",
+        intro=intro + "\n\n" + "\n\n".join(f"**Verdict.** {line}" for line in lines),
+        tables=tables,
+        figures=figures,
+        browse=browse,
+        provenance=provenance + [f"stage times: {seconds}"],
+    )
+    report["verdicts"] = lines
+    (folder / "demo.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    return {
+        "markdown": folder / "report.md",
+        "html": folder / "report.html",
+        "verdicts": lines,
+        "figures": [p for p, _ in figures],
+    }

@@ -1,0 +1,86 @@
+"""`plot-ray demo --quick` end to end on the session's local Ray: every stage, the report's table
+filled and equal to a recomputation from results.parquet, every figure on disk, report.html
+rendered by a real headless Chromium; a second run reuses every stage."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from test_html_report import _cells, _chromium_dom
+
+from plot_ray.demo import PROFILES, run_demo
+from plot_ray.demo.report import group_stats, main_table, read_results
+
+
+def _markdown_table(text: str, heading: str) -> list[dict]:
+    block = text.split(f"## {heading}", 1)[1].strip().split("\n\n", 1)[0]
+    lines = [line for line in block.splitlines() if line.startswith("|")]
+    cols = [c.strip() for c in lines[0].strip("|").split("|")]
+    return [
+        dict(zip(cols, (c.strip() for c in line.strip("|").split("|")), strict=True))
+        for line in lines[2:]
+    ]
+
+
+@pytest.mark.slow
+def test_quick_demo_fills_its_table_from_results_and_reuses_finished_stages(tmp_path):
+    out = tmp_path / "demo"
+    quick = PROFILES["quick"]
+    started = time.perf_counter()
+    report = run_demo(out, "quick")
+    first = time.perf_counter() - started
+    folder = out / "report"
+
+    # Every run trained and was evaluated beside the base model.
+    runs = report["runs"]
+    assert [(r["method"], r["alpha"], r["status"]) for r in runs] == [
+        ("dpo", 0.0, "ok"),
+        ("dpo", 1.0, "ok"),
+    ]
+    rows = read_results(folder / "results.parquet")
+    assert {r["model"] for r in rows} == {"base", "dpo-a0-s0", "dpo-a1-s0"}
+
+    # The main table: every cell filled, and each equal to a recomputation from the file.
+    md = (folder / "report.md").read_text()
+    table = _markdown_table(md, "Main table: methods × {vanilla, +PLOT}")
+    assert [r["run"] for r in table] == ["base model", "DPO", "DPO + PLOT (α=1)"]
+    assert all(cell and cell != "—" for r in table for cell in r.values())
+    assert table == [{k: str(v) for k, v in r.items()} for r in main_table(rows, quick)]
+    vanilla = group_stats(rows, "asr/direct_request", method="dpo", alpha=0.0, ablation="")
+    assert (
+        table[1]["ASR direct_request (%)"]
+        == f"{100 * vanilla['mean']:.1f} ({1}×{quick.num_behaviors})"
+    )
+    base_rows = {r["metric"]: r for r in rows if r["model"] == "base"}
+    assert base_rows["asr/direct_request"]["n"] == quick.num_behaviors
+    assert base_rows["over_refusal"]["n"] == quick.num_benign
+    # a verdict for the method, stated plainly whichever way it went
+    assert re.search(r"DPO \+ PLOT \(α=1\) vs DPO: PLOT (lowered|raised|left)", md)
+
+    # Every figure the report names exists.
+    names = re.findall(r"\(figures/([\w.]+\.png)\)", md)
+    assert {"asr_per_attack.png", "safety_vs_helpfulness.png", "asr_vs_alpha.png"} <= set(names)
+    assert all((folder / "figures" / n).stat().st_size > 1000 for n in names)
+
+    # report.html in a real browser: the tables with their cells, every image decoded, and the
+    # browsable test cases of all three models.
+    dom = _chromium_dom(folder / "report.html", tmp_path)
+    body = dom.root.find_all("body")[0]
+    assert body.attrs["data-images-loaded"] == body.attrs["data-figures"] == str(len(names))
+    html_main = _cells(dom.root.find_all("table")[0])
+    assert html_main[1:] == [list(r.values()) for r in table]
+    cases = dom.root.find_all("li", **{"class": "case"})
+    harmful = quick.num_behaviors * (1 + quick.templates_per_behavior)
+    assert int(body.attrs["data-cases"]) == len(cases) == 3 * harmful  # base and both runs
+
+    # A second run reuses every stage: no training, no generation, a fraction of the time.
+    mtimes = {p: p.stat().st_mtime_ns for p in (out / "eval").rglob("*.parquet")}
+    started = time.perf_counter()
+    again = run_demo(out, "quick")
+    second = time.perf_counter() - started
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+    assert second < 0.5 * first, (second, first)
+    assert read_results(folder / "results.parquet") == rows
+    assert again["verdicts"] == report["verdicts"]
