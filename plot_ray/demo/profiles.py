@@ -101,10 +101,12 @@ PROFILES: dict[str, DemoProfile] = {
             "zero_shot": {"n_per_behavior": 5, "max_tokens": 48},
             "sfs": {"sample_size": 8, "n_shots": 3, "num_steps": 4, "max_tokens": 64},
         },
-        num_behaviors=40,
-        templates_per_behavior=5,
-        num_benign=60,
-        num_logic=60,
+        # 46 runs and the base are evaluated: the evaluation sets stay small to fit 90 minutes
+        # (not yet measured)
+        num_behaviors=24,
+        templates_per_behavior=3,
+        num_benign=40,
+        num_logic=40,
         ablations={
             "transform=relu": {"loss.plot.transform": "relu"},
             "transform=softmax": {"loss.plot.transform": "softmax"},
