@@ -37,15 +37,19 @@ def test_quick_demo_fills_its_table_from_results_and_reuses_finished_stages(tmp_
     runs = report["runs"]
     assert [(r["method"], r["alpha"], r["status"]) for r in runs] == [
         ("dpo", 0.0, "ok"),
-        ("dpo", 1.0, "ok"),
+        ("dpo", quick.main_alpha, "ok"),
     ]
     rows = read_results(folder / "results.parquet")
-    assert {r["model"] for r in rows} == {"base", "dpo-a0-s0", "dpo-a1-s0"}
+    assert {r["model"] for r in rows} == {"base", "dpo-a0-s0", f"dpo-a{quick.main_alpha:g}-s0"}
 
     # The main table: every cell filled, and each equal to a recomputation from the file.
     md = (folder / "report.md").read_text()
     table = _markdown_table(md, "Main table: methods × {vanilla, +PLOT}")
-    assert [r["run"] for r in table] == ["base model", "DPO", "DPO + PLOT (α=1)"]
+    assert [r["run"] for r in table] == [
+        "base model",
+        "DPO",
+        f"DPO + PLOT (α={quick.main_alpha:g})",
+    ]
     assert all(cell and cell != "—" for r in table for cell in r.values())
     assert table == [{k: str(v) for k, v in r.items()} for r in main_table(rows, quick)]
     vanilla = group_stats(rows, "asr/direct_request", method="dpo", alpha=0.0, ablation="")
@@ -57,7 +61,7 @@ def test_quick_demo_fills_its_table_from_results_and_reuses_finished_stages(tmp_
     assert base_rows["asr/direct_request"]["n"] == quick.num_behaviors
     assert base_rows["over_refusal"]["n"] == quick.num_benign
     # a verdict for the method, stated plainly whichever way it went
-    assert re.search(r"DPO \+ PLOT \(α=1\) vs DPO: PLOT (lowered|raised|left)", md)
+    assert re.search(r"DPO \+ PLOT \(α=0.3\) vs DPO: PLOT (lowered|raised|left)", md)
 
     # Every figure the report names exists.
     names = re.findall(r"\(figures/([\w.]+\.png)\)", md)
