@@ -51,10 +51,15 @@ def build_attacker(
     ``out`` receives the weights (safetensors), the tokenizer and :data:`ATTACKER_SUMMARY`;
     the returned dict is that summary (losses, sizes, seconds).
     """
-    import torch
-
     from plot_ray.models.loading import load_tokenizer
-    from plot_ray.models.tiny import build_tiny_model, build_tokenizer, corpus_texts, warm_up
+    from plot_ray.models.tiny import (
+        build_tiny_model,
+        build_tokenizer,
+        corpus_texts,
+        save_model,
+        torch_threads,
+        warm_up,
+    )
 
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -73,11 +78,7 @@ def build_attacker(
     else:
         tokenizer = build_tokenizer(corpus_texts(data_dir, exclude=()), vocab_size=vocab_size)
     model = build_tiny_model(tokenizer, spec, seed=seed)
-    # torch's thread count is process-wide: restore it for the caller.
-    threads_before = torch.get_num_threads()
-    if num_threads is not None:
-        torch.set_num_threads(num_threads)
-    try:
+    with torch_threads(num_threads):
         losses = warm_up(
             model,
             tokenizer,
@@ -89,12 +90,7 @@ def build_attacker(
             seed=seed,
             progress=progress,
         )
-    finally:
-        torch.set_num_threads(threads_before)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
+    out = save_model(model, tokenizer, out)
     tail = losses[-10:]
     summary = {
         "parameters": sum(p.numel() for p in model.parameters()),

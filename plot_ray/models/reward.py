@@ -299,10 +299,8 @@ def build_reward_model(
     ``out`` receives ``model.safetensors`` + ``config.json``, the tokenizer files and
     :data:`REWARD_SUMMARY`; the returned dict is that summary.
     """
-    import torch
-
     from plot_ray.models.loading import load_tokenizer
-    from plot_ray.models.tiny import build_tokenizer, corpus_texts
+    from plot_ray.models.tiny import build_tokenizer, corpus_texts, save_model, torch_threads
 
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -318,12 +316,7 @@ def build_reward_model(
         tokenizer = build_tokenizer(corpus_texts(data_dir), vocab_size=vocab_size)
     model = build_tiny_reward_model(tokenizer, spec, seed=seed)
     validation = preference_pairs(data_dir, "validation")
-    # torch's thread count is process-wide: restore it so a caller (a test session, a driver)
-    # keeps its own setting after the build.
-    threads_before = torch.get_num_threads()
-    if num_threads is not None:
-        torch.set_num_threads(num_threads)
-    try:
+    with torch_threads(num_threads):
         losses, accuracies = _train_bradley_terry(
             model, tokenizer, train_pairs, steps, batch_size, lr, max_length, seed, progress
         )
@@ -335,12 +328,7 @@ def build_reward_model(
             for corpus, pairs in sorted(validation.items())
             if pairs
         }
-    finally:
-        torch.set_num_threads(threads_before)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
+    out = save_model(model, tokenizer, out)
     summary = {
         "architecture": type(model).__name__,
         "parameters": sum(p.numel() for p in model.parameters()),

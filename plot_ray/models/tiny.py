@@ -11,6 +11,7 @@ import json
 import random
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,6 +25,8 @@ __all__ = [
     "chat_from_transcript",
     "warm_up",
     "build_from_corpus",
+    "save_model",
+    "torch_threads",
 ]
 
 BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
@@ -243,6 +246,30 @@ def warm_up(
     return losses
 
 
+@contextmanager
+def torch_threads(num_threads: int | None) -> Iterator[None]:
+    """Run the block with ``num_threads`` torch intra-op threads (None: as they are) and give
+    the caller its own count back: torch's setting is process-wide."""
+    import torch
+
+    before = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def save_model(model, tokenizer, out: str | Path) -> Path:
+    """``save_pretrained`` the weights (safetensors) and the tokenizer into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return out
+
+
 def build_from_corpus(
     data_dir: str | Path,
     out_dir: str | Path,
@@ -269,9 +296,7 @@ def build_from_corpus(
         with warmup_file.open() as fh:
             rows = [json.loads(line) for line in fh if line.strip()]
         losses = warm_up(model, tokenizer, rows, steps=warmup_steps, seed=seed, progress=progress)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
+    save_model(model, tokenizer, out)
     summary = {
         "vocab_size": len(tokenizer),
         "parameters": sum(p.numel() for p in model.parameters()),
