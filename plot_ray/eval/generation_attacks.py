@@ -264,6 +264,23 @@ def zero_shot(
     return rows
 
 
+def _check_sampling_config(name: str, cfg, ints: tuple[str, ...]) -> None:
+    """A generation attack's settings: counts >= 1, a sampling temperature, top-p in (0, 1]."""
+    for key in ints:
+        if getattr(cfg, key) < 1:
+            raise ValueError(f"{name}.{key} must be >= 1, got {getattr(cfg, key)}")
+    if cfg.temperature <= 0:
+        raise ValueError(f"{name}.temperature must be > 0 (it samples), got {cfg.temperature}")
+    if not 0 < cfg.top_p <= 1:
+        raise ValueError(f"{name}.top_p must be in (0, 1], got {cfg.top_p}")
+
+
+def _config_sampling(defaults: dict, cfg) -> dict:
+    """``defaults`` with the config's temperature, top-p and max_tokens."""
+    overrides = {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_tokens": cfg.max_tokens}
+    return _sampling(defaults, overrides)
+
+
 @dataclass(frozen=True)
 class ZeroShotConfig:
     """ZeroShot settings (``eval.attack_params.zero_shot``); HarmBench's defaults except
@@ -276,21 +293,10 @@ class ZeroShotConfig:
     max_rounds: int = 3
 
     def __post_init__(self) -> None:
-        for key in ("n_per_behavior", "max_tokens", "max_rounds"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"zero_shot.{key} must be >= 1, got {getattr(self, key)}")
-        if self.temperature <= 0:
-            raise ValueError(
-                f"zero_shot.temperature must be > 0 (it samples), got {self.temperature}"
-            )
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"zero_shot.top_p must be in (0, 1], got {self.top_p}")
+        _check_sampling_config("zero_shot", self, ("n_per_behavior", "max_tokens", "max_rounds"))
 
     def sampling(self) -> dict:
-        return _sampling(
-            ZERO_SHOT_SAMPLING,
-            {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens},
-        )
+        return _config_sampling(ZERO_SHOT_SAMPLING, self)
 
 
 # ----------------------------------------------------------------------------- SFS
@@ -313,21 +319,13 @@ class SFSConfig:
     max_sampling_rounds: int = 10
 
     def __post_init__(self) -> None:
-        for key in ("sample_size", "n_shots", "num_steps", "max_tokens", "max_sampling_rounds"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"sfs.{key} must be >= 1, got {getattr(self, key)}")
+        ints = ("sample_size", "n_shots", "num_steps", "max_tokens", "max_sampling_rounds")
+        _check_sampling_config("sfs", self, ints)
         if self.min_chars < 0:
             raise ValueError(f"sfs.min_chars must be >= 0, got {self.min_chars}")
-        if self.temperature <= 0:
-            raise ValueError(f"sfs.temperature must be > 0 (SFS samples), got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"sfs.top_p must be in (0, 1], got {self.top_p}")
 
     def sampling(self) -> dict:
-        return _sampling(
-            SFS_SAMPLING,
-            {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens},
-        )
+        return _config_sampling(SFS_SAMPLING, self)
 
 
 def sfs(
