@@ -195,10 +195,12 @@ def _attack_rows(attack: str, behavior: dict, results: list[dict]) -> list[dict]
     ]
 
 
-def _check_attack_settings(store, folder, attack: str, cfg, ev, seed: int) -> None:
+def _check_attack_settings(store, folder, attack: str, cfg, ev) -> None:
     """Refuse to mix test cases made with other settings into ``folder``."""
-    settings = {"attack": attack, "params": asdict(cfg), "seed": seed}
-    if attack in ("zero_shot", "sfs"):
+    from plot_ray.config import ATTACKER_ATTACKS
+
+    settings = {"attack": attack, "params": asdict(cfg), "seed": ev.seed}
+    if attack in ATTACKER_ATTACKS:
         settings["attacker"] = ev.attacker
     store.check_or_write_json(folder / "settings.json", settings, f"attack {attack!r}")
 
@@ -216,7 +218,7 @@ def run_model_attacks(store, model_name: str, path: str, behaviors: list[dict], 
         cfg = attack_config(attack, params)  # bad keys fail before actors start
         steps = curve_steps(cfg)
         folder = store.root / "results" / model_name / "attacks" / attack
-        _check_attack_settings(store, folder, attack, cfg, ev, ev.seed)
+        _check_attack_settings(store, folder, attack, cfg, ev)
         pending = {
             (attack, i): [b]
             for i, b in enumerate(behaviors)
@@ -301,7 +303,7 @@ def run_zero_shot(store, behaviors: list[dict], ev, cpus, bar, say) -> list[dict
 
     cfg = attack_config("zero_shot", dict(ev.attack_params.get("zero_shot", {})))
     folder = store.root / "attacks" / "zero_shot"
-    _check_attack_settings(store, folder, "zero_shot", cfg, ev, ev.seed)
+    _check_attack_settings(store, folder, "zero_shot", cfg, ev)
     path = resolve_model_path(ev.attacker)
     pending = [b for b in behaviors if not (folder / f"{b['behavior_id']}.parquet").is_file()]
     if pending:
