@@ -500,6 +500,12 @@ def write_demo_report(
     seconds = ", ".join(f"{k} {v:.0f}s" for k, v in report.get("seconds", {}).items())
     md = [f"# PLOT on the synthetic benchmark ({profile.name})", "", intro, ""]
     md += ["## Verdict", "", *[f"- {line}" for line in lines], ""]
+    # runs the sweep did not finish are not evaluated: say which, never drop them silently
+    unfinished = [r for r in report.get("runs", []) if r["status"] != "ok"]
+    if unfinished:
+        md += ["## Runs that did not finish (not in the tables)", ""]
+        md += [f"- {r['model']}: {r['status']} {r['error'][:300]}".rstrip() for r in unfinished]
+        md += [""]
     for caption, table, note in tables:
         md += [f"## {caption}", "", _markdown_table(table)]
         if note:
@@ -522,7 +528,14 @@ def write_demo_report(
     write_html(
         folder / "report.html",
         f"PLOT on the synthetic benchmark ({profile.name})",
-        intro=intro + "\n\n" + "\n\n".join(f"**Verdict.** {line}" for line in lines),
+        intro="\n\n".join(
+            [intro]
+            + [f"**Verdict.** {line}" for line in lines]
+            + [
+                f"**Did not finish** (not in the tables): {r['model']}, {r['status']}"
+                for r in unfinished
+            ]
+        ),
         tables=tables,
         figures=figures,
         browse=browse,
