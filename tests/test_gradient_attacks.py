@@ -270,6 +270,32 @@ def test_configs_reject_bad_values_and_unknown_keys_by_name():
     assert set(GRADIENT_ATTACKS) == {"gcg", "pez", "gbda", "uat"}
 
 
+@pytest.mark.parametrize(
+    ("cls", "field"),
+    [
+        (GCGConfig, "num_steps"),
+        (GCGConfig, "eval_steps"),
+        (UATConfig, "max_new_tokens_check"),
+        (UATConfig, "num_candidates"),
+        (PEZConfig, "batch_size"),
+        (PEZConfig, "num_optim_tokens"),
+        (GBDAConfig, "snapshot_every"),
+        (GBDAConfig, "num_test_cases"),
+        (GBDAConfig, "tau_end"),
+    ],
+)
+def test_shared_and_own_settings_are_checked_under_the_attacks_name(cls, field):
+    with pytest.raises(ValueError, match=rf"{cls.__name__}\.{field} must be > 0, got 0"):
+        cls(**{field: 0})
+
+
+def test_each_attack_keeps_its_own_defaults_for_shared_settings():
+    assert (GCGConfig().eval_steps, UATConfig().eval_steps) == (10, 2)
+    assert (PEZConfig().lr, GBDAConfig().lr) == (0.05, 0.2)
+    assert (GCGConfig().num_steps, UATConfig().num_steps, PEZConfig().num_steps) == (100, 50, 50)
+    assert UATConfig().adv_string_init == GCGConfig().adv_string_init == " ".join(["!"] * 20)
+
+
 def test_an_init_string_that_merges_with_its_neighbours_is_rejected(target_loss):
     with pytest.raises(ValueError, match="adv_string_init"):
         target_loss.encode_suffix("ok<|eos|>")  # a special token inside the suffix

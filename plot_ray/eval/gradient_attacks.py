@@ -96,46 +96,75 @@ def _check_positive(cfg: Any, *names: str) -> None:
 
 
 @dataclass
-class GCGConfig:
-    """Greedy Coordinate Gradient (Zou et al., 2023).
+class _AttackConfig:
+    """What every gradient attack takes. ``num_steps``: optimisation steps (HarmBench's are in
+    each attack's docstring; the defaults here are scaled down for tiny models on CPU).
+    ``snapshot_every``: steps between saved test cases. ``allow_non_ascii``: let the attack emit
+    tokens whose text is not printable ASCII. ``batch_size``: sequences per forward pass
+    (memory only). ``system_prompt``: a system turn for the chat template, if any."""
 
-    HarmBench's defaults (``GCG_config.yaml``): ``num_steps 500, search_width 512, topk 256,
-    adv_string_init "! ! ... !"`` (20 ``!``), ``eval_steps 10``, early stop below loss 0.05 when
-    32 greedy tokens open without a refusal, ``allow_non_ascii False``. The defaults here are
-    scaled down for tiny models on CPU (``num_steps``, ``search_width``, ``topk``); pass
-    HarmBench's values for real models.
-
-    ``batch_size``: candidates per forward pass (memory only). ``snapshot_every``: steps between
-    saved test cases. ``system_prompt``: a system turn for the chat template, if any.
-    """
-
-    num_steps: int = 100
-    search_width: int = 64
-    topk: int = 64
-    adv_string_init: str = " ".join(["!"] * 20)
-    eval_steps: int = 10
-    early_stop_loss: float = 0.05
-    max_new_tokens_check: int = 32
+    num_steps: int = 50
     snapshot_every: int = 10
     allow_non_ascii: bool = False
     batch_size: int = 256
     system_prompt: str | None = None
 
     def __post_init__(self) -> None:
-        _check_positive(
-            self,
-            "num_steps",
-            "search_width",
-            "topk",
-            "eval_steps",
-            "max_new_tokens_check",
-            "snapshot_every",
-            "batch_size",
-        )
+        _check_positive(self, "num_steps", "snapshot_every", "batch_size")
 
 
 @dataclass
-class PEZConfig:
+class _SuffixSearchConfig(_AttackConfig):
+    """The discrete suffix searches (GCG, UAT): a suffix started from ``adv_string_init``, and
+    an early stop once the loss is below ``early_stop_loss`` and ``max_new_tokens_check``
+    greedy tokens open without a refusal, checked every ``eval_steps`` steps."""
+
+    adv_string_init: str = " ".join(["!"] * 20)
+    eval_steps: int = 10
+    early_stop_loss: float = 0.05
+    max_new_tokens_check: int = 32
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_positive(self, "eval_steps", "max_new_tokens_check")
+
+
+@dataclass
+class _EmbeddingOptimConfig(_AttackConfig):
+    """The continuous optimisers (PEZ, GBDA): ``num_test_cases`` independent starts per
+    behaviour of ``num_optim_tokens`` tokens each, optimised by Adam at ``lr``."""
+
+    num_test_cases: int = 5
+    num_optim_tokens: int = 20
+    lr: float = 0.05
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_positive(self, "num_test_cases", "num_optim_tokens", "lr")
+
+
+@dataclass
+class GCGConfig(_SuffixSearchConfig):
+    """Greedy Coordinate Gradient (Zou et al., 2023).
+
+    HarmBench's defaults (``GCG_config.yaml``): ``num_steps 500, search_width 512, topk 256,
+    adv_string_init "! ! ... !"`` (20 ``!``), ``eval_steps 10``, early stop below loss 0.05 when
+    32 greedy tokens open without a refusal, ``allow_non_ascii False``. The defaults here are
+    scaled down for tiny models on CPU (``num_steps``, ``search_width``, ``topk``); pass
+    HarmBench's values for real models. ``batch_size`` counts candidates.
+    """
+
+    num_steps: int = 100
+    search_width: int = 64
+    topk: int = 64
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_positive(self, "search_width", "topk")
+
+
+@dataclass
+class PEZConfig(_EmbeddingOptimConfig):
     """PEZ, hard prompts made easy (Wen et al., 2023).
 
     HarmBench's defaults: ``num_test_cases`` 5 per behaviour, ``num_optim_tokens 20``,
@@ -145,32 +174,16 @@ class PEZConfig:
     0.82 vs 0.62 nats per token, 6 runs on 3 behaviours; 0.1 gave 0.84).
     """
 
-    num_test_cases: int = 5
-    num_optim_tokens: int = 20
-    num_steps: int = 50
-    lr: float = 0.05
     weight_decay: float = 0.0
-    snapshot_every: int = 10
-    allow_non_ascii: bool = False
-    batch_size: int = 256
-    system_prompt: str | None = None
 
     def __post_init__(self) -> None:
-        _check_positive(
-            self,
-            "num_test_cases",
-            "num_optim_tokens",
-            "num_steps",
-            "lr",
-            "snapshot_every",
-            "batch_size",
-        )
+        super().__post_init__()
         if self.weight_decay < 0:
             raise ValueError(f"PEZConfig.weight_decay must be >= 0, got {self.weight_decay}")
 
 
 @dataclass
-class GBDAConfig:
+class GBDAConfig(_EmbeddingOptimConfig):
     """GBDA, gradient-based distributional attack (Guo et al., 2021).
 
     HarmBench's defaults: ``num_test_cases`` 5 per behaviour, ``num_optim_tokens 20``, Adam
@@ -179,36 +192,20 @@ class GBDAConfig:
     (50 in HarmBench's class). Scaled down here: ``num_steps``.
     """
 
-    num_test_cases: int = 5
-    num_optim_tokens: int = 20
-    num_steps: int = 50
     lr: float = 0.2
     noise_scale: float = 0.2
     tau_start: float = 1.0
     tau_end: float = 0.1
-    snapshot_every: int = 10
-    allow_non_ascii: bool = False
-    batch_size: int = 256
-    system_prompt: str | None = None
 
     def __post_init__(self) -> None:
-        _check_positive(
-            self,
-            "num_test_cases",
-            "num_optim_tokens",
-            "num_steps",
-            "lr",
-            "tau_start",
-            "tau_end",
-            "snapshot_every",
-            "batch_size",
-        )
+        super().__post_init__()
+        _check_positive(self, "tau_start", "tau_end")
         if self.noise_scale < 0:
             raise ValueError(f"GBDAConfig.noise_scale must be >= 0, got {self.noise_scale}")
 
 
 @dataclass
-class UATConfig:
+class UATConfig(_SuffixSearchConfig):
     """Universal adversarial triggers with HotFlip (Wallace et al., 2019).
 
     HarmBench's defaults (``UAT_config.yaml``): ``num_steps 100``, ``num_candidates 3`` per
@@ -218,27 +215,12 @@ class UATConfig:
     propose the same swaps again. Scaled down here: ``num_steps``.
     """
 
-    num_steps: int = 50
     num_candidates: int = 3
-    adv_string_init: str = " ".join(["!"] * 20)
     eval_steps: int = 2
-    early_stop_loss: float = 0.05
-    max_new_tokens_check: int = 32
-    snapshot_every: int = 10
-    allow_non_ascii: bool = False
-    batch_size: int = 256
-    system_prompt: str | None = None
 
     def __post_init__(self) -> None:
-        _check_positive(
-            self,
-            "num_steps",
-            "num_candidates",
-            "eval_steps",
-            "max_new_tokens_check",
-            "snapshot_every",
-            "batch_size",
-        )
+        super().__post_init__()
+        _check_positive(self, "num_candidates")
 
 
 # --------------------------------------------------------------------------- the tokens
