@@ -61,14 +61,13 @@ def main() -> None:
         s = EngineSettings.resolve(ev, model=str(root / "model"))
         kwargs = {
             "model": str(root / "model"),
-            "attack": "gcg",
-            "params": params,
+            "attacks": {"gcg": params},
             "threads": s.threads_per_engine,
             "dtype": "float32",
             "seed": 0,
         }
         t = time.perf_counter()
-        ds = ray.data.from_items(behaviors)
+        ds = ray.data.from_items([{**b, "attack": "gcg"} for b in behaviors])
         rows = ds.map_batches(AttackActor, **_actor_pool_kwargs(kwargs, s, 1)).take_all()
         walls[actors] = time.perf_counter() - t
         steps = sum(r["steps"] for row in rows for r in json.loads(row["results"]))

@@ -13,10 +13,10 @@ attack ``zero_shot``, and the report draws ASR against the number of test cases 
 
 **Model-specific attacks** need the target itself. Gradient attacks (GCG, PEZ, GBDA, UAT;
 :mod:`plot_ray.eval.gradient_attacks`) need its gradients; SFS scores every attacker candidate
-by the target's loss on the target string and checks the best one's greedy completion. Each
-actor of the pool holds a Hugging Face replica of the target (and, for SFS, of the attacker;
-one GPU each on a GPU cluster, a share of the cores here) and the behaviours are spread over
-the pool. Each behaviour's test cases land in
+by the target's loss on the target string and checks the best one's greedy completion. One
+actor pool serves all of a model's attacks: each actor holds a Hugging Face replica of the
+target (and, for SFS, of the attacker; one GPU each on a GPU cluster, a share of the cores
+here), loaded once, and the (attack, behaviour) pairs are spread over the pool. Each behaviour's test cases land in
 ``results/<model>/attacks/<attack>/behavior-<n>.parquet`` the moment it finishes (test case,
 final and initial target loss, steps, the loss trace, the test cases saved at intermediate
 steps); a rerun attacks only the behaviours without a file. Every attack folder keeps the
@@ -81,14 +81,15 @@ def snapshot_at(snapshots: dict[int, str], step: int) -> str:
 
 
 class AttackActor:
-    """A Ray Data actor holding one replica of the target model; attacks one behaviour per
-    call and returns one row with the attack's test cases and traces (JSON text columns)."""
+    """A Ray Data actor holding one replica of the target model (and, when ``attacks`` holds
+    SFS, of the attacker); each row names its ``attack`` and behaviour, and comes back with
+    the attack's test cases and traces as JSON text (``results``). One pool serves every
+    attack on a model, so the model loads once per actor, not once per attack."""
 
     def __init__(
         self,
         model: str,
-        attack: str,
-        params: dict,
+        attacks: dict[str, dict],
         threads: int,
         dtype: str,
         seed: int,
@@ -105,20 +106,19 @@ class AttackActor:
         self.tok = load_tokenizer(model)
         self.model = load_causal_lm(model, dtype=dtype).eval()
         self.model.requires_grad_(False)
-        self.attack = attack
-        self.cfg = attack_config(attack, params)
+        self.cfgs = {attack: attack_config(attack, params) for attack, params in attacks.items()}
         self.seed = seed
-        if attack == "sfs":  # the attacker proposes, the target scores
+        if "sfs" in attacks:  # the attacker proposes, the target scores
             self.attacker_tok = load_tokenizer(attacker)
             self.attacker = load_causal_lm(attacker, dtype=dtype).eval()
 
-    def _run(self, b: dict) -> list[dict]:
-        if self.attack == "sfs":
+    def _run(self, attack: str, b: dict) -> list[dict]:
+        if attack == "sfs":
             return [self._sfs(b)]
         from plot_ray.eval.gradient_attacks import run_gradient_attack
 
         results = run_gradient_attack(
-            self.attack, self.model, self.tok, b["behavior"], b["target"], self.cfg, self.seed
+            attack, self.model, self.tok, b["behavior"], b["target"], self.cfgs[attack], self.seed
         )
         return [
             {
@@ -147,7 +147,7 @@ class AttackActor:
             hf_sampler(self.attacker, self.attacker_tok),
             hf_target_loss(self.model, self.tok),
             hf_greedy(self.model, self.tok),
-            self.cfg,
+            self.cfgs["sfs"],
             seed=seed_for(self.seed, b["behavior_id"]),
             tokenizer=self.attacker_tok,
         )
@@ -171,7 +171,7 @@ class AttackActor:
                 for k in ("behavior_id", "behavior", "target", "context")
                 if k in batch
             }
-            results.append(json.dumps(self._run(b)))
+            results.append(json.dumps(self._run(str(batch["attack"][i]), b)))
         batch["results"] = np.array(results, dtype=object)
         return batch
 
@@ -206,50 +206,52 @@ def _check_attack_settings(store, folder, attack: str, cfg, ev) -> None:
 
 
 def run_model_attacks(store, model_name: str, path: str, behaviors: list[dict], ev, settings, bar):
-    """Attack every behaviour not yet attacked with every gradient attack in ``eval.attacks``;
-    returns the harmful-task case rows of all of them (final and intermediate test cases)."""
+    """Attack every behaviour not yet attacked with every model attack in ``eval.attacks``
+    (one actor pool for all of them); returns the harmful-task case rows of all of them (final
+    and intermediate test cases)."""
     from plot_ray.eval.engines import resolve_model_path
     from plot_ray.eval.runner import _actor_pool_kwargs, _stream
     from plot_ray.eval.tasks import harmful_case
 
-    cases: list[dict] = []
-    for attack in (a for a in ev.attacks if a in MODEL_ATTACKS):
-        params = dict(ev.attack_params.get(attack, {}))
-        cfg = attack_config(attack, params)  # bad keys fail before actors start
-        steps = curve_steps(cfg)
-        folder = store.root / "results" / model_name / "attacks" / attack
-        _check_attack_settings(store, folder, attack, cfg, ev)
-        pending = {
-            (attack, i): [b]
-            for i, b in enumerate(behaviors)
-            if not (folder / f"{b['behavior_id']}.parquet").is_file()
+    attacks = [a for a in ev.attacks if a in MODEL_ATTACKS]
+    params = {a: dict(ev.attack_params.get(a, {})) for a in attacks}
+    cfgs = {a: attack_config(a, params[a]) for a in attacks}  # bad keys fail before actors start
+    folders = {a: store.root / "results" / model_name / "attacks" / a for a in attacks}
+    pending: dict[tuple[str, int], list[dict]] = {}
+    for attack in attacks:
+        _check_attack_settings(store, folders[attack], attack, cfgs[attack], ev)
+        for i, b in enumerate(behaviors):
+            if not (folders[attack] / f"{b['behavior_id']}.parquet").is_file():
+                pending[(attack, i)] = [{**b, "attack": attack}]
+    if pending:
+        todo = sorted({attack for attack, _ in pending}, key=attacks.index)
+        kwargs = {
+            "model": path,
+            "attacks": {a: params[a] for a in todo},
+            "threads": settings.threads_per_engine,
+            "dtype": settings.dtype,
+            "seed": ev.seed,
+            "attacker": resolve_model_path(ev.attacker) if "sfs" in todo else None,
         }
-        if pending:
-            kwargs = {
-                "model": path,
-                "attack": attack,
-                "params": params,
-                "threads": settings.threads_per_engine,
-                "dtype": settings.dtype,
-                "seed": ev.seed,
-                "attacker": resolve_model_path(ev.attacker) if ev.attacker else None,
-            }
 
-            def transform(ds, kwargs=kwargs):
-                return ds.map_batches(AttackActor, **_actor_pool_kwargs(kwargs, settings, 1))
+        def transform(ds):
+            return ds.map_batches(AttackActor, **_actor_pool_kwargs(kwargs, settings, 1))
 
-            def write(key, rows, attack=attack, folder=folder):
-                b = behaviors[key[1]]
-                store.write_table(
-                    folder / f"{b['behavior_id']}.parquet",
-                    _attack_rows(attack, b, json.loads(rows[0]["results"])),
-                )
+        def write(key, rows):
+            attack, b = key[0], behaviors[key[1]]
+            store.write_table(
+                folders[attack] / f"{b['behavior_id']}.parquet",
+                _attack_rows(attack, b, json.loads(rows[0]["results"])),
+            )
 
-            bar.start(f"{model_name}: {attack}", len(pending))
-            _stream(pending, transform, lambda row: row, write, bar)
-            bar.close()
+        bar.start(f"{model_name}: {', '.join(todo)}", len(pending))
+        _stream(pending, transform, lambda row: row, write, bar)
+        bar.close()
+    cases: list[dict] = []
+    for attack in attacks:
+        steps = curve_steps(cfgs[attack])
         for b in behaviors:
-            for row in store.read_table(folder / f"{b['behavior_id']}.parquet"):
+            for row in store.read_table(folders[attack] / f"{b['behavior_id']}.parquet"):
                 cases.append(harmful_case(b, attack, row["n"], row["test_case"]))
                 snapshots = {int(k): v for k, v in json.loads(row["snapshots"]).items()}
                 for step in steps:
