@@ -318,10 +318,15 @@ class TuneConfig(_Section):
     1e-3]}}``: ``grid`` (every value, crossed with the other grids), ``choice`` (one value per
     sample), ``uniform`` / ``loguniform`` ([low, high]), ``randint`` ([low, high), integers).
     ``seeds`` is one more grid dimension (``train.seed``) that the summary averages over.
+    ``variants`` is one more: named sets of overrides, each trial taking one, for changes that
+    are not one key's values, e.g. an ablation study
+    ``{"cost=uniform": {"loss.plot.cost": "uniform"}, "target=global": {"loss.plot.target":
+    "global"}}``; a trial's ``variant`` parameter names its set.
     """
 
     space: dict[str, dict[str, list]] = Field(default_factory=dict)
     seeds: list[int] = Field(default_factory=lambda: [0])
+    variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
     num_samples: int = Field(default=1, ge=1)  # repeats of the whole grid (random dimensions)
     metric: str = "eval/reward_accuracy"
     mode: Literal["min", "max"] = "max"
@@ -354,6 +359,26 @@ class TuneConfig(_Section):
                     "shared by every trial (prepare once, then sweep)"
                 )
         return space
+
+    @model_validator(mode="after")
+    def _variants_are_disjoint_from_the_space(self) -> TuneConfig:
+        for label, change in self.variants.items():
+            if not label or not isinstance(change, dict) or not change:
+                raise ValueError(
+                    f"tune.variants.{label}: a non-empty map of config keys, got {change!r}"
+                )
+            for key in change:
+                if key.startswith(("tune.", "data.", "cluster.")) or key == "train.seed":
+                    raise ValueError(
+                        f"tune.variants.{label}.{key}: a variant changes training keys (seeds "
+                        "come from tune.seeds; data and cluster keys are shared by every trial)"
+                    )
+                if key in self.space:
+                    raise ValueError(
+                        f"tune.variants.{label}.{key}: also in tune.space; one trial would get "
+                        "two values for it"
+                    )
+        return self
 
 
 # ---------------------------------------------------------------------------------- eval

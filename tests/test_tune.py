@@ -1,7 +1,7 @@
 """Ray Tune sweeps: the search space, trial configs, scheduler and search algorithm and the
 report (no Ray cluster), then two real sweeps on the session's local Ray instance with the tiny
-model: a 2×2 sweep (alpha × method) killed after its first trial and resumed, and a sweep with
-a trial that fails and one that ASHA stops."""
+model: a 2×2 sweep (alpha × method, the method as a variant) killed after its first trial and
+resumed, and a sweep with a trial that fails and one that ASHA stops."""
 
 from __future__ import annotations
 
@@ -74,6 +74,59 @@ def test_a_space_entry_must_name_one_known_distribution():
         load_config(overrides={"tune.space": {"loss.alpha": {"uniform": [0, 1, 2]}}})
     with pytest.raises(ConfigError, match=r"shared by every trial"):
         load_config(overrides={"tune.space": {"data.max_length": {"grid": [64, 128]}}})
+
+
+ABLATIONS = {
+    "cost=uniform": {"loss.plot.cost": "uniform"},
+    "sft-global": {"loss.method": "sft", "loss.plot.target": "global"},
+}
+
+
+def test_variants_are_one_more_grid_whose_trials_apply_their_named_overrides():
+    from plot_ray.tune import trial_config
+
+    base = sweep_base(space={"loss.alpha": {"grid": [0.5, 1.0]}}, seeds=[0, 1], variants=ABLATIONS)
+    cfg = validate_config(base)
+    assert param_space(cfg.tune)["variant"] == {"grid_search": ["cost=uniform", "sft-global"]}
+    points = grid_points(cfg.tune)
+    assert len(points) == check_space(base, cfg.tune) == 8  # 2 alphas x 2 seeds x 2 variants
+    trial = trial_config(base, {"loss.alpha": 1.0, "train.seed": 1, "variant": "sft-global"})
+    assert (trial.loss.alpha, trial.train.seed, trial.loss.method) == (1.0, 1, "sft")
+    assert trial.loss.plot.target == "global" and trial.loss.plot.cost == "embedding"
+    other = trial_config(base, {"loss.alpha": 0.5, "train.seed": 0, "variant": "cost=uniform"})
+    assert (other.loss.method, other.loss.plot.cost, other.loss.plot.target) == (
+        "dpo",
+        "uniform",
+        "anchored",
+    )
+    with pytest.raises(ConfigError, match=r"variant 'nope' is not in tune\.variants"):
+        trial_config(base, {"variant": "nope"})
+
+
+@pytest.mark.parametrize(
+    "tune, message",
+    [
+        # every variant's trial is validated before anything starts, naming the variant
+        (
+            {"variants": {"bad": {"loss.plot.cost": "banana"}}},
+            r"(?s)variant='bad'.*loss\.plot\.cost",
+        ),
+        (
+            {"variants": {"v": {"loss.alpha": 2}}, "space": {"loss.alpha": {"grid": [1]}}},
+            r"tune\.variants\.v\.loss\.alpha: also in tune\.space",
+        ),
+        ({"variants": {"v": {"train.seed": 3}}}, r"tune\.variants\.v\.train\.seed: .*tune\.seeds"),
+        ({"variants": {"v": {"data.max_length": 64}}}, r"tune\.variants\.v\.data\.max_length"),
+        ({"variants": {"v": {}}}, r"tune\.variants\.v: a non-empty map"),
+        ({"variants": ABLATIONS, "search": "optuna"}, r"tune\.variants: .*tune\.search=basic"),
+    ],
+)
+def test_bad_variants_are_refused_by_name(tune, message):
+    with pytest.raises(ConfigError, match=message):
+        base = sweep_base(**tune)
+        cfg = validate_config(base)
+        check_space(base, cfg.tune)
+        param_space(cfg.tune)
 
 
 def test_concurrency_fits_trials_to_the_cluster():
@@ -327,10 +380,9 @@ def test_a_sweep_killed_after_its_first_trial_resumes_only_the_others(
         tiny_model_dir,
         tmp_path,
         **{
-            "tune.space": {
-                "loss.alpha": {"grid": [0.0, 0.5]},
-                "loss.method": {"grid": ["dpo", "sft"]},
-            },
+            # the method as a variant: a grid of named override sets, crossed with alpha
+            "tune.space": {"loss.alpha": {"grid": [0.0, 0.5]}},
+            "tune.variants": {m: {"loss.method": m} for m in ("dpo", "sft")},
             "tune.name": "grid",
             "tune.max_concurrent_trials": 1,
         },
@@ -376,9 +428,7 @@ def test_a_sweep_killed_after_its_first_trial_resumes_only_the_others(
 
     table = pq.read_table(result["table"]).to_pylist()
     assert len(table) == 4 and all(r["status"] == "ok" for r in table), table
-    params = {
-        (json.loads(r["param/loss.alpha"]), json.loads(r["param/loss.method"])) for r in table
-    }
+    params = {(json.loads(r["param/loss.alpha"]), json.loads(r["param/variant"])) for r in table}
     # the trials of an uninterrupted sweep, each trained once
     assert params == {(0.0, "dpo"), (0.0, "sft"), (0.5, "dpo"), (0.5, "sft")}
     assert _file_state(first) == first_files  # the finished trial was not run again
@@ -390,7 +440,7 @@ def test_a_sweep_killed_after_its_first_trial_resumes_only_the_others(
         summary = json.loads((Path(row["run_dir"]) / "summary.json").read_text())
         assert Path(row["run_dir"]).parent == trials
         assert summary["config"]["loss"]["alpha"] == json.loads(row["param/loss.alpha"])
-        assert summary["config"]["loss"]["method"] == json.loads(row["param/loss.method"])
+        assert summary["config"]["loss"]["method"] == json.loads(row["param/variant"])
         assert row["metric/loss/alpha"] == json.loads(row["param/loss.alpha"])
         assert row["metric/eval/chosen_nll"] == pytest.approx(
             summary["last_metrics"]["eval/chosen_nll"]

@@ -1,13 +1,20 @@
 """Ray Tune sweeps over any config keys: one Ray Train + DeepSpeed run per trial.
 
-- :mod:`~plot_ray.tune.space`: ``tune.space`` → Tune distributions; every trial validated first.
+- :mod:`~plot_ray.tune.space`: ``tune.space`` (+ ``tune.seeds``, ``tune.variants``) → Tune
+  distributions; every trial validated first.
 - :mod:`~plot_ray.tune.sweep`: :func:`run_sweep`, the Tuner, its scheduler (ASHA) and search
   algorithm (Optuna), and the function trainable.
 - :mod:`~plot_ray.tune.report`: ``trials.parquet``, ``summary.md``, ``metric_vs_alpha.png``,
   ``validation_curves.png``.
 """
 
-from plot_ray.tune.space import check_space, grid_points, param_space, trial_config
+from plot_ray.tune.space import (
+    check_space,
+    grid_points,
+    param_space,
+    trial_config,
+    trial_overrides,
+)
 from plot_ray.tune.sweep import (
     SweepResult,
     concurrency,
@@ -28,4 +35,5 @@ __all__ = [
     "searcher",
     "sweep_dir",
     "trial_config",
+    "trial_overrides",
 ]

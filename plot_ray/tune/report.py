@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from plot_ray.config import PlotRayConfig
-from plot_ray.tune.space import SEED_KEY
+from plot_ray.tune.space import SEED_KEY, VARIANT_KEY
 
 __all__ = ["write_report", "group_by_config", "best_trials", "validation_curves"]
 
@@ -83,7 +83,7 @@ def _markdown(cfg: PlotRayConfig, rows, groups, seconds: float, points: int, fig
     best: dict[str, dict] = {}
     pick = max if mode == "max" else min
     for g in groups:
-        method = str(g["params"].get("loss.method", cfg.loss.method))
+        method = _method(g["params"], cfg)
         best[method] = pick([best.get(method, g), g], key=lambda x: x["mean"])
     lines += ["", "## Best configuration per method", ""]
     for method, g in best.items():
@@ -120,8 +120,13 @@ def _params(row: dict[str, Any]) -> dict[str, Any]:
     return {k[len("param/") :]: v for k, v in row.items() if k.startswith("param/")}
 
 
-def _method(row: dict[str, Any], cfg: PlotRayConfig) -> str:
-    return str(_params(row).get("loss.method", cfg.loss.method))
+def _effective(params: dict[str, Any], cfg: PlotRayConfig) -> dict[str, Any]:
+    """A trial's parameters with its variant's overrides (``tune.variants``) spelled out."""
+    return {**params, **cfg.tune.variants.get(params.get(VARIANT_KEY), {})}
+
+
+def _method(params: dict[str, Any], cfg: PlotRayConfig) -> str:
+    return str(_effective(params, cfg).get("loss.method", cfg.loss.method))
 
 
 def best_trials(rows: list[dict[str, Any]], cfg: PlotRayConfig) -> dict[str, dict[str, Any]]:
@@ -133,7 +138,7 @@ def best_trials(rows: list[dict[str, Any]], cfg: PlotRayConfig) -> dict[str, dic
         value = row.get(f"metric/{cfg.tune.metric}")
         if row["status"] != "ok" or value is None or not row.get("run_dir"):
             continue
-        method = _method(row, cfg)
+        method = _method(_params(row), cfg)
         best[method] = pick(
             [best.get(method, row), row], key=lambda r: r[f"metric/{cfg.tune.metric}"]
         )
@@ -198,7 +203,7 @@ def _curves_figure(out: Path, cfg: PlotRayConfig, curves: dict[str, dict]) -> Pa
 
 def _figure(out: Path, cfg: PlotRayConfig, groups) -> Path | None:
     """The objective against loss.alpha, one line per method, seed std as error bars."""
-    if not any("loss.alpha" in g["params"] for g in groups):
+    if not any("loss.alpha" in _effective(g["params"], cfg) for g in groups):
         return None
     import matplotlib
 
@@ -207,9 +212,9 @@ def _figure(out: Path, cfg: PlotRayConfig, groups) -> Path | None:
 
     lines: dict[str, list] = defaultdict(list)
     for g in groups:
-        if "loss.alpha" in g["params"]:
-            method = str(g["params"].get("loss.method", cfg.loss.method))
-            lines[method].append((float(g["params"]["loss.alpha"]), g["mean"], g["std"]))
+        params = _effective(g["params"], cfg)
+        if "loss.alpha" in params:
+            lines[_method(params, cfg)].append((float(params["loss.alpha"]), g["mean"], g["std"]))
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for method, pts in sorted(lines.items()):
         pts.sort()

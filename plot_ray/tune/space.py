@@ -3,6 +3,8 @@ distributions, and every trial's configuration validated before anything starts.
 
 Trial parameters are flat ``{dotted key: value}`` dicts, applied to the sweep's base config as
 overrides, so a trial is exactly the run ``plot-ray train --config BASE key=value ...`` would do.
+With ``tune.variants`` a trial also has a ``variant`` parameter, the name of the set of
+overrides (``tune.variants.<name>``) it applies on top of the others.
 """
 
 from __future__ import annotations
@@ -12,9 +14,18 @@ from typing import Any
 
 from plot_ray.config import ConfigError, PlotRayConfig, TuneConfig, apply_overrides, validate_config
 
-__all__ = ["SEED_KEY", "param_space", "grid_points", "trial_config", "check_space"]
+__all__ = [
+    "SEED_KEY",
+    "VARIANT_KEY",
+    "param_space",
+    "grid_points",
+    "trial_config",
+    "trial_overrides",
+    "check_space",
+]
 
 SEED_KEY = "train.seed"  # tune.seeds is a grid over this key
+VARIANT_KEY = "variant"  # tune.variants is a grid over this parameter (a name, not a config key)
 _GRID_LIMIT = 10_000  # more points than this are not checked one by one
 
 
@@ -49,6 +60,13 @@ def param_space(tune_cfg: TuneConfig) -> dict[str, Any]:
             space[key] = tune.randint(*values)
     if SEED_KEY in space:
         raise ConfigError(f"tune.space.{SEED_KEY}: use tune.seeds for seeds")
+    if tune_cfg.variants:
+        if optuna:
+            raise ConfigError(
+                "tune.variants: tune.search=optuna samples each trial's values and cannot "
+                "promise every variant a trial; use tune.search=basic"
+            )
+        space[VARIANT_KEY] = tune.grid_search(list(tune_cfg.variants))
     if optuna:
         if len(tune_cfg.seeds) != 1:
             raise ConfigError(
@@ -71,13 +89,29 @@ def grid_points(tune_cfg: TuneConfig) -> list[dict[str, Any]]:
         if kind == "randint":
             values = [values[0], values[1] - 1]
         axes[key] = list(values)
+    if tune_cfg.variants:
+        axes[VARIANT_KEY] = list(tune_cfg.variants)
     keys = list(axes)
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*axes.values())]
 
 
+def trial_overrides(base: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """A trial's parameters as config overrides: its ``variant`` (if any) replaced by that
+    variant's keys from the base config's ``tune.variants``."""
+    params = dict(params)
+    if VARIANT_KEY not in params:
+        return params
+    label = params.pop(VARIANT_KEY)
+    variants = (base.get("tune") or {}).get("variants") or {}
+    if label not in variants:
+        raise ConfigError(f"trial variant {label!r} is not in tune.variants ({list(variants)})")
+    return {**params, **variants[label]}
+
+
 def trial_config(base: dict[str, Any], params: dict[str, Any], **extra: Any) -> PlotRayConfig:
-    """The validated config of one trial: ``base`` (a raw config dict) + ``params`` + ``extra``."""
-    return validate_config(apply_overrides(base, {**params, **extra}))
+    """The validated config of one trial: ``base`` (a raw config dict) + ``params`` (its
+    variant's keys in place of its name) + ``extra``."""
+    return validate_config(apply_overrides(base, {**trial_overrides(base, params), **extra}))
 
 
 def check_space(base: dict[str, Any], tune_cfg: TuneConfig) -> int:
