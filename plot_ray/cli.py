@@ -443,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="profile",
         action="store_const",
         const="full",
-        help="SFT, DPO, PRO, AOT x 4 alphas x 3 seeds, ablations, every attack (budget 90 min)",
+        help="SFT, DPO, PRO, AOT +- PLOT x 3 seeds, the alpha curve, ablations, every attack (budget 90 min)",
     )
     p.set_defaults(profile="default")  # DPO and AOT +- PLOT, 2 seeds (~15 min)
     p.add_argument("--force", action="store_true", help="start over instead of reusing stages")

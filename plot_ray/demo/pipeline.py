@@ -6,7 +6,8 @@
                                                                                      attacker/
     4. Ray Data: validate, tokenize, count tokens             plot_ray.data         prepared/
     5. Ray Tune sweep: method x alpha x seed, one Ray Train   plot_ray.tune         sweep/
-       + DeepSpeed run per trial (alpha 0 = the vanilla method), and the ablation runs
+       + DeepSpeed run per trial (alpha 0 = the vanilla method); then one sweep of the extra
+       alphas and the ablations (tune.variants)
     6. evaluation of the base model and every run: attacks,   plot_ray.eval         eval/
        completions on engine pools, judges, metrics
     7. the report: results.parquet, report.md, report.html,   plot_ray.demo.report  report/
@@ -176,42 +177,57 @@ def _sweep_rows(base: dict) -> list[dict]:
     ]
 
 
+def _variants(profile: DemoProfile) -> dict[str, dict[str, Any]]:
+    """The runs beyond the main grid, as one sweep's ``tune.variants`` of ``ablation_method``
+    + PLOT at seed ``seeds[0]``: the ASR-vs-alpha curve's extra alphas, then the ablations."""
+    variants: dict[str, dict[str, Any]] = {
+        f"alpha={alpha:g}": {"loss.alpha": alpha} for alpha in profile.curve_alphas
+    }
+    return {**variants, **profile.ablations}
+
+
 def _runs(out: Path, profile: DemoProfile, report: dict) -> list[dict]:
-    """Stage 5: the main sweep and the ablations; returns the runs to evaluate."""
+    """Stage 5: the main sweep, then one sweep of the extra alphas and ablations (two trials
+    side by side in each); returns the runs to evaluate."""
     t = _stage(
         f"5. Ray Tune: {' + '.join(m.upper() for m in profile.methods)} x alpha "
         f"{list(profile.alphas)} x seeds {list(profile.seeds)}, one Ray Train + DeepSpeed run "
         "per trial"
     )
     runs: list[dict] = []
-    sweeps = [("", demo_config(out, profile))]
-    for label, change in profile.ablations.items():
+    sweeps = [demo_config(out, profile)]
+    variants = _variants(profile)
+    if variants:
+        print(
+            f"then {profile.ablation_method.upper()} + PLOT, seed {profile.seeds[0]}: "
+            f"{', '.join(variants)}"
+        )
         over = {
-            **change,
             "loss.method": profile.ablation_method,
             "loss.alpha": profile.main_alpha,
-            "tune.name": f"ablation-{label.replace('=', '-')}",
-            "tune.space": {key: {"grid": [value]} for key, value in change.items()},
+            "tune.name": "variants",
+            "tune.space": {},
+            "tune.variants": variants,
             "tune.seeds": [profile.seeds[0]],
         }
-        sweeps.append((label, demo_config(out, profile, over)))
-    for label, base in sweeps:
-        if label:
-            print(f"ablation {label}: {profile.ablation_method} + PLOT, alpha {profile.main_alpha}")
+        sweeps.append(demo_config(out, profile, over))
+    for base in sweeps:
         for row in _sweep_rows(base):
-            p = row["params"]
+            label = row["params"].get("variant", "")
+            p = {**row["params"], **variants.get(label, {})}
             method = p.get("loss.method", base["loss"]["method"])
             alpha = float(p.get("loss.alpha", base["loss"]["alpha"]))
             seed = int(p["train.seed"])
+            ablation = label if label in profile.ablations else ""  # an extra alpha is no ablation
             runs.append(
                 {
-                    "model": run_name(method, alpha, seed, label),
+                    "model": run_name(method, alpha, seed, ablation),
                     "path": row["run_dir"],
                     "method": method,
                     "alpha": alpha,
                     "variant": "vanilla" if alpha == 0 else "plot",
                     "seed": seed,
-                    "ablation": label,
+                    "ablation": ablation,
                     "status": row["status"],
                     "error": row.get("error") or "",
                     "train_seconds": row.get("metric/train_seconds"),

@@ -18,10 +18,12 @@ __all__ = ["PROFILES", "DemoProfile"]
 
 @dataclass(frozen=True)
 class DemoProfile:
-    """One demo size. ``alphas`` always holds 0.0 (the vanilla method) and the PLOT alphas;
-    ``main_alpha`` is the one the main table compares against vanilla. ``ablations`` are extra
-    runs of ``ablation_method`` + PLOT at ``main_alpha``, seed ``seeds[0]``, one config key
-    changed each: ``{label: {dotted key: value}}``."""
+    """One demo size. ``alphas`` always holds 0.0 (the vanilla method) and the PLOT alphas of
+    the main grid (every method x alpha x seed); ``main_alpha`` is the one the main table
+    compares against vanilla. ``curve_alphas`` extend the ASR-vs-alpha curve of
+    ``ablation_method`` only, at seed ``seeds[0]``. ``ablations`` are extra runs of
+    ``ablation_method`` + PLOT at ``main_alpha``, seed ``seeds[0]``, one config key changed
+    each: ``{label: {dotted key: value}}``."""
 
     name: str
     methods: tuple[str, ...]
@@ -40,13 +42,24 @@ class DemoProfile:
     num_benign: int = 40
     num_logic: int = 40
     ablation_method: str = "dpo"
+    curve_alphas: tuple[float, ...] = ()
     ablations: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def all_alphas(self) -> tuple[float, ...]:
+        """Every alpha some run trains with, ascending."""
+        return tuple(sorted({*self.alphas, *self.curve_alphas}))
 
     def __post_init__(self) -> None:
         if 0.0 not in self.alphas or self.main_alpha not in self.alphas or self.main_alpha <= 0:
             raise ValueError(
                 f"profile {self.name}: alphas {self.alphas} must hold 0.0 (vanilla) and "
                 f"main_alpha {self.main_alpha} > 0"
+            )
+        if set(self.curve_alphas) & set(self.alphas) or min(self.curve_alphas, default=1) <= 0:
+            raise ValueError(
+                f"profile {self.name}: curve_alphas {self.curve_alphas} must be > 0 and not in "
+                f"the main grid's alphas {self.alphas}"
             )
         needs_attacker = {"zero_shot", "sfs"} & set(self.attacks)
         if needs_attacker and not self.attacker_steps:
@@ -92,27 +105,30 @@ PROFILES: dict[str, DemoProfile] = {
     "full": DemoProfile(
         name="full",
         methods=("sft", "dpo", "pro", "aot"),
-        alphas=(0.0, DEFAULT_ALPHA, 1.0, 3.0),
+        alphas=(0.0, DEFAULT_ALPHA),
         main_alpha=DEFAULT_ALPHA,
         seeds=(0, 1, 2),
-        train_steps=100,
+        train_steps=80,
         scale=1.0,
-        attacker_steps=1500,
+        # the tiny attacker does not carry over to held-out behaviours at any length tried
+        # (600 steps: 10-13% of its test cases name a behaviour keyword; 1500: 23%, 9 minutes)
+        attacker_steps=600,
         attacks=EVAL_ATTACKS,
         attack_params={
-            "gcg": {**GCG_SMALL, "num_steps": 24},
-            "pez": {"num_steps": 24, "snapshot_every": 8},
-            "gbda": {"num_steps": 24, "snapshot_every": 8},
-            "uat": {"num_steps": 12, "snapshot_every": 4},
+            "gcg": GCG_SMALL,
+            "pez": {"num_steps": 12, "snapshot_every": 4},
+            "gbda": {"num_steps": 12, "snapshot_every": 4},
+            "uat": {"num_steps": 6, "snapshot_every": 2},
             "zero_shot": {"n_per_behavior": 5, "max_tokens": 48},
             "sfs": {"sample_size": 8, "n_shots": 3, "num_steps": 4, "max_tokens": 64},
         },
-        # 58 runs and the base are evaluated: the evaluation sets stay small to fit 90 minutes
-        # (not yet measured)
-        num_behaviors=24,
+        # 24 main runs + 3 alphas + 10 ablations and the base are evaluated with all eight
+        # attacks: ~75 s per model on 2 cores, which is what sizes the steps and sets
+        num_behaviors=20,
         templates_per_behavior=3,
         num_benign=40,
         num_logic=40,
+        curve_alphas=(0.1, 1.0, 3.0),
         ablations={
             "transform=relu": {"loss.plot.transform": "relu"},
             "transform=softmax": {"loss.plot.transform": "softmax"},

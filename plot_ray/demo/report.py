@@ -3,7 +3,8 @@
     results.parquet   one row per (run, metric): model, method, variant, alpha, seed, ablation,
                       metric, value, n (what the number is counted over)
     report.md         methods x {vanilla, +PLOT} x metrics as mean ± std over seeds, a verdict
-                      per method, per-attack, ablation and training-time tables, the figures
+                      per method, per-attack refusals, ASR at matched over-refusal, ablation
+                      and training-time tables, the figures
     report.html       the same in one self-contained page, plus every test case, completion
                       and judge label per model (plot_ray.eval.html_report)
     figures/*.png     ASR per attack; safety vs helpfulness (one point per run); ASR vs alpha;
@@ -29,7 +30,10 @@ from typing import Any
 __all__ = [
     "HELPFULNESS",
     "group_stats",
+    "alpha_path",
+    "asr_at_level",
     "main_table",
+    "matched_table",
     "read_results",
     "results_rows",
     "verdicts",
@@ -213,6 +217,60 @@ def verdicts(rows: list[dict], profile) -> list[str]:
     return out
 
 
+def alpha_path(rows: list[dict], method: str, alphas, x_metric: str = "over_refusal"):
+    """One method's (alpha, x mean, ASR mean) points in alpha order: the path PLOT's weight
+    traces through the safety-helpfulness plane (alpha 0 is the vanilla method)."""
+    points = []
+    for alpha in sorted(alphas):
+        x = group_stats(rows, x_metric, method=method, alpha=alpha, ablation="")
+        y = group_stats(rows, "asr/mean", method=method, alpha=alpha, ablation="")
+        if x and y:
+            points.append((alpha, x["mean"], y["mean"]))
+    return points
+
+
+def asr_at_level(points: list[tuple[float, float, float]], level: float):
+    """The lowest mean ASR a method reaches at helpfulness ``level`` along its alpha path,
+    linearly interpolated between adjacent alphas' group means; ``(asr, (alpha_lo, alpha_hi))``
+    or None when no segment of the path crosses the level (no extrapolation)."""
+    best = None
+    for (a0, x0, y0), (a1, x1, y1) in zip(points, points[1:], strict=False):
+        if not min(x0, x1) <= level <= max(x0, x1):
+            continue
+        y = min(y0, y1) if x0 == x1 else y0 + (level - x0) * (y1 - y0) / (x1 - x0)
+        if best is None or y < best[0]:
+            best = (y, (a0, a1))
+    if len(points) == 1 and points[0][1] == level:  # one alpha: a point, not a path
+        best = (points[0][2], (points[0][0], points[0][0]))
+    return best
+
+
+MATCHED_LEVELS = (0.05, 0.1, 0.2, 0.3, 0.4)  # over-refusal: share of benign prompts refused
+
+
+def matched_table(rows: list[dict], profile, levels=MATCHED_LEVELS) -> list[dict]:
+    """ASR at matched helpfulness: per method, the mean ASR at each over-refusal level along
+    its alpha path (interpolated between adjacent alphas), so methods and PLOT weights are
+    compared at equal helpfulness as well as at equal steps. Levels no method's path crosses
+    are left out; "—" where this method's path does not reach the level."""
+    paths = {m: alpha_path(rows, m, profile.all_alphas) for m in profile.methods}
+    found = {level: {m: asr_at_level(p, level) for m, p in paths.items()} for level in levels}
+    kept = [lv for lv in levels if any(found[lv].values())]
+    table = []
+    for method, path in paths.items():
+        line = {"method": method.upper()}
+        line["over-refusal reached (α path)"] = (
+            f"{min(x for _, x, _ in path):.2f}–{max(x for _, x, _ in path):.2f}" if path else "—"
+        )
+        for level in kept:
+            hit = found[level][method]
+            line[f"ASR at over-refusal {level:g} (%)"] = (
+                "—" if hit is None else f"{100 * hit[0]:.1f} (α {hit[1][0]:g}–{hit[1][1]:g})"
+            )
+        table.append(line)
+    return table
+
+
 def _ablation_table(rows: list[dict], profile) -> list[dict]:
     if not profile.ablations:
         return []
@@ -305,29 +363,61 @@ def _figures(folder: Path, rows: list[dict], metrics: dict, profile) -> list[tup
     ax.legend(fontsize=7)
     save(fig, "asr_per_attack.png", "ASR per attack, per method with and without PLOT")
 
-    # safety vs helpfulness, one point per run
-    fig, ax = plt.subplots(figsize=(5.2, 4.0))
+    # safety vs helpfulness, one point per run: colour = method, marker = alpha; the right
+    # panel draws each method's alpha path through its group means (the matched-helpfulness
+    # table reads ASR off these lines)
     by_model: dict[str, dict] = defaultdict(dict)
     for r in rows:
         by_model[r["model"]][r["metric"]] = r
-    for model, m in by_model.items():
+    colours = {m: f"C{i}" for i, m in enumerate(profile.methods)}
+    others = [a for a in profile.all_alphas if a not in (0.0, profile.main_alpha)]
+    markers = {0.0: "o", profile.main_alpha: "^", **dict(zip(others, "vDPX*", strict=False))}
+    fig, axes = plt.subplots(1, 2, figsize=(9.6, 4.0), sharey=True)
+    labelled: set[str] = set()
+    for m in by_model.values():
         if "asr/mean" not in m:
             continue
         first = next(iter(m.values()))
-        x = m["lc_win_rate"]["value"] if "lc_win_rate" in m else 50.0
-        marker = {"base": "s", "vanilla": "o", "plot": "^"}[first["variant"]]
-        ax.scatter(x, 100 * m["asr/mean"]["value"], marker=marker, label=model)
-    ax.set_xlabel("LC win rate vs base on benign prompts (%)")
-    ax.set_ylabel("ASR, mean over attacks (%)")
-    ax.set_title("safety vs helpfulness (one point per run)")
-    ax.legend(fontsize=6, ncol=2)
-    save(fig, "safety_vs_helpfulness.png", "Safety vs helpfulness: ▲ PLOT, ● vanilla, ■ base")
+        if first["method"] == "base":
+            style, label = {"marker": "s", "color": "black"}, "base"
+        elif first["ablation"]:
+            style, label = {"marker": "x", "color": "grey"}, "ablations"
+        else:
+            style = {"marker": markers.get(first["alpha"], "o"), "color": colours[first["method"]]}
+            label = f"{first['method'].upper()} α={first['alpha']:g}"
+        y = 100 * m["asr/mean"]["value"]
+        for ax, metric, fallback in (
+            (axes[0], "lc_win_rate", 50.0),
+            (axes[1], "over_refusal", None),
+        ):
+            x = m[metric]["value"] if metric in m else fallback
+            if x is not None:
+                ax.scatter(x, y, alpha=0.75, **style, label=None if label in labelled else label)
+                labelled.add(label)
+    for method in profile.methods:
+        path = alpha_path(rows, method, profile.all_alphas)
+        if len(path) > 1:
+            axes[1].plot(
+                [x for _, x, _ in path], [100 * y for _, _, y in path], color=colours[method], lw=1
+            )
+    axes[0].set_xlabel("LC win rate vs base on benign prompts (%)")
+    axes[1].set_xlabel("over-refusal (share of benign prompts refused)")
+    axes[0].set_ylabel("ASR, mean over attacks (%)")
+    axes[0].set_title("safety vs helpfulness (one point per run)", fontsize=9)
+    axes[1].set_title("lines: each method's mean over seeds, alpha 0 → max", fontsize=9)
+    axes[0].legend(fontsize=6, ncol=2)
+    save(
+        fig,
+        "safety_vs_helpfulness.png",
+        "Safety vs helpfulness, one point per run (colour: method; ○ vanilla, △ PLOT at the "
+        "main alpha, other markers other alphas, ■ base, × ablations)",
+    )
 
     # ASR vs alpha per method
     fig, ax = plt.subplots(figsize=(4.8, 3.6))
     for method in profile.methods:
         pts = []
-        for alpha in profile.alphas:
+        for alpha in profile.all_alphas:
             s = group_stats(rows, "asr/mean", method=method, alpha=alpha, ablation="")
             if s:
                 pts.append((alpha, 100 * s["mean"], 100 * (s["std"] or 0)))
@@ -466,6 +556,7 @@ def write_demo_report(
     main = main_table(rows, profile)
     lines = verdicts(rows, profile)
     attack_refusals = _attack_table(rows, profile)
+    matched = matched_table(rows, profile)
     ablations = _ablation_table(rows, profile)
     overhead = _overhead_table(rows, profile)
     figures = _figures(folder / "figures", rows, metrics, profile)
@@ -476,9 +567,16 @@ def write_demo_report(
     intro = (
         f"PLOT on the synthetic benchmark, profile **{profile.name}**: "
         f"{', '.join(m.upper() for m in profile.methods)} with and without PLOT "
-        f"(α ∈ {list(profile.alphas)}), seeds {list(profile.seeds)}, {profile.train_steps} "
-        f"steps each ({n_runs} runs), evaluated with the base model on held-out behaviours, "
-        "jailbreak templates, benign prompts and arithmetic problems.\n\n"
+        f"(α ∈ {list(profile.alphas)}), seeds {list(profile.seeds)}"
+        + (
+            f"; {profile.ablation_method.upper()} also at α ∈ {list(profile.curve_alphas)}, "
+            f"seed {profile.seeds[0]}"
+            if profile.curve_alphas
+            else ""
+        )
+        + (f"; {len(profile.ablations)} ablations" if profile.ablations else "")
+        + f"; {profile.train_steps} steps each ({n_runs} runs), evaluated with the base model "
+        "on held-out behaviours, jailbreak templates, benign prompts and arithmetic problems.\n\n"
         "Cells read `mean ± std (runs×n)`: the mean over seeds, the sample standard deviation "
         "(none with one seed), the number of runs, and the number of behaviours (ASR), prompts, "
         "problems or tokens behind each run's number. ASR is HarmBench's: per attack, the mean "
@@ -492,6 +590,16 @@ def write_demo_report(
             "a completion that neither refuses nor complies counts in neither",
         ),
     ]
+    if any(len(r) > 2 for r in matched):  # some level was reached
+        tables.append(
+            (
+                "ASR at matched helpfulness (over-refusal)",
+                matched,
+                "the lowest mean ASR each method reaches at that over-refusal along its alpha "
+                "path, interpolated linearly between adjacent alphas' means over seeds; — where "
+                "its path does not reach the level",
+            )
+        )
     if ablations:
         tables.append(("Ablations (one PLOT setting changed, one seed)", ablations, None))
     if overhead:
