@@ -279,9 +279,7 @@ def check_shared_storage(cfg: PlotRayConfig, stage: str) -> None:
                 f"{len(others) + 1} nodes cannot see what this driver writes to {directory} "
                 f"({', '.join(blind)}). On a multi-node cluster every node must reach it at the "
                 f"same path: set {key} to a shared filesystem (e.g. an NFS mount present on every "
-                "node)"
-                + (" or an s3:// / gs:// URI" if key == "cluster.storage_path" else "")
-                + "."
+                "node)."
             )
 
 

@@ -512,7 +512,19 @@ class ClusterConfig(_Section):
     object_store_memory_mb: int | None = Field(default=None, ge=64)
     include_dashboard: bool = False
     dashboard_host: str = "127.0.0.1"  # local mode binds to loopback
-    storage_path: str | None = None  # Ray Train/Tune storage (shared FS or s3:// on clusters)
+    storage_path: str | None = None  # Ray Train/Tune storage: a shared filesystem on clusters
+
+    @field_validator("storage_path")
+    @classmethod
+    def _a_filesystem_path(cls, value: str | None) -> str | None:
+        if value and "://" in value:
+            raise ValueError(
+                f"cluster.storage_path={value!r}: plot-ray reads its run folders (checkpoints "
+                "for --resume and automatic restore, trial results) as files, so give a "
+                "filesystem path that every node mounts (NFS, EFS, Filestore); object-store "
+                "URIs are not supported"
+            )
+        return value
 
     @property
     def resolved_address(self) -> str | None:

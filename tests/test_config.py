@@ -90,6 +90,14 @@ def test_cross_field_rules():
     load_config(overrides=["loss.reference=precomputed", "loss.alpha=0"])
 
 
+def test_storage_path_must_be_a_filesystem_path():
+    # checkpoints and trial results are read back as files: a URI would be mangled into a
+    # local path ("s3:/bucket") far from where the mistake was made
+    with pytest.raises(ConfigError, match=r"cluster\.storage_path='s3://b/r'.*every node mounts"):
+        load_config(overrides=["cluster.storage_path=s3://b/r"])
+    assert load_config(overrides=["cluster.storage_path=/mnt/shared/r"]).cluster.storage_path
+
+
 @pytest.mark.parametrize("text", ["loss.alpha", "=3", ""])
 def test_malformed_overrides(text):
     with pytest.raises(ConfigError, match="key=value"):
