@@ -231,6 +231,17 @@ class LossConfig(_Section):
         return self
 
     @model_validator(mode="after")
+    def _transform_shapes_the_global_target_only(self) -> LossConfig:
+        if self.plot.target == "anchored" and self.plot.transform != "shift":
+            raise ValueError(
+                f"loss.plot.transform={self.plot.transform} shapes only the global target; the "
+                "anchored target tilts the reference model's distribution by "
+                "exp(Q_diff / max|Q_diff| / tau) and uses no transform (a run with it would "
+                "equal one without): set loss.plot.target=global, or vary loss.plot.tau"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _anchored_needs_logits(self) -> LossConfig:
         if self.reference == "precomputed" and self.needs_reference_logits:
             raise ValueError(

@@ -88,6 +88,10 @@ def test_cross_field_rules():
     # ...which is fine with the global target, or when PLOT is off.
     load_config(overrides=["loss.reference=precomputed", "loss.alpha=1", "loss.plot.target=global"])
     load_config(overrides=["loss.reference=precomputed", "loss.alpha=0"])
+    # a transform under the anchored target would change nothing (measured: bit-identical runs)
+    with pytest.raises(ConfigError, match="transform=relu shapes only the global target"):
+        load_config(overrides=["loss.plot.transform=relu"])
+    load_config(overrides=["loss.plot.transform=relu", "loss.plot.target=global"])
 
 
 def test_storage_path_must_be_a_filesystem_path():

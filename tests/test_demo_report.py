@@ -125,3 +125,19 @@ def test_verdict_states_the_direction_and_size_against_the_seed_spread():
         "1.0× the seed spread of 2.0 points): not beyond seed noise"
     )
     assert "over-refusal 0.47 → 0.05 (lower is better)" in line
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_every_run_of_every_profile_is_a_valid_config(name, tmp_path):
+    # every trial of the demo's sweeps, checked as the sweep would check it before starting:
+    # an ablation that is invalid (or a no-op the config refuses) fails here, not an hour in
+    from plot_ray.config import validate_config
+    from plot_ray.demo.pipeline import sweep_configs
+    from plot_ray.tune import check_space
+
+    profile = PROFILES[name]
+    sweeps = sweep_configs(tmp_path, profile)
+    counts = [check_space(base, validate_config(base).tune) for base in sweeps]
+    main = len(profile.methods) * len(profile.alphas) * len(profile.seeds)
+    extra = len(profile.curve_alphas) + len(profile.ablations)
+    assert counts == ([main, extra] if extra else [main])

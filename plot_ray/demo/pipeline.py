@@ -27,7 +27,7 @@ from typing import Any
 
 from plot_ray.demo.profiles import PROFILES, DemoProfile
 
-__all__ = ["STAGE_DIRS", "demo_config", "run_demo", "run_name"]
+__all__ = ["STAGE_DIRS", "demo_config", "run_demo", "run_name", "sweep_configs"]
 
 CONFIG = Path(__file__).resolve().parents[2] / "jobs" / "configs" / "tiny_dpo_plot.yaml"
 STAGE_DIRS = (
@@ -186,22 +186,12 @@ def _variants(profile: DemoProfile) -> dict[str, dict[str, Any]]:
     return {**variants, **profile.ablations}
 
 
-def _runs(out: Path, profile: DemoProfile, report: dict) -> list[dict]:
-    """Stage 5: the main sweep, then one sweep of the extra alphas and ablations (two trials
-    side by side in each); returns the runs to evaluate."""
-    t = _stage(
-        f"5. Ray Tune: {' + '.join(m.upper() for m in profile.methods)} x alpha "
-        f"{list(profile.alphas)} x seeds {list(profile.seeds)}, one Ray Train + DeepSpeed run "
-        "per trial"
-    )
-    runs: list[dict] = []
+def sweep_configs(out: Path, profile: DemoProfile) -> list[dict]:
+    """The raw configs of the demo's sweeps: the main grid, then (if any) the extra alphas
+    and ablations as one sweep of ``tune.variants``."""
     sweeps = [demo_config(out, profile)]
     variants = _variants(profile)
     if variants:
-        print(
-            f"then {profile.ablation_method.upper()} + PLOT, seed {profile.seeds[0]}: "
-            f"{', '.join(variants)}"
-        )
         over = {
             "loss.method": profile.ablation_method,
             "loss.alpha": profile.main_alpha,
@@ -211,7 +201,25 @@ def _runs(out: Path, profile: DemoProfile, report: dict) -> list[dict]:
             "tune.seeds": [profile.seeds[0]],
         }
         sweeps.append(demo_config(out, profile, over))
-    for base in sweeps:
+    return sweeps
+
+
+def _runs(out: Path, profile: DemoProfile, report: dict) -> list[dict]:
+    """Stage 5: the main sweep, then one sweep of the extra alphas and ablations (two trials
+    side by side in each); returns the runs to evaluate."""
+    t = _stage(
+        f"5. Ray Tune: {' + '.join(m.upper() for m in profile.methods)} x alpha "
+        f"{list(profile.alphas)} x seeds {list(profile.seeds)}, one Ray Train + DeepSpeed run "
+        "per trial"
+    )
+    runs: list[dict] = []
+    variants = _variants(profile)
+    if variants:
+        print(
+            f"then {profile.ablation_method.upper()} + PLOT, seed {profile.seeds[0]}: "
+            f"{', '.join(variants)}"
+        )
+    for base in sweep_configs(out, profile):
         for row in _sweep_rows(base):
             label = row["params"].get("variant", "")
             p = {**row["params"], **variants.get(label, {})}

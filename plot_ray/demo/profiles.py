@@ -130,8 +130,10 @@ PROFILES: dict[str, DemoProfile] = {
         num_logic=40,
         curve_alphas=(0.1, 1.0, 3.0),
         ablations={
-            "transform=relu": {"loss.plot.transform": "relu"},
-            "transform=softmax": {"loss.plot.transform": "softmax"},
+            # the transform shapes only the global target (the anchored one is a tilt):
+            # compare these two with target=global, whose transform is the default shift
+            "global+relu": {"loss.plot.target": "global", "loss.plot.transform": "relu"},
+            "global+softmax": {"loss.plot.target": "global", "loss.plot.transform": "softmax"},
             "projection=sliced": {"loss.plot.projection": "sliced"},
             "cost=uniform": {"loss.plot.cost": "uniform"},
             "cost=index": {"loss.plot.cost": "index"},
