@@ -437,6 +437,10 @@ def test_attacks_run_on_actor_pools_per_model_and_resume_per_behaviour(
     }
     assert sorted(zero_shot) == behaviours
     assert all([r["n"] for r in rows] == [0, 1, 2] for rows in zero_shot.values())
+    quality = metrics["zero_shot"]  # how the shared test cases came out, in the report too
+    assert quality["test_cases"] == 9
+    assert quality["fallbacks"] == sum(r["fallback"] for rows in zero_shot.values() for r in rows)
+    assert "ZeroShot test cases (the same for every model): 9;" in (root / "report.md").read_text()
     assert all(
         r["test_case"].strip() and "\n" not in r["test_case"]
         for rows in zero_shot.values()

@@ -272,20 +272,24 @@ def matched_table(rows: list[dict], profile, levels=MATCHED_LEVELS) -> list[dict
 
 
 def _ablation_table(rows: list[dict], profile) -> list[dict]:
+    """The ablation runs beside vanilla and the PLOT defaults of the same seed, and, as the
+    yardstick for their differences, the PLOT defaults over every seed (mean ± std)."""
     if not profile.ablations:
         return []
-    seed = profile.seeds[0]
-    method = profile.ablation_method
-    lines = [("vanilla (α=0)", {"alpha": 0.0, "ablation": ""})]
-    lines.append(
-        (f"PLOT defaults (α={profile.main_alpha:g})", {"alpha": profile.main_alpha, "ablation": ""})
-    )
+    method, alpha, seed = profile.ablation_method, profile.main_alpha, profile.seeds[0]
+    defaults = f"PLOT defaults (α={alpha:g})"
+    lines = [
+        ("vanilla (α=0)", {"alpha": 0.0, "ablation": "", "seed": seed}),
+        (defaults, {"alpha": alpha, "ablation": "", "seed": seed}),
+    ]
+    if len(profile.seeds) > 1:
+        lines.append((f"{defaults}, all seeds", {"alpha": alpha, "ablation": ""}))
     lines += [
-        (label, {"alpha": profile.main_alpha, "ablation": label}) for label in profile.ablations
+        (label, {"alpha": alpha, "ablation": label, "seed": seed}) for label in profile.ablations
     ]
     table = []
     for label, match in lines:
-        m = {"method": method, "seed": seed, **match}
+        m = {"method": method, **match}
         table.append(
             {
                 "run": f"{method.upper()} {label}",
@@ -481,28 +485,35 @@ def _figures(folder: Path, rows: list[dict], metrics: dict, profile) -> list[tup
             save(fig, name, caption + " (mean over seeds)")
 
     if profile.ablations:
-        table = [
-            (
-                label,
-                group_stats(
-                    rows,
-                    "asr/mean",
-                    method=profile.ablation_method,
-                    seed=profile.seeds[0],
-                    alpha=profile.main_alpha,
-                    ablation=label,
-                ),
+        method, alpha, seed = profile.ablation_method, profile.main_alpha, profile.seeds[0]
+        labels = ["", *profile.ablations]
+        fig, axes = plt.subplots(1, 2, figsize=(10.0, 3.8))
+        for ax, metric, scale, ylabel in (
+            (axes[0], "asr/mean", 100, "ASR, mean over attacks (%)"),
+            (axes[1], "over_refusal", 1, "over-refusal"),
+        ):
+            stats = [
+                group_stats(rows, metric, method=method, seed=seed, alpha=alpha, ablation=lbl)
+                for lbl in labels
+            ]
+            ax.bar(
+                [lbl or "defaults" for lbl in labels],
+                [scale * s["mean"] if s else 0 for s in stats],
             )
-            for label in ["", *profile.ablations]
-        ]
-        fig, ax = plt.subplots(figsize=(6.4, 3.6))
-        labels = ["defaults" if not lbl else lbl for lbl, _ in table]
-        ax.bar(labels, [100 * s["mean"] if s else 0 for _, s in table])
-        ax.set_ylabel("ASR, mean over attacks (%)")
-        ax.set_title(
-            f"ablations of {profile.ablation_method.upper()} + PLOT (seed {profile.seeds[0]})"
-        )
-        ax.tick_params(axis="x", rotation=45, labelsize=7)
+            spread = group_stats(rows, metric, method=method, alpha=alpha, ablation="")
+            if spread and spread["std"] is not None:  # the defaults' seed spread as a band
+                lo, hi = (scale * (spread["mean"] + k * spread["std"]) for k in (-1, 1))
+                ax.axhspan(lo, hi, color="grey", alpha=0.25, label="defaults, mean ± std (seeds)")
+            vanilla = group_stats(rows, metric, method=method, alpha=0.0, ablation="")
+            if vanilla:
+                ax.axhline(
+                    scale * vanilla["mean"], color="C3", ls="--", lw=1, label="vanilla (mean)"
+                )
+            if spread or vanilla:
+                ax.legend(fontsize=7)
+            ax.set_ylabel(ylabel)
+            ax.tick_params(axis="x", rotation=60, labelsize=7)
+        fig.suptitle(f"ablations of {method.upper()} + PLOT (seed {seed})", fontsize=10)
         save(fig, "ablations.png", "Ablations: one PLOT setting changed at a time")
 
     overhead = _overhead_table(rows, profile)
@@ -545,7 +556,7 @@ def write_demo_report(
     """Write results.parquet, the figures, report.md, report.html and demo.json into
     ``folder``; returns their paths and the verdict lines."""
     from plot_ray.eval.html_report import write_html
-    from plot_ray.eval.report import summary_rows
+    from plot_ray.eval.report import summary_rows, zero_shot_sentence
     from plot_ray.eval.runner import eval_dir
     from plot_ray.eval.store import ResultStore
 
@@ -601,7 +612,16 @@ def write_demo_report(
             )
         )
     if ablations:
-        tables.append(("Ablations (one PLOT setting changed, one seed)", ablations, None))
+        tables.append(
+            (
+                "Ablations (one PLOT setting changed, one seed)",
+                ablations,
+                "the all-seeds row is the yardstick: a difference smaller than about twice its "
+                "spread is within seed noise"
+                if len(profile.seeds) > 1
+                else None,
+            )
+        )
     if overhead:
         tables.append(("Training time", overhead, "wall seconds of the training loop per run"))
     provenance = [f"command: `{command}`", f"git commit: `{commit}`", f"written: {when}"]
@@ -618,6 +638,9 @@ def write_demo_report(
         md += [f"## {caption}", "", _markdown_table(table)]
         if note:
             md += [f"_{note}_", ""]
+    zero_shot = zero_shot_sentence(metrics["zero_shot"]) if metrics.get("zero_shot") else ""
+    if zero_shot:
+        md += ["## ZeroShot test cases", "", zero_shot, ""]
     md += ["## Figures", ""]
     md += [f"![{caption}](figures/{path.name})\n\n{caption}\n" for path, caption in figures]
     md += ["## Provenance", "", *[f"- {p}" for p in provenance], f"- stage times: {seconds}", ""]
@@ -643,6 +666,7 @@ def write_demo_report(
                 f"**Did not finish** (not in the tables): {r['model']}, {r['status']}"
                 for r in unfinished
             ]
+            + ([zero_shot] if zero_shot else [])
         ),
         tables=tables,
         figures=figures,

@@ -25,7 +25,13 @@ from plot_ray.config import PlotRayConfig
 from plot_ray.eval.metrics import asr_table, asr_vs_num_cases, mean_std, perplexity, win_rates
 from plot_ray.eval.store import ResultStore
 
-__all__ = ["compute_metrics", "summary_rows", "write_report"]
+__all__ = [
+    "compute_metrics",
+    "summary_rows",
+    "write_report",
+    "zero_shot_quality",
+    "zero_shot_sentence",
+]
 
 SCORES = "scores"
 
@@ -126,11 +132,52 @@ def compute_metrics(
         "judge": {"kind": ev.judge},
         "models": models,
     }
+    if "harmful" in ev.tasks and "zero_shot" in ev.attacks:
+        out["zero_shot"] = zero_shot_quality(store, ev)
     if ev.judge == "synthetic":
         from plot_ray.eval.judges import synthetic_judge_error_rate
 
         out["judge"]["measured_error_rate"] = synthetic_judge_error_rate(seed=0, n=1400)
     return out
+
+
+def zero_shot_quality(store: ResultStore, ev) -> dict:
+    """How the shared ZeroShot test cases came out: how many, how many empty samples were
+    drawn again (``parse_failures``), how many fell back to the behaviour itself, and how well
+    they stay on their behaviour (keyword coverage, fallbacks excluded): an attacker that
+    rewrites off target makes a low ZeroShot ASR say little about the model."""
+    from plot_ray.eval.generation_attacks import keyword_coverage
+    from plot_ray.eval.tasks import eval_behaviors
+
+    folder = store.root / "attacks" / "zero_shot"
+    rows = [
+        {**r, "behavior": b["behavior"]}
+        for b in eval_behaviors(ev)
+        for r in store.read_table(folder / f"{b['behavior_id']}.parquet")
+    ]
+    coverage = keyword_coverage(rows)
+    return {
+        "test_cases": len(rows),
+        "parse_failures": sum(int(r["parse_failures"]) for r in rows),
+        "fallbacks": sum(bool(r["fallback"]) for r in rows),
+        "keyword_any_rate": _finite(coverage["any_rate"]),
+        "keyword_mean_recall": _finite(coverage["mean_recall"]),
+    }
+
+
+def zero_shot_sentence(q: dict) -> str:
+    """:func:`zero_shot_quality` in words, for the reports."""
+    on_target = (
+        "none left after the fallbacks"
+        if q["keyword_any_rate"] is None
+        else f"{100 * q['keyword_any_rate']:.0f}% name at least one of their behaviour's "
+        f"keywords (mean keyword recall {q['keyword_mean_recall']:.2f})"
+    )
+    return (
+        f"ZeroShot test cases (the same for every model): {q['test_cases']}; "
+        f"{q['parse_failures']} empty samples drawn again, {q['fallbacks']} fell back to the "
+        f"behaviour itself; {on_target}."
+    )
 
 
 # ------------------------------------------------------------------------------ tables
@@ -221,6 +268,8 @@ def _markdown(metrics: dict, figures: list[str]) -> str:
         for r in rows:
             refusals = " | ".join(f"{100 * r[f'refusal/{a}']:.1f}" for a in attacks)
             lines.append(f"| `{r['model']}` | {refusals} |")
+    if metrics.get("zero_shot"):
+        lines += ["", zero_shot_sentence(metrics["zero_shot"])]
     judge = metrics["judge"]
     lines += ["", f"Judge: `{judge['kind']}`."]
     if "measured_error_rate" in judge:
