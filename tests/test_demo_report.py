@@ -131,8 +131,8 @@ def test_verdict_states_the_direction_and_size_against_the_seed_spread():
 def test_every_run_of_every_profile_is_a_valid_config(name, tmp_path):
     # every trial of the demo's sweeps, checked as the sweep would check it before starting:
     # an ablation that is invalid (or a no-op the config refuses) fails here, not an hour in
-    from plot_ray.config import validate_config
-    from plot_ray.demo.pipeline import sweep_configs
+    from plot_ray.config import load_config, validate_config
+    from plot_ray.demo.pipeline import eval_overrides, run_name, sweep_configs
     from plot_ray.tune import check_space
 
     profile = PROFILES[name]
@@ -141,3 +141,16 @@ def test_every_run_of_every_profile_is_a_valid_config(name, tmp_path):
     main = len(profile.methods) * len(profile.alphas) * len(profile.seeds)
     extra = len(profile.curve_alphas) + len(profile.ablations)
     assert counts == ([main, extra] if extra else [main])
+    # ...and the evaluation of all of them (model names are checked there)
+    runs = [
+        {"model": run_name(m, a, s), "path": str(tmp_path / "r")}
+        for m in profile.methods
+        for a in profile.alphas
+        for s in profile.seeds
+    ]
+    runs += [
+        {"model": run_name(profile.ablation_method, profile.main_alpha, 0, label), "path": "r"}
+        for label in profile.ablations
+    ]
+    ev = load_config(overrides=eval_overrides(tmp_path, profile, runs)).eval
+    assert len({m.name for m in ev.models}) == len(runs) + 1  # the base model too

@@ -20,6 +20,7 @@ and one CPU worker per run, so that two runs train side by side on two cores.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -56,8 +57,9 @@ def _done(t: float, what: str = "") -> float:
 
 def run_name(method: str, alpha: float, seed: int, ablation: str = "") -> str:
     """The evaluation's name for one trained run, e.g. ``dpo-a1-s0``, ``dpo-a1-cost-uniform-s0``
-    (alpha 0 is the vanilla method)."""
-    label = f"-{ablation.replace('=', '-')}" if ablation else ""
+    (alpha 0 is the vanilla method; an ablation label's other characters become ``-``, as
+    model names allow letters, digits, ``_``, ``.`` and ``-``)."""
+    label = "-" + re.sub(r"[^A-Za-z0-9_.-]", "-", ablation) if ablation else ""
     return f"{method}-a{alpha:g}{label}-s{seed}"
 
 
