@@ -123,7 +123,8 @@ PROFILES: dict[str, DemoProfile] = {
             "sfs": {"sample_size": 8, "n_shots": 3, "num_steps": 4, "max_tokens": 64},
         },
         # 24 main runs + 3 alphas + 10 ablations and the base are evaluated with all eight
-        # attacks: ~75 s per model on 2 cores, which is what sizes the steps and sets
+        # attacks, ~80 s per model on 2 cores; that sizes the steps and sets. Measured: 71 min
+        # 49 s in all (sweeps 16 min, evaluation 50 min; docs/results/full)
         num_behaviors=20,
         templates_per_behavior=3,
         num_benign=40,
