@@ -319,6 +319,8 @@ class DeepSpeedConfig(_Section):
 
 # ---------------------------------------------------------------------------------- tune
 SEARCH_KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
+# Sections every trial of a sweep shares (prepare once, then sweep): no trial may change them
+_SHARED_BY_TRIALS = ("tune.", "data.", "cluster.")
 
 
 class TuneConfig(_Section):
@@ -364,7 +366,7 @@ class TuneConfig(_Section):
                 raise ValueError(f"tune.space.{key}.{kind}: a non-empty list, got {values!r}")
             if kind in ("uniform", "loguniform", "randint") and len(values) != 2:
                 raise ValueError(f"tune.space.{key}.{kind}: [low, high], got {values!r}")
-            if key.startswith(("tune.", "data.", "cluster.")):
+            if key.startswith(_SHARED_BY_TRIALS):
                 raise ValueError(
                     f"tune.space.{key}: a sweep varies training keys; data and cluster keys are "
                     "shared by every trial (prepare once, then sweep)"
@@ -379,7 +381,7 @@ class TuneConfig(_Section):
                     f"tune.variants.{label}: a non-empty map of config keys, got {change!r}"
                 )
             for key in change:
-                if key.startswith(("tune.", "data.", "cluster.")) or key == "train.seed":
+                if key.startswith(_SHARED_BY_TRIALS) or key == "train.seed":
                     raise ValueError(
                         f"tune.variants.{label}.{key}: a variant changes training keys (seeds "
                         "come from tune.seeds; data and cluster keys are shared by every trial)"

@@ -93,6 +93,10 @@ def test_asr_at_level_of_a_single_point():
     assert asr_at_level([], 0.1) is None
 
 
+def test_no_matched_table_when_no_path_reaches_a_level():
+    assert matched_table(_rows(), PROFILE, levels=(0.01, 0.9)) == []
+
+
 def test_matched_table_cells():
     table = matched_table(_rows(), PROFILE, levels=(0.01, 0.05, 0.2, 0.3))
     assert table == [

@@ -209,6 +209,8 @@ def sweep_configs(out: Path, profile: DemoProfile) -> list[dict]:
 def _runs(out: Path, profile: DemoProfile, report: dict) -> list[dict]:
     """Stage 5: the main sweep, then one sweep of the extra alphas and ablations (two trials
     side by side in each); returns the runs to evaluate."""
+    from plot_ray.tune.space import VARIANT_KEY, with_variant
+
     t = _stage(
         f"5. Ray Tune: {' + '.join(m.upper() for m in profile.methods)} x alpha "
         f"{list(profile.alphas)} x seeds {list(profile.seeds)}, one Ray Train + DeepSpeed run "
@@ -223,8 +225,8 @@ def _runs(out: Path, profile: DemoProfile, report: dict) -> list[dict]:
         )
     for base in sweep_configs(out, profile):
         for row in _sweep_rows(base):
-            label = row["params"].get("variant", "")
-            p = {**row["params"], **variants.get(label, {})}
+            label = row["params"].get(VARIANT_KEY, "")
+            p = with_variant(row["params"], variants)
             method = p.get("loss.method", base["loss"]["method"])
             alpha = float(p.get("loss.alpha", base["loss"]["alpha"]))
             seed = int(p["train.seed"])

@@ -252,10 +252,13 @@ def matched_table(rows: list[dict], profile, levels=MATCHED_LEVELS) -> list[dict
     """ASR at matched helpfulness: per method, the mean ASR at each over-refusal level along
     its alpha path (interpolated between adjacent alphas), so methods and PLOT weights are
     compared at equal helpfulness as well as at equal steps. Levels no method's path crosses
-    are left out; "—" where this method's path does not reach the level."""
+    are left out (no table when none is crossed); "—" where this method's path does not reach
+    the level."""
     paths = {m: alpha_path(rows, m, profile.all_alphas) for m in profile.methods}
     found = {level: {m: asr_at_level(p, level) for m, p in paths.items()} for level in levels}
     kept = [lv for lv in levels if any(found[lv].values())]
+    if not kept:  # no path reaches any level: nothing to compare at equal helpfulness
+        return []
     table = []
     for method, path in paths.items():
         line = {"method": method.upper()}
@@ -601,7 +604,7 @@ def write_demo_report(
             "a completion that neither refuses nor complies counts in neither",
         ),
     ]
-    if any(len(r) > 2 for r in matched):  # some level was reached
+    if matched:
         tables.append(
             (
                 "ASR at matched helpfulness (over-refusal)",

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from plot_ray.config import PlotRayConfig
-from plot_ray.tune.space import SEED_KEY, VARIANT_KEY
+from plot_ray.tune.space import SEED_KEY, with_variant
 
 __all__ = ["write_report", "group_by_config", "best_trials", "validation_curves"]
 
@@ -120,13 +120,8 @@ def _params(row: dict[str, Any]) -> dict[str, Any]:
     return {k[len("param/") :]: v for k, v in row.items() if k.startswith("param/")}
 
 
-def _effective(params: dict[str, Any], cfg: PlotRayConfig) -> dict[str, Any]:
-    """A trial's parameters with its variant's overrides (``tune.variants``) spelled out."""
-    return {**params, **cfg.tune.variants.get(params.get(VARIANT_KEY), {})}
-
-
 def _method(params: dict[str, Any], cfg: PlotRayConfig) -> str:
-    return str(_effective(params, cfg).get("loss.method", cfg.loss.method))
+    return str(with_variant(params, cfg.tune.variants).get("loss.method", cfg.loss.method))
 
 
 def best_trials(rows: list[dict[str, Any]], cfg: PlotRayConfig) -> dict[str, dict[str, Any]]:
@@ -203,7 +198,7 @@ def _curves_figure(out: Path, cfg: PlotRayConfig, curves: dict[str, dict]) -> Pa
 
 def _figure(out: Path, cfg: PlotRayConfig, groups) -> Path | None:
     """The objective against loss.alpha, one line per method, seed std as error bars."""
-    if not any("loss.alpha" in _effective(g["params"], cfg) for g in groups):
+    if not any("loss.alpha" in with_variant(g["params"], cfg.tune.variants) for g in groups):
         return None
     import matplotlib
 
@@ -212,7 +207,7 @@ def _figure(out: Path, cfg: PlotRayConfig, groups) -> Path | None:
 
     lines: dict[str, list] = defaultdict(list)
     for g in groups:
-        params = _effective(g["params"], cfg)
+        params = with_variant(g["params"], cfg.tune.variants)
         if "loss.alpha" in params:
             lines[_method(params, cfg)].append((float(params["loss.alpha"]), g["mean"], g["std"]))
     fig, ax = plt.subplots(figsize=(5.5, 3.8))

@@ -21,6 +21,7 @@ __all__ = [
     "grid_points",
     "trial_config",
     "trial_overrides",
+    "with_variant",
     "check_space",
 ]
 
@@ -95,17 +96,21 @@ def grid_points(tune_cfg: TuneConfig) -> list[dict[str, Any]]:
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*axes.values())]
 
 
+def with_variant(params: dict[str, Any], variants: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A trial's parameters with its ``variant``'s overrides (from ``tune.variants``) spelled
+    out beside its name; unchanged for a trial without one."""
+    return {**params, **variants.get(params.get(VARIANT_KEY), {})}
+
+
 def trial_overrides(base: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     """A trial's parameters as config overrides: its ``variant`` (if any) replaced by that
     variant's keys from the base config's ``tune.variants``."""
-    params = dict(params)
-    if VARIANT_KEY not in params:
-        return params
-    label = params.pop(VARIANT_KEY)
     variants = (base.get("tune") or {}).get("variants") or {}
-    if label not in variants:
-        raise ConfigError(f"trial variant {label!r} is not in tune.variants ({list(variants)})")
-    return {**params, **variants[label]}
+    if VARIANT_KEY in params and params[VARIANT_KEY] not in variants:
+        raise ConfigError(
+            f"trial variant {params[VARIANT_KEY]!r} is not in tune.variants ({list(variants)})"
+        )
+    return {k: v for k, v in with_variant(params, variants).items() if k != VARIANT_KEY}
 
 
 def trial_config(base: dict[str, Any], params: dict[str, Any], **extra: Any) -> PlotRayConfig:
