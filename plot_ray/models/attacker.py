@@ -16,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from plot_ray.models.tiny import TinyModelSpec
+from plot_ray.models.training import TrainSettings, run_fields, write_summary
 
 __all__ = ["ATTACKER_CORPUS", "ATTACKER_SUMMARY", "build_attacker"]
 
@@ -78,35 +79,15 @@ def build_attacker(
     else:
         tokenizer = build_tokenizer(corpus_texts(data_dir, exclude=()), vocab_size=vocab_size)
     model = build_tiny_model(tokenizer, spec, seed=seed)
+    settings = TrainSettings(steps, batch_size, lr, max_length, seed)
     with torch_threads(num_threads):
-        losses = warm_up(
-            model,
-            tokenizer,
-            rows,
-            steps=steps,
-            batch_size=batch_size,
-            lr=lr,
-            max_length=max_length,
-            seed=seed,
-            progress=progress,
-        )
+        # TrainSettings' fields are warm_up's training arguments.
+        losses = warm_up(model, tokenizer, rows, **asdict(settings), progress=progress)
     out = save_model(model, tokenizer, out)
-    tail = losses[-10:]
-    summary = {
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "vocab_size": len(tokenizer),
-        "tokenizer_from": str(tokenizer_from) if tokenizer_from is not None else None,
-        "spec": asdict(spec),
-        "seed": seed,
-        "steps": steps,
-        "batch_size": batch_size,
-        "lr": lr,
-        "max_length": max_length,
+    fields = {
+        **run_fields(model, tokenizer, spec, tokenizer_from, settings),
         "corpus_rows": len(rows),
-        "train_first_loss": losses[0],
-        "train_last_loss": sum(tail) / len(tail),
-        "seconds": round(time.perf_counter() - started, 2),
-        "data_dir": str(data_dir),
     }
-    (out / ATTACKER_SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    return write_summary(
+        out, ATTACKER_SUMMARY, fields, losses=losses, started=started, data_dir=data_dir
+    )

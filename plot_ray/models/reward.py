@@ -15,13 +15,21 @@ for the tiny tokenizer), so the last token it pools is the response's end.
 from __future__ import annotations
 
 import json
-import random
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 from plot_ray.models.tiny import TinyModelSpec
+from plot_ray.models.training import (
+    TrainSettings,
+    pad_right,
+    run_fields,
+    tail_mean,
+    train_steps,
+    write_summary,
+)
 
 __all__ = [
     "REWARD_SUMMARY",
@@ -117,28 +125,10 @@ def conversation_ids(
     return [list(ids[-max_length:]) for ids in encoded]
 
 
-def _pad_right(sequences: Sequence[Sequence[int]], pad_id: int):
-    """``[B, T]`` ``input_ids`` and ``attention_mask`` padded on the right.
-
-    Right padding leaves every real token's position and (causal) attention as in an unpadded
-    forward, so a text's reward does not depend on what it is batched with; the
-    sequence-classification head then pools the rightmost non-pad token, the text's last.
-    """
-    import torch
-
-    width = max(1, max(map(len, sequences)))
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for i, seq in enumerate(sequences):
-        ids[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        mask[i, : len(seq)] = 1
-    return ids, mask
-
-
 def _rewards(model, sequences: Sequence[Sequence[int]]):
     """``[B]`` float32 rewards of already-encoded sequences, one forward, gradients as enabled."""
     pad_id = model.config.get_text_config().pad_token_id
-    ids, mask = _pad_right(sequences, pad_id)
+    ids, mask = pad_right(sequences, pad_id)
     device = next(model.parameters()).device
     logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
     return logits[:, 0].float()
@@ -220,55 +210,41 @@ def build_tiny_reward_model(tokenizer, spec: TinyModelSpec | None = None, seed: 
     return LlamaForSequenceClassification(config)
 
 
+def _bradley_terry_loss(model, batch: list[tuple[list[int], list[int]]]) -> tuple:
+    """``-log σ(r_chosen − r_rejected)`` averaged over ``B`` encoded ``(chosen, rejected)``
+    pairs, and the fraction of them the model already orders right (``accuracy``)."""
+    import torch
+
+    # Chosen and rejected in one forward: rows [0, B) chosen, [B, 2B) rejected.
+    rewards = _rewards(model, [chosen for chosen, _ in batch] + [rej for _, rej in batch])
+    margin = rewards[: len(batch)] - rewards[len(batch) :]
+    loss = -torch.nn.functional.logsigmoid(margin).mean()
+    return loss, {"accuracy": float((margin.detach() > 0).float().mean())}
+
+
 def _train_bradley_terry(
     model,
     tokenizer,
     pairs: Sequence[PreferencePair],
-    steps: int,
-    batch_size: int,
-    lr: float,
-    max_length: int,
-    seed: int,
+    settings: TrainSettings,
     progress: bool,
 ) -> tuple[list[float], list[float]]:
-    """AdamW on ``-log σ(r_chosen − r_rejected)`` over pairs drawn uniformly (seeded), single
-    process. Returns the per-step losses and training-batch accuracies."""
-    import torch
-    from tqdm.auto import tqdm
-    from transformers import get_cosine_schedule_with_warmup
-
+    """:func:`~plot_ray.models.training.train_steps` on the Bradley-Terry loss over ``pairs``.
+    Returns the per-step losses and training-batch accuracies."""
     prompts = [p.prompt for p in pairs]
+    max_length = settings.max_length
     chosen = conversation_ids(tokenizer, prompts, [p.chosen for p in pairs], max_length)
     rejected = conversation_ids(tokenizer, prompts, [p.rejected for p in pairs], max_length)
-    rng = random.Random(seed)
-    torch.manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    # Linear warm-up over the first 5% of the steps, then cosine decay to 0 (as tiny.warm_up).
-    sched = get_cosine_schedule_with_warmup(opt, max(1, steps // 20), steps)
-    model.train()
-    losses: list[float] = []
-    accuracies: list[float] = []
-    bar = tqdm(range(steps), desc="reward model", disable=not progress, mininterval=2)
-    for _ in bar:
-        picked = rng.sample(range(len(pairs)), min(batch_size, len(pairs)))
-        # Chosen and rejected in one forward: rows [0, B) chosen, [B, 2B) rejected.
-        rewards = _rewards(model, [chosen[i] for i in picked] + [rejected[i] for i in picked])
-        margin = rewards[: len(picked)] - rewards[len(picked) :]
-        loss = -torch.nn.functional.logsigmoid(margin).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
-        accuracies.append(float((margin.detach() > 0).float().mean()))
-        bar.set_postfix(loss=f"{losses[-1]:.3f}", acc=f"{accuracies[-1]:.2f}", refresh=False)
-    model.eval()
-    return losses, accuracies
-
-
-def _tail_mean(values: Sequence[float], n: int = 10) -> float | None:
-    return sum(values[-n:]) / len(values[-n:]) if values else None
+    history = train_steps(
+        model,
+        list(zip(chosen, rejected, strict=True)),
+        partial(_bradley_terry_loss, model),
+        settings,
+        weight_decay=0.01,
+        desc="reward model",
+        progress=progress,
+    )
+    return history["loss"], history["accuracy"]
 
 
 def build_reward_model(
@@ -316,10 +292,9 @@ def build_reward_model(
         tokenizer = build_tokenizer(corpus_texts(data_dir), vocab_size=vocab_size)
     model = build_tiny_reward_model(tokenizer, spec, seed=seed)
     validation = preference_pairs(data_dir, "validation")
+    settings = TrainSettings(steps, batch_size, lr, max_length, seed)
     with torch_threads(num_threads):
-        losses, accuracies = _train_bradley_terry(
-            model, tokenizer, train_pairs, steps, batch_size, lr, max_length, seed, progress
-        )
+        losses, accuracies = _train_bradley_terry(model, tokenizer, train_pairs, settings, progress)
         held_out = {
             corpus: {
                 "accuracy": pair_accuracy(model, tokenizer, pairs, max_length=max_length),
@@ -329,27 +304,20 @@ def build_reward_model(
             if pairs
         }
     out = save_model(model, tokenizer, out)
-    summary = {
+    fields = {
         "architecture": type(model).__name__,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "vocab_size": len(tokenizer),
-        "tokenizer_from": str(tokenizer_from) if tokenizer_from is not None else None,
-        "spec": asdict(spec),
-        "seed": seed,
-        "steps": steps,
-        "batch_size": batch_size,
-        "lr": lr,
-        "max_length": max_length,
+        **run_fields(model, tokenizer, spec, tokenizer_from, settings),
         "train_pairs": {corpus: len(pairs) for corpus, pairs in sorted(train.items())},
-        "train_first_loss": losses[0],
-        "train_last_loss": _tail_mean(losses),
-        "train_last_accuracy": _tail_mean(accuracies),
-        "validation": held_out,
-        "seconds": round(time.perf_counter() - started, 2),
-        "data_dir": str(data_dir),
     }
-    (out / REWARD_SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    return write_summary(
+        out,
+        REWARD_SUMMARY,
+        fields,
+        losses=losses,
+        results={"train_last_accuracy": tail_mean(accuracies), "validation": held_out},
+        started=started,
+        data_dir=data_dir,
+    )
 
 
 # --------------------------------------------------------------------------- scoring actor

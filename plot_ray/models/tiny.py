@@ -8,12 +8,14 @@ Attention uses head_dim 64, the smallest that vLLM's CPU attention backend accep
 from __future__ import annotations
 
 import json
-import random
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
+
+from plot_ray.models.training import TrainSettings, pad_right, train_steps, write_summary
 
 __all__ = [
     "CHAT_TEMPLATE",
@@ -191,6 +193,14 @@ def _warmup_ids(tokenizer, rows: Iterable[dict], max_length: int) -> list[list[i
     return out
 
 
+def _causal_lm_loss(model, pad_id: int, batch: list[list[int]]) -> tuple:
+    """Mean next-token cross-entropy (nats per predicted token) of ``B`` token-id lists,
+    right-padded to ``[B, T]``; padding is neither attended to nor predicted."""
+    ids, mask = pad_right(batch, pad_id)
+    labels = ids.masked_fill(mask == 0, -100)
+    return model(input_ids=ids, attention_mask=mask, labels=labels).loss, {}
+
+
 def warm_up(
     model,
     tokenizer,
@@ -209,41 +219,19 @@ def warm_up(
     Transcripts (``User: …\\nAssistant: …``) are rendered with the chat template so the base
     model already speaks the format that fine-tuning and evaluation use. Returns the losses.
     """
-    import torch
-    from tqdm.auto import tqdm
-
     if not rows:
         raise ValueError("warm-up corpus is empty")
-    sequences = _warmup_ids(tokenizer, rows, max_length)
-    rng = random.Random(seed)
-    torch.manual_seed(seed)
-    from transformers import get_cosine_schedule_with_warmup
-
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    # Linear warm-up over the first 5% of the steps, then cosine decay to 0.
-    sched = get_cosine_schedule_with_warmup(opt, max(1, steps // 20), steps)
-    pad = tokenizer.pad_token_id
-    model.train()
-    losses = []
-    bar = tqdm(range(steps), desc="warm-up", disable=not progress, mininterval=2)
-    for _ in bar:
-        batch = rng.sample(sequences, min(batch_size, len(sequences)))
-        width = max(map(len, batch))
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        labels = torch.full((len(batch), width), -100, dtype=torch.long)
-        for i, seq in enumerate(batch):
-            ids[i, : len(seq)] = torch.tensor(seq)
-            labels[i, : len(seq)] = torch.tensor(seq)
-        loss = model(input_ids=ids, attention_mask=(labels != -100).long(), labels=labels).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
-        bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
-    model.eval()
-    return losses
+    settings = TrainSettings(steps, batch_size, lr, max_length, seed)
+    history = train_steps(
+        model,
+        _warmup_ids(tokenizer, rows, max_length),
+        partial(_causal_lm_loss, model, tokenizer.pad_token_id),
+        settings,
+        weight_decay=0.0,
+        desc="warm-up",
+        progress=progress,
+    )
+    return history["loss"]
 
 
 @contextmanager
@@ -297,16 +285,19 @@ def build_from_corpus(
             rows = [json.loads(line) for line in fh if line.strip()]
         losses = warm_up(model, tokenizer, rows, steps=warmup_steps, seed=seed, progress=progress)
     save_model(model, tokenizer, out)
-    summary = {
+    fields = {
         "vocab_size": len(tokenizer),
         "parameters": sum(p.numel() for p in model.parameters()),
         "spec": asdict(spec),
         "seed": seed,
         "warmup_steps": warmup_steps,
-        "warmup_first_loss": losses[0] if losses else None,
-        "warmup_last_loss": (sum(losses[-10:]) / len(losses[-10:])) if losses else None,
-        "seconds": round(time.perf_counter() - started, 2),
-        "data_dir": str(data_dir),
     }
-    (out / "plot_ray_build.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    return write_summary(
+        out,
+        "plot_ray_build.json",
+        fields,
+        losses=losses,
+        loss_prefix="warmup",
+        started=started,
+        data_dir=data_dir,
+    )
