@@ -36,8 +36,10 @@ def main() -> None:
 
     from plot_ray.config import load_config
     from plot_ray.eval.attack_stage import AttackActor
+    from plot_ray.eval.attacks import get_attack
     from plot_ray.eval.engines import EngineSettings
-    from plot_ray.eval.runner import _actor_pool_kwargs
+    from plot_ray.eval.judges import refusal_judge
+    from plot_ray.eval.pipeline import actor_pool_kwargs
     from plot_ray.eval.tasks import load_behaviors
     from plot_ray.models.tiny import build_from_corpus
     from plot_ray.synth import generate_benchmark
@@ -57,18 +59,19 @@ def main() -> None:
     init_ray(num_cpus=2, object_store_memory_mb=300, quiet=True)
     walls = {}
     for actors in (1, 2):
-        ev = load_config(overrides={"eval.num_engines": actors}).eval
+        ev = load_config(overrides={"eval.generation.num_engines": actors}).eval
         s = EngineSettings.resolve(ev, model=str(root / "model"))
         kwargs = {
             "model": str(root / "model"),
-            "attacks": {"gcg": params},
+            "attacks": {"gcg": (get_attack("gcg"), params)},
             "threads": s.threads_per_engine,
             "dtype": "float32",
             "seed": 0,
+            "refusal": refusal_judge("synthetic"),
         }
         t = time.perf_counter()
         ds = ray.data.from_items([{**b, "attack": "gcg"} for b in behaviors])
-        rows = ds.map_batches(AttackActor, **_actor_pool_kwargs(kwargs, s, 1)).take_all()
+        rows = ds.map_batches(AttackActor, **actor_pool_kwargs(kwargs, s, 1)).take_all()
         walls[actors] = time.perf_counter() - t
         steps = sum(r["steps"] for row in rows for r in json.loads(row["results"]))
         print(

@@ -11,7 +11,7 @@ equal and completions/s compare like for like).
    batches of ``--batch``). Start-up (model load, engine build, one warm-up batch) is reported
    apart from the steady state, which is the timed pass over the N prompts.
 2. The engine pool on a local Ray instance (``plot_ray.eval.engines.generate``, the path
-   ``plot-ray eval`` runs), with the engine ``eval.engine: auto`` picks for this model and
+   ``plot-ray eval`` runs), with the engine ``eval.generation.engine: auto`` picks for this model and
    machine (``--pool-engine`` to choose):
    1 replica using both cores vs 2 replicas using one core each; wall time of the whole
    Ray Data pass (actor start included) over the same prompts.
@@ -131,10 +131,10 @@ def run_pool(
 
     cfg = load_config(
         overrides={
-            "eval.engine": engine,
-            "eval.num_engines": engines,
-            "eval.max_new_tokens": new_tokens,
-            "eval.batch_size": batch,
+            "eval.generation.engine": engine,
+            "eval.generation.num_engines": engines,
+            "eval.generation.max_new_tokens": new_tokens,
+            "eval.generation.batch_size": batch,
         }
     )
     settings = EngineSettings.resolve(cfg.eval, model=str(model_dir))

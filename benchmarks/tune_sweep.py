@@ -72,10 +72,10 @@ def run_mode(ws: dict, name: str, args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     result = run_sweep(validate_config(base), base)
     wall = time.perf_counter() - started
-    bad = [r for r in result["trials"] if r["status"] != "ok"]
+    bad = [r for r in result.trials if r["status"] != "ok"]
     if bad:
         raise RuntimeError(f"{name}: {len(bad)} trial(s) did not finish: {bad}")
-    train = [r["metric/train_seconds"] for r in result["trials"]]
+    train = [r["metric/train_seconds"] for r in result.trials]
     print(
         f"{name}: {len(train)} trials in {wall:.1f} s wall; training time per trial "
         f"{', '.join(f'{t:.1f}' for t in train)} s (sum {sum(train):.1f} s)"

@@ -44,6 +44,7 @@ __all__ = [
     "TuneConfig",
     "EvalConfig",
     "EvalModel",
+    "GenerationConfig",
     "ClusterConfig",
     "PlotRayConfig",
     "load_config",
@@ -396,20 +397,31 @@ class TuneConfig(_Section):
 
 # ---------------------------------------------------------------------------------- eval
 EVAL_TASKS = ("harmful", "benign", "logic", "perplexity")
-# The attacks that build test cases from behaviours: model-independent ones
-# (plot_ray/eval/attacks.py) and gradient attacks optimised against each model
-# (plot_ray/eval/gradient_attacks.py, run by plot_ray/eval/attack_stage.py).
-EVAL_ATTACKS = (
-    "direct_request",
-    "human_jailbreaks",
-    "zero_shot",
-    "sfs",
-    "gcg",
-    "pez",
-    "gbda",
-    "uat",
-)
-ATTACKER_ATTACKS = ("zero_shot", "sfs")  # they need eval.attacker
+
+
+def _attack_registry() -> dict:
+    """The attack registry (imported lazily, like the method registry: it needs torch)."""
+    from plot_ray.eval.attacks import ATTACKS as registry
+
+    return registry
+
+
+def _default_attacks() -> list[str]:
+    from plot_ray.eval.attacks import DEFAULT_ATTACKS
+
+    return list(DEFAULT_ATTACKS)
+
+
+def _line_error(kind: str, message: str, loc: tuple, value: Any, **ctx: Any):
+    """One error of a pydantic report, at ``loc`` below the field that raises it."""
+    from pydantic_core import InitErrorDetails, PydanticCustomError
+
+    return InitErrorDetails(type=PydanticCustomError(kind, message, ctx), loc=loc, input=value)
+
+
+def _raise_line_errors(title: str, errors: list) -> None:
+    if errors:
+        raise ValidationError.from_exception_data(title, errors)
 
 
 class EvalModel(_Section):
@@ -420,47 +432,12 @@ class EvalModel(_Section):
     path: str
 
 
-class EvalConfig(_Section):
-    """``plot-ray eval``: several models, one run, one report (see plot_ray/eval).
+class GenerationConfig(_Section):
+    """``eval.generation``: the engine pool and the decoding of every completion (and of the
+    classifier judge and the attacker, which change only what they must). HarmBench decodes
+    greedily with ``max_new_tokens`` 512 (scaled down here for tiny models)."""
 
-    Data: ``data_dir`` is a synthetic benchmark folder (``plot-ray synth``); its ``eval/`` files
-    are the defaults of ``behaviors`` (HarmBench-style JSONL/CSV: behaviour, id, category,
-    target), ``templates`` (jailbreak templates with a ``{behavior}`` slot), ``benign``
-    (prompts with reference answers), ``logic`` (questions with answers). ``perplexity`` reads
-    the benign prompts' reference answers unless given its own JSONL of prompt/response rows.
-    Generation follows HarmBench: greedy, the model's chat template, ``max_new_tokens`` (512 in
-    HarmBench, scaled down here for tiny models).
-    """
-
-    models: list[EvalModel] = Field(default_factory=list)
-    baseline: str | None = None  # the model that win rates compare against; default: the first
-    tasks: list[Literal["harmful", "benign", "logic", "perplexity"]] = Field(
-        default_factory=lambda: list(EVAL_TASKS)
-    )
-    # Default: the attacks that need no optimisation or attacker model; zero_shot/sfs (with
-    # eval.attacker) and gcg/pez/gbda/uat are opt-in (minutes per behaviour on real models)
-    attacks: list[str] = Field(default_factory=lambda: ["direct_request", "human_jailbreaks"])
-    # The attacker LM of zero_shot and sfs: a hub name or folder (`plot-ray build-attacker`
-    # makes one for the synthetic benchmark)
-    attacker: str | None = None
-    data_dir: str | None = None
-    behaviors: str | None = None
-    templates: str | None = None
-    benign: str | None = None
-    logic: str | None = None
-    perplexity: str | None = None
-    num_behaviors: int | None = Field(default=None, ge=1)  # None: all
-    num_benign: int | None = Field(default=None, ge=1)
-    num_logic: int | None = Field(default=None, ge=1)
-    templates_per_behavior: int = Field(default=5, ge=1)  # HarmBench's human jailbreaks: 5
-    # Per-attack settings, e.g. {gcg: {num_steps: 50, search_width: 64}, zero_shot:
-    # {n_per_behavior: 5}}: the fields of the attack's config class (gradient_attacks.py,
-    # generation_attacks.py in plot_ray/eval)
-    attack_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    logic_style: Literal["gsm8k", "math"] = "gsm8k"  # "#### N" or the last \\boxed{}
-    seed: int = 0
-    # generation
-    engine: Literal["auto", "vllm", "hf"] = "auto"
+    engine: Literal["auto", "vllm", "hf"] = "auto"  # auto: vLLM on GPUs, size-based on CPUs
     num_engines: int = Field(default=1, ge=1)  # engine replicas (one GPU each on GPU clusters)
     batch_size: int = Field(default=32, ge=1)
     max_new_tokens: int = Field(default=64, ge=1)
@@ -471,31 +448,130 @@ class EvalConfig(_Section):
     enforce_eager: bool = True  # vLLM: no CUDA graphs / torch.compile
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)  # vLLM on GPUs
     cpu_kv_cache_gib: int = Field(default=1, ge=1)  # vLLM on CPUs (VLLM_CPU_KVCACHE_SPACE)
+
+
+# Keys that moved: a config that still has them is refused with the new key's name.
+_MOVED_EVAL_KEYS = {
+    **{key: f"eval.generation.{key}" for key in GenerationConfig.model_fields},
+    "templates_per_behavior": "eval.attack_params.human_jailbreaks.templates_per_behavior",
+}
+
+
+class EvalConfig(_Section):
+    """``plot-ray eval``: several models, one run, one report (see plot_ray/eval).
+
+    Data: ``data_dir`` is a synthetic benchmark folder (``plot-ray synth``); its ``eval/`` files
+    are the defaults of ``behaviors`` (HarmBench-style JSONL/CSV: behaviour, id, category,
+    target), ``templates`` (jailbreak templates with a ``{behavior}`` slot), ``benign``
+    (prompts with reference answers), ``logic`` (questions with answers). ``perplexity`` reads
+    the benign prompts' reference answers unless given its own JSONL of prompt/response rows.
+
+    Attacks: ``attacks`` names registered attacks (plot_ray/eval/attacks) and
+    ``attack_params.<attack>`` sets the fields of each one's settings class; both are checked
+    against the registry here. Judges: ``judge`` names a registered harmful judge or is a
+    classifier model's path; ``refusal_judge`` a registered refusal judge (None: the judge's
+    own). Generation: ``generation`` (:class:`GenerationConfig`).
+    """
+
+    models: list[EvalModel] = Field(default_factory=list)
+    baseline: str | None = None  # the model that win rates compare against; default: the first
+    tasks: list[Literal["harmful", "benign", "logic", "perplexity"]] = Field(
+        default_factory=lambda: list(EVAL_TASKS)
+    )
+    # Default: the attacks that need neither an attacker model nor an optimisation
+    attacks: list[str] = Field(default_factory=_default_attacks)
+    # The attacker LM of the attacks that need one (zero_shot, sfs): a hub name or folder
+    # (`plot-ray build-attacker` makes one for the synthetic benchmark)
+    attacker: str | None = None
+    data_dir: str | None = None
+    behaviors: str | None = None
+    templates: str | None = None
+    benign: str | None = None
+    logic: str | None = None
+    perplexity: str | None = None
+    num_behaviors: int | None = Field(default=None, ge=1)  # None: all
+    num_benign: int | None = Field(default=None, ge=1)
+    num_logic: int | None = Field(default=None, ge=1)
+    # Per-attack settings, e.g. {gcg: {num_steps: 50, search_width: 64}, human_jailbreaks:
+    # {templates_per_behavior: 5}}: the fields of each attack's settings class
+    attack_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    logic_style: Literal["gsm8k", "math"] = "gsm8k"  # "#### N" or the last \\boxed{}
+    seed: int = 0
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
     trust_remote_code: bool = False
     # judging and scoring
-    judge: str = "synthetic"  # "synthetic" (rule judge for plot-ray synth) or a classifier LLM
+    judge: str = "synthetic"  # a registered judge (plot_ray/eval/judges) or a classifier path
+    refusal_judge: str | None = None  # a registered refusal judge; None: the judge's own
     reward_model: str | None = None  # an AutoModelForSequenceClassification path (benign task)
     # results
     shard_size: int = Field(default=64, ge=1)  # rows per result shard (the unit of resume)
     name: str = "eval"
     output_dir: str = "runs/eval"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            _raise_line_errors(
+                "EvalConfig",
+                [
+                    _line_error("moved_key", "moved: write {new} instead", (k,), data[k], new=new)
+                    for k, new in _MOVED_EVAL_KEYS.items()
+                    if k in data
+                ],
+            )
+        return data
+
     @field_validator("attacks")
     @classmethod
-    def _known_attacks(cls, attacks: list[str]) -> list[str]:
-        unknown = [a for a in attacks if a not in EVAL_ATTACKS]
+    def _registered_attacks(cls, attacks: list[str]) -> list[str]:
+        registry = _attack_registry()
+        unknown = [a for a in attacks if a not in registry]
         if unknown:
-            raise ValueError(f"unknown attack(s) {unknown}; allowed: {', '.join(EVAL_ATTACKS)}")
+            raise ValueError(f"unknown attack(s) {unknown}; allowed: {', '.join(registry)}")
         return attacks
 
     @field_validator("attack_params")
     @classmethod
-    def _params_of_known_attacks(cls, params: dict[str, dict[str, Any]]) -> dict:
+    def _settings_of_registered_attacks(cls, params: dict[str, dict[str, Any]]) -> dict:
+        registry = _attack_registry()
         # A misspelt attack name would otherwise leave its settings silently unused.
-        unknown = sorted(set(params) - set(EVAL_ATTACKS))
+        unknown = sorted(set(params) - set(registry))
         if unknown:
-            raise ValueError(f"unknown attack(s) {unknown}; allowed: {', '.join(EVAL_ATTACKS)}")
+            raise ValueError(f"unknown attack(s) {unknown}; allowed: {', '.join(registry)}")
+        errors = []
+        for name, values in params.items():
+            settings = registry[name].config
+            try:
+                settings.model_validate(values)
+            except ValidationError as exc:
+                for err in exc.errors():
+                    loc = (name, *err["loc"])
+                    if err["type"] == "extra_forbidden":
+                        allowed = ", ".join(settings.model_fields) or "(none)"
+                        msg = f"unknown setting; allowed: {allowed}"
+                        errors.append(_line_error("unknown_key", msg, loc, err["input"]))
+                    else:
+                        errors.append(_line_error("bad_setting", err["msg"], loc, err["input"]))
+        _raise_line_errors("attack_params", errors)
         return params
+
+    @field_validator("judge")
+    @classmethod
+    def _a_judge_or_a_model(cls, judge: str) -> str:
+        from plot_ray.eval.judges import resolve_judge
+
+        resolve_judge(judge)  # a misspelt judge fails here, not as a missing hub model
+        return judge
+
+    @field_validator("refusal_judge")
+    @classmethod
+    def _a_refusal_judge(cls, name: str | None) -> str | None:
+        if name is not None:
+            from plot_ray.eval.judges import get_judge
+
+            get_judge(name, asks="refusal")
+        return name
 
     @model_validator(mode="after")
     def _models_and_baseline(self) -> EvalConfig:
@@ -505,7 +581,7 @@ class EvalConfig(_Section):
             raise ValueError(f"eval.models: names must be unique, repeated: {duplicated}")
         if self.baseline is not None and self.baseline not in names:
             raise ValueError(f"eval.baseline {self.baseline!r} is not one of eval.models {names}")
-        needs = [a for a in self.attacks if a in ATTACKER_ATTACKS]
+        needs = [spec.name for spec in self.attack_specs() if spec.needs_attacker]
         if needs and not self.attacker:
             raise ValueError(
                 f"eval.attacker: the attacks {needs} need an attacker model (a hub name or a "
@@ -516,6 +592,16 @@ class EvalConfig(_Section):
     @property
     def baseline_name(self) -> str | None:
         return self.baseline or (self.models[0].name if self.models else None)
+
+    def attack_specs(self, stage: str | None = None) -> list:
+        """The registry's specs of ``attacks`` (those that run in ``stage``, when given), in
+        the config's order."""
+        registry = _attack_registry()
+        return [registry[a] for a in self.attacks if stage in (None, registry[a].stage)]
+
+    def attack_settings(self, name: str):
+        """Attack ``name``'s settings object from ``attack_params`` (validated on load)."""
+        return _attack_registry()[name].make_config(self.attack_params.get(name))
 
 
 # ------------------------------------------------------------------------------- cluster
@@ -643,7 +729,8 @@ def _format_validation_error(exc: ValidationError) -> str:
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
         got = err.get("input")
-        if err["type"] not in ("extra_forbidden", "missing") and not isinstance(got, dict):
+        quiet = ("extra_forbidden", "missing", "unknown_key", "moved_key")
+        if err["type"] not in quiet and not isinstance(got, dict):
             msg = f"{msg} (got {got!r})"
         lines.append(f"  {loc}: {msg}")
     return "invalid configuration:\n" + "\n".join(lines)

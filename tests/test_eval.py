@@ -21,20 +21,21 @@ import pytest
 import yaml
 
 from plot_ray.config import ConfigError, load_config
-from plot_ray.eval.attacks import fill_template, human_jailbreaks
+from plot_ray.eval.attacks import StaticContext
+from plot_ray.eval.attacks.static import HumanJailbreaksConfig, fill_template, human_jailbreaks
 from plot_ray.eval.store import ResultStore, SettingsMismatchError
 from plot_ray.eval.tasks import EvalDataError, build_cases, load_behaviors
 
 EVAL = {
     "eval.tasks": ["harmful", "benign", "logic", "perplexity"],
     "eval.num_behaviors": 10,
-    "eval.templates_per_behavior": 2,
+    "eval.attack_params.human_jailbreaks.templates_per_behavior": 2,
     "eval.num_benign": 12,
     "eval.num_logic": 8,
-    "eval.max_new_tokens": 32,
+    "eval.generation.max_new_tokens": 32,
     "eval.shard_size": 8,
-    "eval.engine": "hf",
-    "eval.batch_size": 8,
+    "eval.generation.engine": "hf",
+    "eval.generation.batch_size": 8,
 }
 
 
@@ -83,14 +84,14 @@ def test_a_behaviours_templates_do_not_depend_on_the_other_behaviours():
         {"behavior_id": f"b{i}", "behavior": f"do {i}", "category": "", "target": "", "context": ""}
         for i in range(5)
     ]
-    alone = human_jailbreaks(b[3:4], templates=templates, per_behavior=3, seed=1)
-    among = [
-        c
-        for c in human_jailbreaks(b, templates=templates, per_behavior=3, seed=1)
-        if c["behavior_id"] == "b3"
-    ]
-    assert [c["test_case"] for c in alone] == [c["test_case"] for c in among]
-    assert len({c["template_id"] for c in alone}) == 3  # drawn without replacement
+    three, ctx = (
+        HumanJailbreaksConfig(templates_per_behavior=3),
+        StaticContext(1, lambda: templates),
+    )
+    alone = human_jailbreaks(b[3:4], three, ctx)
+    among = [c for c in human_jailbreaks(b, three, ctx) if c.behavior_id == "b3"]
+    assert [c.test_case for c in alone] == [c.test_case for c in among]
+    assert len({c.extra["template_id"] for c in alone}) == 3  # drawn without replacement
     assert fill_template("Say it.", "do 1") == "Say it.\n\ndo 1"  # HarmBench's layout
 
 
@@ -112,9 +113,9 @@ def test_harmbench_csv_behaviours_with_context_and_targets(tmp_path):
         "target": "Sure, here is a thing",
         "context": "",
     }
-    from plot_ray.eval.attacks import direct_request
+    from plot_ray.eval.attacks.static import direct_request
 
-    assert direct_request(rows)[1]["test_case"] == "Some context\n\n---\n\nSummarise this"
+    assert direct_request(rows)[1].test_case == "Some context\n\n---\n\nSummarise this"
     csv_path.write_text(csv_path.read_text() + "Copy a song,copyright,copyright,,,song_3\n")
     with pytest.raises(EvalDataError, match="copyright"):
         load_behaviors(csv_path)
@@ -160,11 +161,12 @@ def test_store_refuses_to_mix_settings_and_writes_shards_whole(tmp_path):
 
 
 def test_stream_writes_each_shard_in_order_and_never_drops_rows(ray_local):
-    from plot_ray.eval.runner import _Progress, _stream
+    from plot_ray.eval.pipeline import Progress, Stage, stream
 
     written = {}
     pending = {("t", 0): [{"v": 1}, {"v": 2}], ("t", 1): [{"v": 3}]}
-    _stream(pending, None, lambda r: {**r, "w": r["v"] * 10}, written.__setitem__, _Progress(False))
+    tenfold = Stage(finish=lambda r: {**r, "w": r["v"] * 10})
+    stream(pending, tenfold, written.__setitem__, Progress(False))
     assert written == {
         ("t", 0): [{"v": 1, "w": 10}, {"v": 2, "w": 20}],
         ("t", 1): [{"v": 3, "w": 30}],
@@ -175,7 +177,7 @@ def test_stream_writes_each_shard_in_order_and_never_drops_rows(ray_local):
 
     written.clear()
     with pytest.raises(RuntimeError, match=r"shards \[\('t', 1\)\] never came back"):
-        _stream(pending, lossy, lambda r: r, written.__setitem__, _Progress(False))
+        stream(pending, Stage(transform=lossy), written.__setitem__, Progress(False))
     assert list(written) == [("t", 0)]  # the complete shard was still written
 
 
@@ -252,16 +254,16 @@ def test_a_killed_evaluation_resumes_without_redoing_finished_shards(
     cfg, metrics, root = eval_run
     # The same evaluation of the base model, with shards of 2 rows so that the kill lands
     # between shards; run by a separate driver on the session's Ray instance.
+    raw = cfg.to_dict()
     over = {
         "eval.models": [{"name": "base", "path": str(tiny_model_dir)}],
         "eval.reward_model": cfg.eval.reward_model,
         "eval.shard_size": 2,
-        "eval.batch_size": 2,
+        "eval.generation": {**raw["eval"]["generation"], "batch_size": 2},
         "eval.name": "killed",
         "eval.output_dir": str(tmp_path),
         "cluster.address": ray.get_runtime_context().gcs_address,
     }
-    raw = cfg.to_dict()
     for key, value in over.items():
         section, name = key.split(".")
         raw[section][name] = value
@@ -320,7 +322,11 @@ def test_vllm_and_hf_engines_give_the_same_greedy_completions(ray_local, dpo_run
     out = {}
     for engine in ("hf", "vllm"):
         cfg = load_config(
-            overrides={"eval.engine": engine, "eval.max_new_tokens": 24, "eval.batch_size": 8}
+            overrides={
+                "eval.generation.engine": engine,
+                "eval.generation.max_new_tokens": 24,
+                "eval.generation.batch_size": 8,
+            }
         )
         ds = ray.data.from_items([{"prompt": p, "i": i} for i, p in enumerate(prompts)])
         rows = sorted(
@@ -377,7 +383,7 @@ def test_engine_auto_picks_by_device_and_model_size(tiny_model_dir, tmp_path):
     from plot_ray.eval.engines import VLLM_CPU_MIN_PARAMETERS, EngineSettings, estimated_parameters
     from plot_ray.models import load_causal_lm
 
-    ev = load_config(overrides={"eval.num_engines": 2}).eval
+    ev = load_config(overrides={"eval.generation.num_engines": 2}).eval
     tiny = str(tiny_model_dir)
     n = sum(p.numel() for p in load_causal_lm(tiny).parameters())
     assert estimated_parameters(tiny) == pytest.approx(n, rel=0.02)
@@ -396,7 +402,9 @@ def test_engine_auto_picks_by_device_and_model_size(tiny_model_dir, tmp_path):
     ).save_pretrained(big)
     assert estimated_parameters(str(big)) >= VLLM_CPU_MIN_PARAMETERS
     assert EngineSettings.resolve(ev, model=str(big), use_gpu=False, cpus=2).engine == "vllm"
-    forced = load_config(overrides={"eval.engine": "vllm", "eval.dtype": "bfloat16"}).eval
+    forced = load_config(
+        overrides={"eval.generation.engine": "vllm", "eval.generation.dtype": "bfloat16"}
+    ).eval
     assert EngineSettings.resolve(forced, model=tiny, use_gpu=False, cpus=2).dtype == "bfloat16"
 
 
@@ -424,7 +432,7 @@ def test_attacks_run_on_actor_pools_per_model_and_resume_per_behaviour(
         "eval.attacks": ["direct_request", "zero_shot", "sfs", "gcg"],
         "eval.attacker": str(attacker_dir),
         "eval.num_behaviors": 3,
-        "eval.num_engines": 2,
+        "eval.generation.num_engines": 2,
         "eval.attack_params": params,
     }
     run = eval_config(synth_dir, tmp_path, models, **over)

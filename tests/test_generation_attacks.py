@@ -13,26 +13,23 @@ import re
 
 import pytest
 
-from plot_ray.eval.generation_attacks import (
-    ATTACKER_ANSWER_HEAD,
+from plot_ray.eval.attacks.generation import (
     SFSConfig,
     attacker_prompt,
     behavior_keywords,
-    hf_greedy,
     hf_sampler,
     hf_target_loss,
     keyword_coverage,
     numbered_lines,
     parse_zero_shot,
     sfs,
-    sfs_attack,
     zero_shot,
     zero_shot_prompts,
 )
+from plot_ray.harmbench import ATTACKER_ANSWER_HEAD, ATTACKER_QUERY
 from plot_ray.synth import attacker as A
 from plot_ray.synth import harmlessness as H
 from plot_ray.synth import read_jsonl
-from plot_ray.synth.attacker import ATTACKER_QUERY
 from plot_ray.synth.evalsets import JAILBREAK_TEMPLATES
 
 REFUSAL = "I'm sorry, but I can't help with that."
@@ -369,11 +366,11 @@ def test_sfs_stops_when_the_attacker_has_nothing_new(tok):
 
 
 def test_sfs_config_errors_name_the_key():
-    with pytest.raises(ValueError, match=r"sfs\.sample_size"):
+    with pytest.raises(ValueError, match=r"SFSConfig\nsample_size\n"):
         SFSConfig(sample_size=0)
-    with pytest.raises(ValueError, match=r"sfs\.temperature"):
+    with pytest.raises(ValueError, match=r"SFSConfig\ntemperature\n"):
         SFSConfig(temperature=0.0)
-    with pytest.raises(ValueError, match=r"sfs\.top_p"):
+    with pytest.raises(ValueError, match=r"SFSConfig\ntop_p\n"):
         SFSConfig(top_p=1.5)
 
 
@@ -399,46 +396,47 @@ def test_hf_target_loss_is_the_mean_cross_entropy_of_the_target_tokens(target):
 
 
 def test_sfs_with_the_tiny_attacker_and_target(attacker, target, behaviors):
+    """The registered ``sfs`` attack as an actor runs it: the attacker proposes, the target's
+    loss on the target string scores, the target's greedy completion decides the stop."""
+    from plot_ray.eval.attacks import Target, get_attack
+    from plot_ray.eval.judges import RefusalJudge
+
     _, a_model, a_tok = attacker
     t_model, t_tok = target
     loss_fn = hf_target_loss(t_model, t_tok)
     cfg = SFSConfig(sample_size=6, n_shots=2, num_steps=3, max_tokens=40, min_chars=8)
-    rows = sfs_attack(
-        behaviors[:2],
-        hf_sampler(a_model, a_tok),
-        loss_fn,
-        hf_greedy(t_model, t_tok, max_new_tokens=16),
-        cfg,
-        seed=0,
-        tokenizer=a_tok,
-    )
-    assert [r["case_id"] for r in rows] == [f"sfs/{b['behavior_id']}/0" for b in behaviors[:2]]
-    for r, b in zip(rows, behaviors[:2], strict=True):
-        assert 1 <= r["steps"] <= 3 and len(r["losses"]) == r["steps"]
-        assert all(a >= c for a, c in itertools.pairwise(r["losses"]))
-        assert r["loss"] == r["losses"][-1]
-        assert r["loss"] == pytest.approx(loss_fn([r["test_case"]], b["target"])[0], abs=1e-4)
+    held = Target(t_model, t_tok, 0, RefusalJudge(), attacker=a_model, attacker_tokenizer=a_tok)
+    for b in behaviors[:2]:
+        [r] = get_attack("sfs").run(b, cfg, held)
+        assert 1 <= r.steps <= 3 and len(r.losses) == r.steps
+        assert all(a >= c for a, c in itertools.pairwise(r.losses))
+        assert r.loss == r.losses[-1]
+        assert r.loss == pytest.approx(loss_fn([r.test_case], b["target"])[0], abs=1e-4)
+        assert r.stop_reason in ("not_refused", "converged", "no_candidates", "num_steps")
 
 
 def test_generation_attack_configs_name_bad_keys_and_values():
-    from plot_ray.config import ConfigError
-    from plot_ray.eval.attack_stage import attack_config, curve_steps
-    from plot_ray.eval.generation_attacks import ZeroShotConfig, make_generation_config
+    from plot_ray.config import ConfigError, load_config
+    from plot_ray.eval.attacks import get_attack
+    from plot_ray.eval.attacks.generation import ZeroShotConfig
 
-    zs = attack_config("zero_shot", {"n_per_behavior": 2})
+    ev = load_config(overrides={"eval.attack_params": {"zero_shot": {"n_per_behavior": 2}}}).eval
+    zs = ev.attack_settings("zero_shot")
     assert (zs.n_per_behavior, zs.sampling()["temperature"], zs.sampling()["stop"]) == (
         2,
         0.9,
         ["\n"],
     )
-    assert curve_steps(attack_config("sfs", {})) == []  # SFS has no per-step test cases
+    assert ev.attack_settings("sfs").curve_steps() == []  # SFS has no per-step test cases
     with pytest.raises(
-        ConfigError, match=r"eval.attack_params.zero_shot: unknown setting\(s\) \['n'\]"
+        ConfigError, match=r"eval.attack_params.zero_shot.n: unknown setting; allowed: n_per"
     ):
-        attack_config("zero_shot", {"n": 3})
-    with pytest.raises(ConfigError, match=r"eval.attack_params.sfs.n_shots must be >= 1"):
-        attack_config("sfs", {"n_shots": 0})
-    with pytest.raises(ValueError, match="zero_shot.top_p"):
+        load_config(overrides={"eval.attack_params": {"zero_shot": {"n": 3}}})
+    with pytest.raises(
+        ConfigError, match=r"eval.attack_params.sfs.n_shots: Input should be greater than 0"
+    ):
+        load_config(overrides={"eval.attack_params": {"sfs": {"n_shots": 0}}})
+    with pytest.raises(ValueError, match="top_p"):
         ZeroShotConfig(top_p=0)
-    with pytest.raises(ValueError, match="unknown generation attack 'pair'"):
-        make_generation_config("pair")
+    with pytest.raises(ValueError, match="unknown attack 'pair'"):
+        get_attack("pair")

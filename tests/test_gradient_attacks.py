@@ -13,21 +13,21 @@ import json
 import pytest
 import torch
 
-from plot_ray.eval.engines import chat_prompts
-from plot_ray.eval.gradient_attacks import (
-    GRADIENT_ATTACKS,
-    AttackResult,
+from plot_ray.config import ConfigError, load_config
+from plot_ray.eval.attacks import ATTACKS, AttackResult, Target, get_attack
+from plot_ray.eval.attacks.gradient import (
     GBDAConfig,
     GCGConfig,
+    GradientAttackConfig,
     PEZConfig,
     TargetLoss,
     UATConfig,
     allowed_token_masks,
     gcg,
-    make_attack_config,
-    run_gradient_attack,
 )
-from plot_ray.eval.judges import RefusalDetector
+from plot_ray.eval.engines import chat_prompts
+from plot_ray.eval.judges import RefusalJudge
+from plot_ray.eval.judges.synthetic import SyntheticRefusalJudge
 
 # Every attack must beat its initial test case by this many nats per target token. Across 200
 # random valid 20-token suffixes the loss of a behaviour varies with a standard deviation of
@@ -45,6 +45,15 @@ SETTINGS = {
     "pez": PEZConfig(num_test_cases=2, num_optim_tokens=20, num_steps=20, snapshot_every=5),
     "gbda": GBDAConfig(num_test_cases=2, num_optim_tokens=20, num_steps=20, snapshot_every=5),
 }
+
+
+def run_gradient_attack(name, model, tok, behavior, target, settings=None, seed=0):
+    """Attack ``name`` from the registry on one behaviour, as the evaluation's actors run it
+    (with the synthetic benchmark's refusal judge for the early stop)."""
+    spec = get_attack(name)
+    cfg = settings if isinstance(settings, spec.config) else spec.make_config(settings)
+    row = {"behavior_id": "b", "behavior": behavior, "target": target}
+    return spec.run(row, cfg, Target(model, tok, seed, SyntheticRefusalJudge()))
 
 
 @pytest.fixture(scope="module")
@@ -238,11 +247,10 @@ def test_gcg_stops_early_when_the_loss_is_low_and_the_completion_complies(lm, be
     with torch.no_grad():
         out = model.generate(**ids, max_new_tokens=16, do_sample=False)
     completion = tok.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
-    assert not RefusalDetector().is_refusal(completion)
+    assert not SyntheticRefusalJudge().is_refusal(completion)
 
     # Count that very opening as a refusal: the attack must go on past step 2.
-    strict = RefusalDetector()
-    strict.prefixes = (completion.split()[0].lower(),)
+    strict = RefusalJudge(prefixes=(completion.split()[0].lower(),))
     assert strict.is_refusal(completion)
     go_on = gcg(
         model,
@@ -258,16 +266,19 @@ def test_gcg_stops_early_when_the_loss_is_low_and_the_completion_complies(lm, be
 
 # ---------------------------------------------------------------------- configs, errors
 def test_configs_reject_bad_values_and_unknown_keys_by_name():
-    with pytest.raises(ValueError, match=r"GCGConfig\.search_width must be > 0"):
+    with pytest.raises(ValueError, match=r"GCGConfig\nsearch_width\n  Input should be greater"):
         GCGConfig(search_width=0)
-    with pytest.raises(ValueError, match=r"GBDAConfig\.noise_scale"):
+    with pytest.raises(ValueError, match=r"GBDAConfig\nnoise_scale"):
         GBDAConfig(noise_scale=-1)
-    with pytest.raises(ValueError, match=r"unknown setting\(s\) \['topK'\]"):
-        make_attack_config("gcg", {"topK": 3})
-    with pytest.raises(ValueError, match="unknown gradient attack 'autodan'"):
-        make_attack_config("autodan")
-    assert make_attack_config("pez", {"lr": 0.5}).lr == 0.5
-    assert set(GRADIENT_ATTACKS) == {"gcg", "pez", "gbda", "uat"}
+    with pytest.raises(
+        ConfigError, match=r"eval.attack_params.gcg.topK: unknown setting; allowed: num_steps"
+    ):
+        load_config(overrides={"eval.attack_params": {"gcg": {"topK": 3}}})
+    with pytest.raises(ValueError, match="unknown attack 'autodan'"):
+        get_attack("autodan")
+    assert get_attack("pez").make_config({"lr": 0.5}).lr == 0.5
+    gradient = {n for n, s in ATTACKS.items() if issubclass(s.config, GradientAttackConfig)}
+    assert gradient == {"gcg", "pez", "gbda", "uat"}
 
 
 @pytest.mark.parametrize(
@@ -285,7 +296,7 @@ def test_configs_reject_bad_values_and_unknown_keys_by_name():
     ],
 )
 def test_shared_and_own_settings_are_checked_under_the_attacks_name(cls, field):
-    with pytest.raises(ValueError, match=rf"{cls.__name__}\.{field} must be > 0, got 0"):
+    with pytest.raises(ValueError, match=rf"{cls.__name__}\n{field}\n  Input should be greater"):
         cls(**{field: 0})
 
 

@@ -310,7 +310,7 @@ def test_validation_curves_of_the_best_trial_per_method_come_from_its_metrics_fi
 
     result = write_report(tmp_path, rows, cfg, points=2, seconds=1.0)
     figure = tmp_path / "validation_curves.png"
-    assert str(figure) in result["figures"]
+    assert str(figure) in result.figures
     pixels = imread(figure)
     # two panels (the objective, the validation loss), 5.0 x 3.8 inches each at 120 dpi
     assert pixels.shape[:2] == (456, 1200)
@@ -426,7 +426,7 @@ def test_a_sweep_killed_after_its_first_trial_resumes_only_the_others(
 
     result = run_sweep(validate_config(base), base, resume=True)
 
-    table = pq.read_table(result["table"]).to_pylist()
+    table = pq.read_table(result.table).to_pylist()
     assert len(table) == 4 and all(r["status"] == "ok" for r in table), table
     params = {(json.loads(r["param/loss.alpha"]), json.loads(r["param/variant"])) for r in table}
     # the trials of an uninterrupted sweep, each trained once
@@ -453,8 +453,8 @@ def test_a_sweep_killed_after_its_first_trial_resumes_only_the_others(
     # --resume of a finished sweep reruns no trial and rebuilds the same table
     written = {r["run_dir"]: _file_state(Path(r["run_dir"])) for r in table}
     again = run_sweep(validate_config(base), base, resume=True)
-    assert sorted(r["run_dir"] for r in again["trials"]) == sorted(written)
-    assert all(r["status"] == "ok" for r in again["trials"])
+    assert sorted(r["run_dir"] for r in again.trials) == sorted(written)
+    assert all(r["status"] == "ok" for r in again.trials)
     assert {d: _file_state(Path(d)) for d in written} == written
     with pytest.raises(FileExistsError, match="pass --resume"):
         run_sweep(validate_config(base), base)
@@ -484,11 +484,11 @@ def test_a_failing_trial_is_reported_and_asha_stops_a_weak_one(
             "eval.attacks": ["direct_request"],
             "eval.num_behaviors": 4,
             "eval.num_logic": 2,
-            "eval.max_new_tokens": 16,
+            "eval.generation.max_new_tokens": 16,
         },
     )
     result = run_sweep(validate_config(failing), failing)
-    rows = {r["param/train.micro_batch_size"]: r for r in result["trials"]}
+    rows = {r["param/train.micro_batch_size"]: r for r in result.trials}
     assert rows[2]["status"] == "ok"
     assert rows[100_000]["status"] == "error"
     assert "no complete micro-batch" in rows[100_000]["error"]
@@ -520,7 +520,7 @@ def test_a_failing_trial_is_reported_and_asha_stops_a_weak_one(
         },
     )
     result = run_sweep(validate_config(asha), asha)
-    rows = {r["param/train.learning_rate"]: r for r in result["trials"]}
+    rows = {r["param/train.learning_rate"]: r for r in result.trials}
     assert [rows[lr]["status"] for lr in (1.0e-4, 0.05)] == ["ok", "stopped"]
     assert rows[1.0e-4]["metric/step"] == 3
     stopped = rows[0.05]

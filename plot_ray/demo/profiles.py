@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from plot_ray.config import EVAL_ATTACKS
-
 __all__ = ["PROFILES", "DemoProfile"]
 
 
@@ -34,7 +32,7 @@ class DemoProfile:
     scale: float = 0.5  # synthetic corpus size
     warmup_steps: int = 300  # base model's causal-LM warm-up on the unaligned corpus
     reward_steps: int = 200
-    attacker_steps: int = 0  # 0: no attacker model (no zero_shot / sfs)
+    attacker_steps: int = 0  # 0: no attacker model (no attack that needs one)
     attacks: tuple[str, ...] = ("direct_request", "human_jailbreaks")
     attack_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     num_behaviors: int = 30
@@ -61,9 +59,11 @@ class DemoProfile:
                 f"profile {self.name}: curve_alphas {self.curve_alphas} must be > 0 and not in "
                 f"the main grid's alphas {self.alphas}"
             )
-        needs_attacker = {"zero_shot", "sfs"} & set(self.attacks)
+        from plot_ray.eval.attacks import get_attack
+
+        needs_attacker = [a for a in self.attacks if get_attack(a).needs_attacker]
         if needs_attacker and not self.attacker_steps:
-            raise ValueError(f"profile {self.name}: {sorted(needs_attacker)} need attacker_steps")
+            raise ValueError(f"profile {self.name}: {needs_attacker} need attacker_steps")
 
 
 # The alpha the main table compares against vanilla, chosen by evidence (docs/results/): at 1.0
@@ -113,7 +113,16 @@ PROFILES: dict[str, DemoProfile] = {
         # the tiny attacker does not carry over to held-out behaviours at any length tried
         # (600 steps: 10-13% of its test cases name a behaviour keyword; 1500: 23%, 9 minutes)
         attacker_steps=600,
-        attacks=EVAL_ATTACKS,
+        attacks=(
+            "direct_request",
+            "human_jailbreaks",
+            "zero_shot",
+            "sfs",
+            "gcg",
+            "pez",
+            "gbda",
+            "uat",
+        ),
         attack_params={
             "gcg": GCG_SMALL,
             "pez": {"num_steps": 12, "snapshot_every": 4},

@@ -9,23 +9,27 @@
                       and judge label per model (plot_ray.eval.html_report)
     figures/*.png     ASR per attack; safety vs helpfulness (one point per run); ASR vs alpha;
                       ASR vs GCG steps and vs ZeroShot test cases; ablations; PLOT's training
-                      time over the vanilla method's
+                      time over the vanilla method's (drawn by plot_ray.demo.figures)
 
 Every table is computed from ``results.parquet`` after it is written (and the evaluation's
 per-run curves from its ``metrics.json``), never from numbers held in memory, so the report
-says what the files say.
+says what the files say. This module holds the numbers, the tables and the markdown;
+:mod:`plot_ray.demo.figures` draws the same numbers (:func:`_figure_numbers`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import statistics
 import subprocess
-from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from plot_ray.demo.figures import FigureNumbers, write_figures
+from plot_ray.reporting import markdown_table
 
 __all__ = [
     "HELPFULNESS",
@@ -334,210 +338,26 @@ def _attack_table(rows: list[dict], profile) -> list[dict]:
     return table
 
 
-# ----------------------------------------------------------------------------- figures
-def _figures(folder: Path, rows: list[dict], metrics: dict, profile) -> list[tuple[Path, str]]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder.mkdir(parents=True, exist_ok=True)
-    made: list[tuple[Path, str]] = []
-    groups = _groups(profile)
-    attacks = final_attacks(rows)
-
-    def save(fig, name: str, caption: str) -> None:
-        fig.tight_layout()
-        fig.savefig(folder / name, dpi=110)
-        plt.close(fig)
-        made.append((folder / name, caption))
-
-    # ASR per attack per method ± PLOT
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(attacks) + 2), 3.8))
-    width = 0.8 / len(groups)
-    for i, (label, match) in enumerate(groups):
-        stats = [group_stats(rows, f"asr/{a}", **match) for a in attacks]
-        ax.bar(
-            [j + i * width for j in range(len(attacks))],
-            [100 * s["mean"] if s else 0 for s in stats],
-            width,
-            yerr=[100 * (s["std"] or 0) if s else 0 for s in stats],
-            label=label,
-        )
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(attacks))], attacks)
-    ax.set_ylabel("attack success rate (%)")
-    ax.set_title("ASR per attack (mean ± std over seeds)")
-    ax.legend(fontsize=7)
-    save(fig, "asr_per_attack.png", "ASR per attack, per method with and without PLOT")
-
-    # safety vs helpfulness, one point per run: colour = method, marker = alpha; the right
-    # panel draws each method's alpha path through its group means (the matched-helpfulness
-    # table reads ASR off these lines)
-    by_model: dict[str, dict] = defaultdict(dict)
-    for r in rows:
-        by_model[r["model"]][r["metric"]] = r
-    colours = {m: f"C{i}" for i, m in enumerate(profile.methods)}
-    others = [a for a in profile.all_alphas if a not in (0.0, profile.main_alpha)]
-    markers = {0.0: "o", profile.main_alpha: "^", **dict(zip(others, "vDPX*", strict=False))}
-    fig, axes = plt.subplots(1, 2, figsize=(9.6, 4.0), sharey=True)
-    labelled: set[str] = set()
-    for m in by_model.values():
-        if "asr/mean" not in m:
-            continue
-        first = next(iter(m.values()))
-        if first["method"] == "base":
-            style, label = {"marker": "s", "color": "black"}, "base"
-        elif first["ablation"]:
-            style, label = {"marker": "x", "color": "grey"}, "ablations"
-        else:
-            style = {"marker": markers.get(first["alpha"], "o"), "color": colours[first["method"]]}
-            label = f"{first['method'].upper()} α={first['alpha']:g}"
-        y = 100 * m["asr/mean"]["value"]
-        for ax, metric, fallback in (
-            (axes[0], "lc_win_rate", 50.0),
-            (axes[1], "over_refusal", None),
-        ):
-            x = m[metric]["value"] if metric in m else fallback
-            if x is not None:
-                ax.scatter(x, y, alpha=0.75, **style, label=None if label in labelled else label)
-                labelled.add(label)
-    for method in profile.methods:
-        path = alpha_path(rows, method, profile.all_alphas)
-        if len(path) > 1:
-            axes[1].plot(
-                [x for _, x, _ in path], [100 * y for _, _, y in path], color=colours[method], lw=1
-            )
-    axes[0].set_xlabel("LC win rate vs base on benign prompts (%)")
-    axes[1].set_xlabel("over-refusal (share of benign prompts refused)")
-    axes[0].set_ylabel("ASR, mean over attacks (%)")
-    axes[0].set_title("safety vs helpfulness (one point per run)", fontsize=9)
-    axes[1].set_title("lines: each method's mean over seeds, alpha 0 → max", fontsize=9)
-    axes[0].legend(fontsize=6, ncol=2)
-    save(
-        fig,
-        "safety_vs_helpfulness.png",
-        "Safety vs helpfulness, one point per run (colour: method; ○ vanilla, △ PLOT at the "
-        "main alpha, other markers other alphas, ■ base, × ablations)",
-    )
-
-    # ASR vs alpha per method
-    fig, ax = plt.subplots(figsize=(4.8, 3.6))
-    for method in profile.methods:
-        pts = []
-        for alpha in profile.all_alphas:
-            s = group_stats(rows, "asr/mean", method=method, alpha=alpha, ablation="")
-            if s:
-                pts.append((alpha, 100 * s["mean"], 100 * (s["std"] or 0)))
-        if pts:
-            ax.errorbar(
-                [p[0] for p in pts],
-                [p[1] for p in pts],
-                [p[2] for p in pts],
-                marker="o",
-                label=method.upper(),
-            )
-    ax.set_xlabel("alpha (0 = vanilla)")
-    ax.set_ylabel("ASR, mean over attacks (%)")
-    ax.set_title("ASR vs alpha")
-    ax.legend(fontsize=8)
-    save(fig, "asr_vs_alpha.png", "ASR vs alpha, mean ± std over seeds (the stability claim)")
-
-    # curves from the evaluation's metrics: GCG steps, ZeroShot test cases
-    meta = {r["model"]: r for r in rows}
-    for key, xlabel, name, caption in (
-        ("gcg", "GCG steps", "asr_vs_gcg_steps.png", "ASR vs GCG steps"),
-        (
-            "zero_shot",
-            "ZeroShot test cases per behaviour",
-            "asr_vs_zero_shot_test_cases.png",
-            "Share of behaviours broken by any of their first k ZeroShot test cases",
-        ),
-    ):
-        curves: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
-        for model, m in metrics["models"].items():
-            harmful = m.get("harmful", {})
-            if key == "gcg":
-                pts = [
-                    (int(a.split("@")[1]), e["asr"])
-                    for a, e in harmful.get("asr", {}).items()
-                    if a.startswith("gcg@")
-                ]
-            else:
-                pts = harmful.get("zero_shot_by_num_cases", [])
-            r = meta.get(model)
-            if not pts or r is None or r["ablation"]:
-                continue
-            label = (
-                "base"
-                if r["method"] == "base"
-                else f"{r['method'].upper()}{' + PLOT' if r['alpha'] else ''}"
-            )
-            if r["alpha"] not in (0.0, profile.main_alpha):
-                continue
-            for x, y in pts:
-                curves[label][x].append(y)
-        if curves:
-            fig, ax = plt.subplots(figsize=(4.8, 3.6))
-            for label, by_x in curves.items():
-                xs = sorted(by_x)
-                ax.plot(xs, [100 * statistics.fmean(by_x[x]) for x in xs], marker="o", label=label)
-            ax.set_xlabel(xlabel)
-            ax.set_ylabel("attack success rate (%)")
-            ax.set_title(caption if len(caption) < 40 else "ZeroShot: ASR vs test cases")
-            ax.legend(fontsize=7)
-            save(fig, name, caption + " (mean over seeds)")
-
-    if profile.ablations:
-        method, alpha, seed = profile.ablation_method, profile.main_alpha, profile.seeds[0]
-        labels = ["", *profile.ablations]
-        fig, axes = plt.subplots(1, 2, figsize=(10.0, 3.8))
-        for ax, metric, scale, ylabel in (
-            (axes[0], "asr/mean", 100, "ASR, mean over attacks (%)"),
-            (axes[1], "over_refusal", 1, "over-refusal"),
-        ):
-            stats = [
-                group_stats(rows, metric, method=method, seed=seed, alpha=alpha, ablation=lbl)
-                for lbl in labels
-            ]
-            ax.bar(
-                [lbl or "defaults" for lbl in labels],
-                [scale * s["mean"] if s else 0 for s in stats],
-            )
-            spread = group_stats(rows, metric, method=method, alpha=alpha, ablation="")
-            if spread and spread["std"] is not None:  # the defaults' seed spread as a band
-                lo, hi = (scale * (spread["mean"] + k * spread["std"]) for k in (-1, 1))
-                ax.axhspan(lo, hi, color="grey", alpha=0.25, label="defaults, mean ± std (seeds)")
-            vanilla = group_stats(rows, metric, method=method, alpha=0.0, ablation="")
-            if vanilla:
-                ax.axhline(
-                    scale * vanilla["mean"], color="C3", ls="--", lw=1, label="vanilla (mean)"
-                )
-            if spread or vanilla:
-                ax.legend(fontsize=7)
-            ax.set_ylabel(ylabel)
-            ax.tick_params(axis="x", rotation=60, labelsize=7)
-        fig.suptitle(f"ablations of {method.upper()} + PLOT (seed {seed})", fontsize=10)
-        save(fig, "ablations.png", "Ablations: one PLOT setting changed at a time")
-
-    overhead = _overhead_table(rows, profile)
-    if overhead:
-        fig, ax = plt.subplots(figsize=(4.4, 3.2))
-        ax.bar([o["method"] for o in overhead], [float(o["PLOT / vanilla"]) for o in overhead])
-        ax.axhline(1.0, color="grey", lw=0.8)
-        ax.set_ylabel("training time, PLOT / vanilla")
-        ax.set_title("PLOT's training-time overhead")
-        save(fig, "training_overhead.png", "Training time of +PLOT over the vanilla method")
-    return made
-
-
 # ----------------------------------------------------------------------------- writing
 def _markdown_table(rows: list[dict]) -> str:
+    """One of the tables above in markdown: its first row's keys are the columns."""
     if not rows:
         return "(none)\n"
     cols = list(rows[0])
-    lines = ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
-    lines += ["| " + " | ".join(str(r.get(c, "—")) for c in cols) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+    return "\n".join(markdown_table(cols, [[r.get(c, "—") for c in cols] for r in rows])) + "\n"
+
+
+def _figure_numbers(rows: list[dict], profile, overhead: list[dict]) -> FigureNumbers:
+    """What :func:`plot_ray.demo.figures.write_figures` draws, from the same rows as the
+    tables."""
+    return FigureNumbers(
+        rows=rows,
+        stats=functools.partial(group_stats, rows),
+        groups=_groups(profile),
+        attacks=final_attacks(rows),
+        paths={m: alpha_path(rows, m, profile.all_alphas) for m in profile.methods},
+        overhead=overhead,
+    )
 
 
 def _git_commit() -> str:
@@ -559,7 +379,7 @@ def write_demo_report(
     """Write results.parquet, the figures, report.md, report.html and demo.json into
     ``folder``; returns their paths and the verdict lines."""
     from plot_ray.eval.html_report import write_html
-    from plot_ray.eval.report import summary_rows, zero_shot_sentence
+    from plot_ray.eval.report import attack_quality_sentences, summary_rows
     from plot_ray.eval.runner import eval_dir
     from plot_ray.eval.store import ResultStore
 
@@ -573,7 +393,9 @@ def write_demo_report(
     matched = matched_table(rows, profile)
     ablations = _ablation_table(rows, profile)
     overhead = _overhead_table(rows, profile)
-    figures = _figures(folder / "figures", rows, metrics, profile)
+    figures = write_figures(
+        folder / "figures", _figure_numbers(rows, profile, overhead), metrics, profile
+    )
     commit = _git_commit()
     command = "plot-ray demo" + ("" if profile.name == "default" else f" --{profile.name}")
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -641,9 +463,9 @@ def write_demo_report(
         md += [f"## {caption}", "", _markdown_table(table)]
         if note:
             md += [f"_{note}_", ""]
-    zero_shot = zero_shot_sentence(metrics["zero_shot"]) if metrics.get("zero_shot") else ""
-    if zero_shot:
-        md += ["## ZeroShot test cases", "", zero_shot, ""]
+    quality = attack_quality_sentences(metrics)
+    if quality:
+        md += ["## Test cases of the sampling attacks", "", *quality, ""]
     md += ["## Figures", ""]
     md += [f"![{caption}](figures/{path.name})\n\n{caption}\n" for path, caption in figures]
     md += ["## Provenance", "", *[f"- {p}" for p in provenance], f"- stage times: {seconds}", ""]
@@ -669,7 +491,7 @@ def write_demo_report(
                 f"**Did not finish** (not in the tables): {r['model']}, {r['status']}"
                 for r in unfinished
             ]
-            + ([zero_shot] if zero_shot else [])
+            + quality
         ),
         tables=tables,
         figures=figures,

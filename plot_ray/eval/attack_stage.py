@@ -1,32 +1,34 @@
-"""Attacks that make test cases with a model, on Ray: ZeroShot once, SFS and gradients per target.
+"""The attacks that need a model, on Ray: shared attacks once, per-target attacks per model.
 
-    run_zero_shot(store, behaviors, ev, cpus, bar)                 -> harmful case rows (shared)
-    run_model_attacks(store, model, path, behaviors, ev, settings) -> harmful case rows (its own)
+    run_shared_attacks(store, behaviors, ev, cpus, progress, say) -> harmful case rows
+    run_target_attacks(store, model, path, behaviors, ev, settings, progress) -> harmful case rows
 
-**ZeroShot** (:func:`~plot_ray.eval.generation_attacks.zero_shot`) asks the attacker model
-(``eval.attacker``) for ``n_per_behavior`` test cases per behaviour, sampled through the same
-engine pool as the completions (:func:`~plot_ray.eval.engines.generate`: vLLM through Ray Data,
-or the HF actor pool), one Ray Data pass per sampling round. Its test cases do not depend on the
-target, so every model of the evaluation is attacked with the same ones; they land in
-``attacks/zero_shot/<behavior>.parquet`` when the sampling ends. The harmful task gets them as
-attack ``zero_shot``, and the report draws ASR against the number of test cases per behaviour.
+Which attacks run here, and how, is read from their specs (:mod:`plot_ray.eval.attacks`,
+``EvalConfig.attack_specs``);
+static attacks need no model and are part of the run's cases (:mod:`plot_ray.eval.tasks`).
 
-**Model-specific attacks** need the target itself. Gradient attacks (GCG, PEZ, GBDA, UAT;
-:mod:`plot_ray.eval.gradient_attacks`) need its gradients; SFS scores every attacker candidate
-by the target's loss on the target string and checks the best one's greedy completion. One
-actor pool serves all of a model's attacks: each actor holds a Hugging Face replica of the
-target (and, for SFS, of the attacker; one GPU each on a GPU cluster, a share of the cores
-here), loaded once, and the (attack, behaviour) pairs are spread over the pool. Each behaviour's test cases land in
-``results/<model>/attacks/<attack>/behavior-<n>.parquet`` the moment it finishes (test case,
-final and initial target loss, steps, the loss trace, the test cases saved at intermediate
-steps); a rerun attacks only the behaviours without a file. Every attack folder keeps the
-settings its files were made with (``settings.json``): a rerun with other settings is refused
-instead of mixing test cases of two configurations.
+**Shared attacks** (ZeroShot) sample test cases from the attacker model (``eval.attacker``)
+through the same engine pool as the completions (:func:`~plot_ray.eval.engines.generate`: vLLM
+through Ray Data, or the HF actor pool), each sample with its own seed. Their test cases do not
+depend on the target, so every model of the evaluation gets the same ones; they land in
+``attacks/<attack>/<behavior>.parquet`` when the sampling ends, and a rerun samples only the
+behaviours without a file.
 
-The test cases then join the model's ``harmful`` task like the static attacks' ones: the final
-test case as attack ``<attack>``, and, for gradient attacks, the intermediate ones
-(``eval.attack_params.<attack>.snapshot_every``) as attack ``<attack>@<step>`` for the
-ASR-vs-steps curve.
+**Per-target attacks** (SFS and the gradient attacks GCG, PEZ, GBDA, UAT) need the target
+itself: its gradients, or its loss on the target string and its greedy completions. One actor
+pool serves all of a model's attacks: each actor holds a Hugging Face replica of the target
+(and, when an attack needs it, of the attacker; one GPU each on a GPU cluster, a share of the
+cores here), loaded once, and the (attack, behaviour) pairs are spread over the pool. Each
+behaviour's test cases land in ``results/<model>/attacks/<attack>/<behavior>.parquet`` the
+moment it finishes (test case, final and initial target loss, steps, the loss trace, the test
+cases saved at intermediate steps, why it stopped); a rerun attacks only the behaviours without
+a file.
+
+Every attack folder keeps the settings its files were made with (``settings.json``): a rerun
+with other settings is refused instead of mixing test cases of two configurations. The test
+cases then join the model's ``harmful`` task like the static attacks' ones: the final test
+case as attack ``<attack>``, and the intermediate ones (``AttackConfig.curve_steps``) as
+attack ``<attack>@<step>`` for the ASR-vs-steps curve.
 """
 
 from __future__ import annotations
@@ -35,43 +37,17 @@ import json
 from dataclasses import asdict, replace
 from typing import Any
 
+from plot_ray.eval.attacks import AttackConfig, AttackSpec, SharedContext, Target
+from plot_ray.eval.judges import RefusalJudge
+from plot_ray.eval.pipeline import Progress, Stage, actor_pool_kwargs, stream
+
 __all__ = [
-    "GRADIENT",
-    "MODEL_ATTACKS",
     "AttackActor",
-    "attack_config",
-    "curve_steps",
     "engine_sampler",
-    "run_model_attacks",
-    "run_zero_shot",
+    "run_shared_attacks",
+    "run_target_attacks",
     "snapshot_at",
 ]
-
-GRADIENT = ("gcg", "pez", "gbda", "uat")
-MODEL_ATTACKS = ("sfs", *GRADIENT)  # optimised against each target model
-
-
-def attack_config(attack: str, params: dict[str, Any]):
-    """The attack's config from ``eval.attack_params.<attack>``; unknown keys fail naming them."""
-    from plot_ray.config import ConfigError
-    from plot_ray.eval.generation_attacks import GENERATION_ATTACKS, make_generation_config
-    from plot_ray.eval.gradient_attacks import make_attack_config
-
-    try:
-        if attack in GENERATION_ATTACKS:
-            return make_generation_config(attack, params)
-        return make_attack_config(attack, params)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"eval.attack_params.{exc}") from None
-
-
-def curve_steps(cfg) -> list[int]:
-    """The steps of the ASR-vs-steps curve: 0, every ``snapshot_every`` and ``num_steps``
-    (none for an attack without snapshots, such as SFS)."""
-    if not hasattr(cfg, "snapshot_every"):
-        return []
-    every, last = cfg.snapshot_every, cfg.num_steps
-    return sorted({0, last, *range(every, last + 1, every)}) if every > 0 else [0, last]
 
 
 def snapshot_at(snapshots: dict[int, str], step: int) -> str:
@@ -80,19 +56,32 @@ def snapshot_at(snapshots: dict[int, str], step: int) -> str:
     return snapshots[max(s for s in snapshots if s <= step)]
 
 
+def _check_attack_settings(store, folder, spec: AttackSpec, cfg: AttackConfig, ev) -> None:
+    """Refuse to mix test cases made with other settings into ``folder``."""
+    settings = {"attack": spec.name, "params": cfg.model_dump(), "seed": ev.seed}
+    if spec.needs_attacker:
+        settings["attacker"] = ev.attacker
+    store.check_or_write_json(folder / "settings.json", settings, f"attack {spec.name!r}")
+
+
+# ----------------------------------------------------------------------------- per target
 class AttackActor:
-    """A Ray Data actor holding one replica of the target model (and, when ``attacks`` holds
-    SFS, of the attacker); each row names its ``attack`` and behaviour, and comes back with
-    the attack's test cases and traces as JSON text (``results``). One pool serves every
-    attack on a model, so the model loads once per actor, not once per attack."""
+    """A Ray Data actor holding one replica of the target model (and, when an attack needs it,
+    of the attacker); each row names its ``attack`` and behaviour, and comes back with the
+    attack's results as JSON text (``results``). One pool serves every attack on a model, so
+    the model loads once per actor, not once per attack. The specs and the refusal judge travel
+    with the actor (registries are per process): an attack registered by the driver runs in the
+    workers as long as its module is importable there, as an installed package or the job's
+    working directory is."""
 
     def __init__(
         self,
         model: str,
-        attacks: dict[str, dict],
+        attacks: dict[str, tuple[AttackSpec, dict]],
         threads: int,
         dtype: str,
         seed: int,
+        refusal: RefusalJudge,
         attacker: str | None = None,
     ):
         import os
@@ -103,63 +92,23 @@ class AttackActor:
 
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         torch.set_num_threads(threads)
-        self.tok = load_tokenizer(model)
-        self.model = load_causal_lm(model, dtype=dtype).eval()
-        self.model.requires_grad_(False)
-        self.cfgs = {attack: attack_config(attack, params) for attack, params in attacks.items()}
-        self.seed = seed
-        if "sfs" in attacks:  # the attacker proposes, the target scores
-            self.attacker_tok = load_tokenizer(attacker)
-            self.attacker = load_causal_lm(attacker, dtype=dtype).eval()
-
-    def _run(self, attack: str, b: dict) -> list[dict]:
-        if attack == "sfs":
-            return [self._sfs(b)]
-        from plot_ray.eval.gradient_attacks import run_gradient_attack
-
-        results = run_gradient_attack(
-            attack, self.model, self.tok, b["behavior"], b["target"], self.cfgs[attack], self.seed
-        )
-        return [
-            {
-                "test_case": r.test_case,
-                "loss": r.loss,
-                "initial_loss": r.initial_loss,
-                "steps": r.steps,
-                "losses": r.losses,
-                "snapshots": {str(k): v for k, v in r.snapshots.items()},
+        self.specs = {name: spec for name, (spec, _) in attacks.items()}
+        self.cfgs = {name: spec.make_config(p) for name, (spec, p) in attacks.items()}
+        model_obj = load_causal_lm(model, dtype=dtype).eval()
+        model_obj.requires_grad_(False)
+        extra: dict[str, Any] = {}
+        if any(spec.needs_attacker for spec in self.specs.values()):
+            extra = {
+                "attacker": load_causal_lm(attacker, dtype=dtype).eval(),
+                "attacker_tokenizer": load_tokenizer(attacker),
             }
-            for r in results
-        ]
-
-    def _sfs(self, b: dict) -> dict:
-        from plot_ray.eval.generation_attacks import (
-            hf_greedy,
-            hf_sampler,
-            hf_target_loss,
-            seed_for,
-            sfs,
+        self.target = Target(
+            model=model_obj,
+            tokenizer=load_tokenizer(model),
+            seed=seed,
+            refusal=refusal,
+            **extra,
         )
-
-        r = sfs(
-            b,
-            b["target"],
-            hf_sampler(self.attacker, self.attacker_tok),
-            hf_target_loss(self.model, self.tok),
-            hf_greedy(self.model, self.tok),
-            self.cfgs["sfs"],
-            seed=seed_for(self.seed, b["behavior_id"]),
-            tokenizer=self.attacker_tok,
-        )
-        return {
-            "test_case": r["test_case"],
-            "loss": r["loss"],
-            "initial_loss": r["losses"][0] if r["losses"] else r["loss"],
-            "steps": r["steps"],
-            "losses": r["losses"],
-            "snapshots": {str(s["step"]): s["best"] for s in r["snapshots"]},
-            "stop_reason": r["stop_reason"],
-        }
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
@@ -168,15 +117,17 @@ class AttackActor:
         for i in range(len(batch["behavior_id"])):
             b = {
                 k: str(batch[k][i])
-                for k in ("behavior_id", "behavior", "target", "context")
+                for k in ("behavior_id", "behavior", "category", "target", "context")
                 if k in batch
             }
-            results.append(json.dumps(self._run(str(batch["attack"][i]), b)))
+            name = str(batch["attack"][i])
+            out = self.specs[name].run(b, self.cfgs[name], self.target)
+            results.append(json.dumps([asdict(r) for r in out]))
         batch["results"] = np.array(results, dtype=object)
         return batch
 
 
-def _attack_rows(attack: str, behavior: dict, results: list[dict]) -> list[dict]:
+def _result_rows(attack: str, behavior: dict, results: list[dict]) -> list[dict]:
     """One behaviour's stored rows: one per test case the attack produced."""
     return [
         {
@@ -188,89 +139,84 @@ def _attack_rows(attack: str, behavior: dict, results: list[dict]) -> list[dict]
             "initial_loss": float(r["initial_loss"]),
             "steps": int(r["steps"]),
             "losses": json.dumps(r["losses"]),
-            "snapshots": json.dumps(r["snapshots"]),
+            "snapshots": json.dumps({str(k): v for k, v in r["snapshots"].items()}),
             "stop_reason": r.get("stop_reason", ""),
         }
         for n, r in enumerate(results)
     ]
 
 
-def _check_attack_settings(store, folder, attack: str, cfg, ev) -> None:
-    """Refuse to mix test cases made with other settings into ``folder``."""
-    from plot_ray.config import ATTACKER_ATTACKS
-
-    settings = {"attack": attack, "params": asdict(cfg), "seed": ev.seed}
-    if attack in ATTACKER_ATTACKS:
-        settings["attacker"] = ev.attacker
-    store.check_or_write_json(folder / "settings.json", settings, f"attack {attack!r}")
-
-
-def run_model_attacks(store, model_name: str, path: str, behaviors: list[dict], ev, settings, bar):
-    """Attack every behaviour not yet attacked with every model attack in ``eval.attacks``
-    (one actor pool for all of them); returns the harmful-task case rows of all of them (final
-    and intermediate test cases)."""
+def run_target_attacks(
+    store, model_name: str, path: str, behaviors: list[dict], ev, settings, progress: Progress
+) -> list[dict]:
+    """Attack every behaviour not yet attacked with every per-target attack of
+    ``eval.attacks`` (one actor pool for all of them); returns the harmful-task case rows of all
+    of them (final and intermediate test cases)."""
     from plot_ray.eval.engines import resolve_model_path
-    from plot_ray.eval.runner import _actor_pool_kwargs, _stream
+    from plot_ray.eval.judges import refusal_judge
     from plot_ray.eval.tasks import harmful_case
 
-    attacks = [a for a in ev.attacks if a in MODEL_ATTACKS]
-    params = {a: dict(ev.attack_params.get(a, {})) for a in attacks}
-    cfgs = {a: attack_config(a, params[a]) for a in attacks}  # bad keys fail before actors start
-    folders = {a: store.root / "results" / model_name / "attacks" / a for a in attacks}
+    specs = ev.attack_specs("per_target")
+    params = {s.name: dict(ev.attack_params.get(s.name, {})) for s in specs}
+    cfgs = {s.name: ev.attack_settings(s.name) for s in specs}
+    folders = {s.name: store.root / "results" / model_name / "attacks" / s.name for s in specs}
     pending: dict[tuple[str, int], list[dict]] = {}
-    for attack in attacks:
-        _check_attack_settings(store, folders[attack], attack, cfgs[attack], ev)
+    for spec in specs:
+        _check_attack_settings(store, folders[spec.name], spec, cfgs[spec.name], ev)
         for i, b in enumerate(behaviors):
-            if not (folders[attack] / f"{b['behavior_id']}.parquet").is_file():
-                pending[(attack, i)] = [{**b, "attack": attack}]
+            if not (folders[spec.name] / f"{b['behavior_id']}.parquet").is_file():
+                pending[(spec.name, i)] = [{**b, "attack": spec.name}]
     if pending:
-        todo = sorted({attack for attack, _ in pending}, key=attacks.index)
+        todo = [s for s in specs if any(name == s.name for name, _ in pending)]
         kwargs = {
             "model": path,
-            "attacks": {a: params[a] for a in todo},
+            "attacks": {s.name: (s, params[s.name]) for s in todo},
             "threads": settings.threads_per_engine,
             "dtype": settings.dtype,
             "seed": ev.seed,
-            "attacker": resolve_model_path(ev.attacker) if "sfs" in todo else None,
+            "refusal": refusal_judge(ev.judge, ev.refusal_judge),
+            "attacker": (
+                resolve_model_path(ev.attacker) if any(s.needs_attacker for s in todo) else None
+            ),
         }
 
         def transform(ds):
-            return ds.map_batches(AttackActor, **_actor_pool_kwargs(kwargs, settings, 1))
+            return ds.map_batches(AttackActor, **actor_pool_kwargs(kwargs, settings, 1))
 
         def write(key, rows):
             attack, b = key[0], behaviors[key[1]]
             store.write_table(
                 folders[attack] / f"{b['behavior_id']}.parquet",
-                _attack_rows(attack, b, json.loads(rows[0]["results"])),
+                _result_rows(attack, b, json.loads(rows[0]["results"])),
             )
 
-        bar.start(f"{model_name}: {', '.join(todo)}", len(pending))
-        _stream(pending, transform, lambda row: row, write, bar)
-        bar.close()
+        progress.start(f"{model_name}: {', '.join(s.name for s in todo)}", len(pending))
+        stream(pending, Stage(transform=transform), write, progress)
+        progress.close()
     cases: list[dict] = []
-    for attack in attacks:
-        steps = curve_steps(cfgs[attack])
+    for spec in specs:
+        steps = cfgs[spec.name].curve_steps()
         for b in behaviors:
-            for row in store.read_table(folders[attack] / f"{b['behavior_id']}.parquet"):
-                cases.append(harmful_case(b, attack, row["n"], row["test_case"]))
+            for row in store.read_table(folders[spec.name] / f"{b['behavior_id']}.parquet"):
+                cases.append(harmful_case(b, spec.name, row["n"], row["test_case"]))
                 snapshots = {int(k): v for k, v in json.loads(row["snapshots"]).items()}
                 for step in steps:
                     test_case = snapshot_at(snapshots, step)
-                    cases.append(harmful_case(b, f"{attack}@{step}", row["n"], test_case))
+                    cases.append(harmful_case(b, f"{spec.name}@{step}", row["n"], test_case))
     return cases
 
 
-# ----------------------------------------------------------------------------- ZeroShot
+# --------------------------------------------------------------------------------- shared
 def engine_sampler(model: str, settings):
-    """A generation attack's ``sample_fn`` on the engine pool: each call is one Ray Data pass
-    of ``generate`` over ``len(prompts) * n`` rows, each row with its own sampling seed (both
+    """A shared attack's ``sample`` on the engine pool: each call is one Ray Data pass of
+    ``generate`` over ``len(prompts) * n`` rows, each row with its own sampling seed (both
     engines honour it), so the n samples of a prompt differ and each is reproducible."""
 
     def sample(prompts: list[str], sampling: dict, n: int) -> list[list[str]]:
         import ray
 
+        from plot_ray.eval.attacks.generation import seed_for
         from plot_ray.eval.engines import generate
-        from plot_ray.eval.generation_attacks import seed_for
 
         s = replace(
             settings,
@@ -295,52 +241,61 @@ def engine_sampler(model: str, settings):
     return sample
 
 
-def run_zero_shot(store, behaviors: list[dict], ev, cpus, bar, say) -> list[dict]:
-    """ZeroShot test cases for every behaviour (sampled once, shared by every model); returns
-    the harmful-task case rows. Behaviours with a file are not sampled again."""
+def run_shared_attacks(
+    store, behaviors: list[dict], ev, cpus, progress: Progress, say
+) -> list[dict]:
+    """The test cases of every shared attack of ``eval.attacks`` (sampled once, given to every
+    model); returns the harmful-task case rows. Behaviours with a file are not sampled again."""
     from plot_ray.eval.engines import EngineSettings, resolve_model_path
-    from plot_ray.eval.generation_attacks import zero_shot
     from plot_ray.eval.tasks import harmful_case
     from plot_ray.models import load_tokenizer
 
-    cfg = attack_config("zero_shot", dict(ev.attack_params.get("zero_shot", {})))
-    folder = store.root / "attacks" / "zero_shot"
-    _check_attack_settings(store, folder, "zero_shot", cfg, ev)
-    path = resolve_model_path(ev.attacker)
-    pending = [b for b in behaviors if not (folder / f"{b['behavior_id']}.parquet").is_file()]
-    if pending:
-        settings = EngineSettings.resolve(ev, model=path, cpus=cpus)
-        say(f"zero_shot: {len(pending)} behaviours x {cfg.n_per_behavior} test cases from {path}")
-        bar.start("attacker: zero_shot", len(pending))
-        rows = zero_shot(
-            pending,
-            engine_sampler(path, settings),
-            cfg.n_per_behavior,
-            cfg.sampling(),
-            tokenizer=load_tokenizer(path, trust_remote_code=ev.trust_remote_code),
-            max_rounds=cfg.max_rounds,
-            seed=ev.seed,
-        )
-        for b in pending:
-            mine = [r for r in rows if r["behavior_id"] == b["behavior_id"]]
-            store.write_table(
-                folder / f"{b['behavior_id']}.parquet",
-                [
-                    {
-                        "behavior_id": b["behavior_id"],
-                        "attack": "zero_shot",
-                        "n": int(r["case_id"].rsplit("/", 1)[1]),
-                        "test_case": r["test_case"],
-                        "parse_failures": int(r["parse_failures"]),
-                        "fallback": bool(r["fallback"]),
-                    }
-                    for r in mine
-                ],
+    cases: list[dict] = []
+    for spec in ev.attack_specs("shared"):
+        cfg = ev.attack_settings(spec.name)
+        folder = store.root / "attacks" / spec.name
+        _check_attack_settings(store, folder, spec, cfg, ev)
+        pending = [b for b in behaviors if not (folder / f"{b['behavior_id']}.parquet").is_file()]
+        if pending:
+            path = resolve_model_path(ev.attacker)
+            settings = EngineSettings.resolve(ev, model=path, cpus=cpus)
+            say(f"{spec.name}: {len(pending)} behaviours from the attacker {path}")
+            progress.start(f"attacker: {spec.name}", len(pending))
+            ctx = SharedContext(
+                sample=engine_sampler(path, settings),
+                tokenizer=load_tokenizer(path, trust_remote_code=ev.trust_remote_code),
+                seed=ev.seed,
             )
-            bar.update(1)
-        bar.close()
+            made = spec.run(pending, cfg, ctx)
+            for b in pending:
+                rows = [
+                    {
+                        "behavior_id": c.behavior_id,
+                        "attack": spec.name,
+                        "n": c.n,
+                        "test_case": c.test_case,
+                        **c.extra,
+                    }
+                    for c in made
+                    if c.behavior_id == b["behavior_id"]
+                ]
+                store.write_table(folder / f"{b['behavior_id']}.parquet", rows)
+                progress.update(1)
+            progress.close()
+        cases += [
+            harmful_case(b, spec.name, row["n"], row["test_case"])
+            for b in behaviors
+            for row in store.read_table(folder / f"{b['behavior_id']}.parquet")
+        ]
+    return cases
+
+
+def shared_attack_rows(store, spec: AttackSpec, behaviors: list[dict]) -> list[dict]:
+    """A shared attack's stored test cases, each with its behaviour's text (for
+    ``AttackSpec.quality``)."""
+    folder = store.root / "attacks" / spec.name
     return [
-        harmful_case(b, "zero_shot", row["n"], row["test_case"])
+        {**row, "behavior": b["behavior"]}
         for b in behaviors
         for row in store.read_table(folder / f"{b['behavior_id']}.parquet")
     ]

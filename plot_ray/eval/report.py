@@ -22,35 +22,53 @@ from pathlib import Path
 from typing import Any
 
 from plot_ray.config import PlotRayConfig
+from plot_ray.eval.attacks import ATTACKS
+from plot_ray.eval.judges import resolve_judge
 from plot_ray.eval.metrics import asr_table, asr_vs_num_cases, mean_std, perplexity, win_rates
 from plot_ray.eval.store import ResultStore
+from plot_ray.reporting import markdown_table, save_figure, start_matplotlib
 
 __all__ = [
+    "asr_by_num_cases",
+    "attack_quality_sentences",
     "compute_metrics",
     "summary_rows",
     "write_report",
-    "zero_shot_quality",
-    "zero_shot_sentence",
 ]
 
 SCORES = "scores"
+BY_NUM_CASES = "_by_num_cases"  # harmful["<attack>_by_num_cases"]
 
 
 def _finite(x: float) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
 
 
-def _harmful(rows: list[dict]) -> dict:
+def _harmful(rows: list[dict], over_cases: list[str]) -> dict:
+    """``over_cases``: the attacks whose ASR is also measured against the number of test cases
+    per behaviour (their specs' ``curve_over_cases``)."""
     asr = {r.pop("attack"): r for r in asr_table(rows, by=("attack",))}
     for attack, entry in asr.items():  # how often the model said no, beside how often it complied
         refused = [r["refusal"] for r in rows if r["attack"] == attack]
         entry["refusal_rate"] = sum(refused) / len(refused)
     out = {"asr": asr, "by_category": asr_table(rows, by=("attack", "category"))}
-    sampled = [r for r in rows if r["attack"] == "zero_shot"]
-    if sampled:  # ASR vs the number of ZeroShot test cases per behaviour
-        indexed = [{**r, "n": int(r["case_id"].rsplit("/", 1)[1])} for r in sampled]
-        out["zero_shot_by_num_cases"] = asr_vs_num_cases(indexed)
+    for attack in over_cases:  # share of behaviours broken by any of their first k test cases
+        indexed = [
+            {**r, "n": int(r["case_id"].rsplit("/", 1)[1])} for r in rows if r["attack"] == attack
+        ]
+        if indexed:
+            out[f"{attack}{BY_NUM_CASES}"] = asr_vs_num_cases(indexed)
     return out
+
+
+def asr_by_num_cases(harmful: dict) -> dict[str, list]:
+    """``{attack: [(k, share broken by any of the first k test cases), ...]}`` of one model's
+    harmful metrics."""
+    return {
+        key.removesuffix(BY_NUM_CASES): value
+        for key, value in harmful.items()
+        if key.endswith(BY_NUM_CASES)
+    }
 
 
 def _benign(rows: list[dict], baseline_rows: list[dict] | None) -> dict:
@@ -115,7 +133,8 @@ def compute_metrics(
             ]
         }
         if "harmful" in got:
-            entry["harmful"] = _harmful(got["harmful"])
+            over_cases = [a.name for a in ev.attack_specs() if a.curve_over_cases]
+            entry["harmful"] = _harmful(got["harmful"], over_cases)
         if "benign" in got:
             base_rows = scores[baseline]["benign"] if baseline != m.name else None
             entry["benign"] = _benign(got["benign"], base_rows)
@@ -132,52 +151,35 @@ def compute_metrics(
         "judge": {"kind": ev.judge},
         "models": models,
     }
-    if "harmful" in ev.tasks and "zero_shot" in ev.attacks:
-        out["zero_shot"] = zero_shot_quality(store, ev)
-    if ev.judge == "synthetic":
-        from plot_ray.eval.judges import synthetic_judge_error_rate
-
-        out["judge"]["measured_error_rate"] = synthetic_judge_error_rate(seed=0, n=1400)
+    if "harmful" in ev.tasks:
+        out.update(_attack_quality(store, ev))
+    judge, _model = resolve_judge(ev.judge)
+    if judge.error_rate is not None:
+        out["judge"]["measured_error_rate"] = judge.error_rate()
     return out
 
 
-def zero_shot_quality(store: ResultStore, ev) -> dict:
-    """How the shared ZeroShot test cases came out: how many, how many empty samples were
-    drawn again (``parse_failures``), how many fell back to the behaviour itself, and how well
-    they stay on their behaviour (keyword coverage, fallbacks excluded): an attacker that
-    rewrites off target makes a low ZeroShot ASR say little about the model."""
-    from plot_ray.eval.generation_attacks import keyword_coverage
+def _attack_quality(store: ResultStore, ev) -> dict:
+    """``{attack: quality}`` for the shared attacks whose spec summarises its test cases (e.g.
+    how many ZeroShot test cases name their behaviour), keyed by the attack's name."""
+    from plot_ray.eval.attack_stage import shared_attack_rows
     from plot_ray.eval.tasks import eval_behaviors
 
-    folder = store.root / "attacks" / "zero_shot"
-    rows = [
-        {**r, "behavior": b["behavior"]}
-        for b in eval_behaviors(ev)
-        for r in store.read_table(folder / f"{b['behavior_id']}.parquet")
-    ]
-    coverage = keyword_coverage(rows)
-    return {
-        "test_cases": len(rows),
-        "parse_failures": sum(int(r["parse_failures"]) for r in rows),
-        "fallbacks": sum(bool(r["fallback"]) for r in rows),
-        "keyword_any_rate": _finite(coverage["any_rate"]),
-        "keyword_mean_recall": _finite(coverage["mean_recall"]),
-    }
+    specs = [s for s in ev.attack_specs("shared") if s.quality is not None]
+    if not specs:
+        return {}
+    behaviors = eval_behaviors(ev)
+    return {s.name: s.quality(shared_attack_rows(store, s, behaviors)) for s in specs}
 
 
-def zero_shot_sentence(q: dict) -> str:
-    """:func:`zero_shot_quality` in words, for the reports."""
-    on_target = (
-        "none left after the fallbacks"
-        if q["keyword_any_rate"] is None
-        else f"{100 * q['keyword_any_rate']:.0f}% name at least one of their behaviour's "
-        f"keywords (mean keyword recall {q['keyword_mean_recall']:.2f})"
-    )
-    return (
-        f"ZeroShot test cases (the same for every model): {q['test_cases']}; "
-        f"{q['parse_failures']} empty samples drawn again, {q['fallbacks']} fell back to the "
-        f"behaviour itself; {on_target}."
-    )
+def attack_quality_sentences(metrics: dict) -> list[str]:
+    """The attacks' quality summaries (:func:`_attack_quality`) in words, for the reports."""
+    out = []
+    for name in metrics.get("attacks", []):
+        spec = ATTACKS.get(name)
+        if spec is not None and spec.quality_sentence is not None and metrics.get(name):
+            out.append(spec.quality_sentence(metrics[name]))
+    return out
 
 
 # ------------------------------------------------------------------------------ tables
@@ -231,9 +233,8 @@ def _markdown(metrics: dict, figures: list[str]) -> str:
         "the per-category tables). ASR: mean over behaviours of the fraction of their test "
         "cases judged harmful. Percentages; counts in parentheses.",
         "",
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(head),
     ]
+    table = []
     for r in rows:
         cells = [f"`{r['model']}`"]
         for a in attacks:
@@ -255,21 +256,25 @@ def _markdown(metrics: dict, figures: list[str]) -> str:
             )
         if "perplexity" in metrics["tasks"]:
             cells.append(f"{r['perplexity']:.2f} ({r['perplexity/n_tokens']} tokens)")
-        lines.append("| " + " | ".join(cells) + " |")
+        table.append(cells)
+    lines += markdown_table(head, table, compact=True)
     if attacks:
         lines += [
             "",
             "Refusals on the harmful test cases (%; ASR counts compliance, so a model that "
             "neither complies nor refuses is low on both):",
             "",
-            "| model | " + " | ".join(attacks) + " |",
-            "|" + "---|" * (len(attacks) + 1),
         ]
-        for r in rows:
-            refusals = " | ".join(f"{100 * r[f'refusal/{a}']:.1f}" for a in attacks)
-            lines.append(f"| `{r['model']}` | {refusals} |")
-    if metrics.get("zero_shot"):
-        lines += ["", zero_shot_sentence(metrics["zero_shot"])]
+        lines += markdown_table(
+            ["model", *attacks],
+            [
+                [f"`{r['model']}`", *(f"{100 * r[f'refusal/{a}']:.1f}" for a in attacks)]
+                for r in rows
+            ],
+            compact=True,
+        )
+    for sentence in attack_quality_sentences(metrics):
+        lines += ["", sentence]
     judge = metrics["judge"]
     lines += ["", f"Judge: `{judge['kind']}`."]
     if "measured_error_rate" in judge:
@@ -286,11 +291,7 @@ def _markdown(metrics: dict, figures: list[str]) -> str:
 
 # ----------------------------------------------------------------------------- figures
 def _figures(metrics: dict, out: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = start_matplotlib()
     out.mkdir(parents=True, exist_ok=True)
     rows = summary_rows(metrics)
     names = [r["model"] for r in rows]
@@ -306,9 +307,7 @@ def _figures(metrics: dict, out: Path) -> list[str]:
         ax.set_ylabel("attack success rate (%)")
         ax.set_title("ASR per attack")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / "asr_per_attack.png", dpi=120)
-        plt.close(fig)
+        save_figure(fig, out / "asr_per_attack.png")
         made.append("asr_per_attack.png")
         helpful_key = "reward" if all("reward" in r for r in rows) else None
         if helpful_key or all("over_refusal" in r for r in rows):
@@ -325,9 +324,7 @@ def _figures(metrics: dict, out: Path) -> list[str]:
             )
             ax.set_ylabel("ASR, mean over attacks (%)")
             ax.set_title("safety vs helpfulness")
-            fig.tight_layout()
-            fig.savefig(out / "safety_vs_helpfulness.png", dpi=120)
-            plt.close(fig)
+            save_figure(fig, out / "safety_vs_helpfulness.png")
             made.append("safety_vs_helpfulness.png")
     made += _curves(metrics, out, plt)
     return made
@@ -353,9 +350,7 @@ def _line_figure(plt, path: Path, by_model: dict, xlabel: str, ylabel: str, titl
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _curves(metrics: dict, out: Path, plt) -> list[str]:
@@ -365,20 +360,19 @@ def _curves(metrics: dict, out: Path, plt) -> list[str]:
         ylabel = "attack success rate (%)"
         _line_figure(plt, out / name, by_model, f"{attack} steps", ylabel, f"ASR vs {attack} steps")
         made.append(name)
-    zero_shot = {
-        name: m["harmful"]["zero_shot_by_num_cases"]
-        for name, m in metrics["models"].items()
-        if "zero_shot_by_num_cases" in m.get("harmful", {})
-    }
-    if zero_shot:
-        name = "asr_vs_zero_shot_test_cases.png"
+    by_attack: dict[str, dict[str, list]] = {}
+    for name, m in metrics["models"].items():
+        for attack, pts in asr_by_num_cases(m.get("harmful", {})).items():
+            by_attack.setdefault(attack, {})[name] = pts
+    for attack, curves in by_attack.items():
+        name = f"asr_vs_{attack}_test_cases.png"
         _line_figure(
             plt,
             out / name,
-            zero_shot,
-            "ZeroShot test cases per behaviour",
+            curves,
+            f"{attack} test cases per behaviour",
             "behaviours broken by any (%)",
-            "ZeroShot: ASR vs number of test cases",
+            f"{attack}: broken by any of the first k test cases",
         )
         made.append(name)
     return made

@@ -1,7 +1,6 @@
-"""Model-based scores that run as Ray Data actor pools: held-out perplexity and the
-classifier-LLM judge's prompts. (The reward model's actor is
-:class:`plot_ray.models.reward.RewardScorer`; the rule judges are plain functions in
-:mod:`plot_ray.eval.judges`.)
+"""Model-based scores that run as Ray Data actor pools: held-out perplexity (:class:`NLLScorer`).
+The reward model's actor is :class:`plot_ray.models.reward.RewardScorer`; the judges, rule-based
+or model-based, are in :mod:`plot_ray.eval.judges`.
 """
 
 from __future__ import annotations
@@ -9,7 +8,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["NLLScorer", "classifier_rows"]
+__all__ = ["NLLScorer"]
 
 
 class NLLScorer:
@@ -58,26 +57,3 @@ class NLLScorer:
         batch["nll"] = (-lp.sums).numpy().astype("float64")
         batch["num_tokens"] = lp.lengths.numpy().astype("int64")
         return batch
-
-
-def classifier_rows(rows: list[dict], tokenizer, max_generation_tokens: int = 512) -> list[dict]:
-    """The classifier judge's input rows: the HarmBench-style yes/no prompt for each harmful
-    completion, the generation clipped to ``max_generation_tokens`` classifier tokens (as
-    HarmBench clips to 512). The classifier reads the prompt as plain text (no chat template),
-    the way HarmBench's classifiers are prompted."""
-    from plot_ray.eval.judges import classifier_prompt
-
-    out = []
-    for r in rows:
-        ids = tokenizer(r["completion"], add_special_tokens=False)["input_ids"]
-        clipped = (
-            tokenizer.decode(ids[:max_generation_tokens])
-            if len(ids) > max_generation_tokens
-            else r["completion"]
-        )
-        # The classifier's answer will come back as ``completion``; the model's travels as
-        # ``response``.
-        out.append(
-            {**r, "prompt": classifier_prompt(r["behavior"], clipped), "response": r["completion"]}
-        )
-    return out

@@ -30,7 +30,7 @@ import json
 from pathlib import Path
 
 from plot_ray.config import EvalConfig
-from plot_ray.eval.attacks import ATTACKS
+from plot_ray.eval.attacks import StaticContext
 
 __all__ = [
     "CASE_COLUMNS",
@@ -154,25 +154,24 @@ def eval_behaviors(ev: EvalConfig) -> list[dict]:
     return load_behaviors(path)[: ev.num_behaviors]
 
 
+def _templates(path: Path | None) -> list[dict]:
+    if path is None:
+        raise EvalDataError("the human_jailbreaks attack needs eval.templates (or eval.data_dir)")
+    templates = _read_rows(path, "templates")
+    for n, t in enumerate(templates, 1):
+        _field(t, ("template",), path, n)
+    return templates
+
+
 def _harmful(ev: EvalConfig, paths: dict) -> list[dict]:
+    """The test cases of the static attacks (the others add theirs per run or per model)."""
     behaviors = eval_behaviors(ev)
-    templates = []
-    if "human_jailbreaks" in ev.attacks:
-        if paths["templates"] is None:
-            raise EvalDataError(
-                "the human_jailbreaks attack needs eval.templates (or eval.data_dir)"
-            )
-        templates = _read_rows(paths["templates"], "templates")
-        for n, t in enumerate(templates, 1):
-            _field(t, ("template",), paths["templates"], n)
+    by_id = {b["behavior_id"]: b for b in behaviors}
+    ctx = StaticContext(seed=ev.seed, load_templates=lambda: _templates(paths["templates"]))
     cases = []
-    for attack in (a for a in ev.attacks if a in ATTACKS):  # the model-independent attacks
-        for c in ATTACKS[attack](
-            behaviors, templates=templates, per_behavior=ev.templates_per_behavior, seed=ev.seed
-        ):
-            cases.append(
-                harmful_case(c, attack, int(c["case_id"].rsplit("/", 1)[1]), c["test_case"])
-            )
+    for spec in ev.attack_specs("static"):
+        made = spec.run(behaviors, ev.attack_settings(spec.name), ctx)
+        cases += [harmful_case(by_id[c.behavior_id], spec.name, c.n, c.test_case) for c in made]
     return cases
 
 
@@ -269,8 +268,8 @@ def build_cases(ev: EvalConfig) -> dict[str, list[dict]]:
     out = {}
     for task in ev.tasks:
         cases = _BUILDERS[task](ev, paths)
-        optimised = task == "harmful" and any(a not in ATTACKS for a in ev.attacks)
-        if not cases and not optimised:  # optimisation attacks add each model's own cases
+        with_a_model = task == "harmful" and len(ev.attack_specs("static")) < len(ev.attacks)
+        if not cases and not with_a_model:  # attacks with a model add their cases later
             raise EvalDataError(f"the {task} task has no cases: check its input file")
         ids = [c["case_id"] for c in cases]
         if len(set(ids)) != len(ids):

@@ -43,6 +43,7 @@ __all__ = [
     "check_training_setup",
     "read_metrics",
     "run_log_dir",
+    "storage_path",
     "training_cpus",
     "summary_lines",
     "WORKER_LOG",
@@ -230,7 +231,9 @@ def eval_split_subpreferences(cfg: PlotRayConfig) -> list[str] | None:
     return list(json.loads(summary_path.read_text())["subpreferences"])
 
 
-def _storage_path(cfg: PlotRayConfig) -> str:
+def storage_path(cfg: PlotRayConfig) -> str:
+    """Where Ray Train keeps a run's checkpoints: ``cluster.storage_path``, else
+    ``train.output_dir``; the run's folder is ``<storage_path>/<train.run_name>``."""
     return cfg.cluster.storage_path or str(Path(cfg.train.output_dir).resolve())
 
 
@@ -296,7 +299,7 @@ def _fit(cfg: PlotRayConfig, resume: bool, progress: bool, verbose: bool, recipe
         datasets["eval"] = load_tokenized_dataset(cfg.data.output_dir, split="eval")
     check_training_setup(cfg)
 
-    storage = _storage_path(cfg)
+    storage = storage_path(cfg)
     run_dir = Path(storage) / cfg.train.run_name
     log_dir = run_log_dir(cfg)
     if resume:

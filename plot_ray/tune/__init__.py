@@ -8,6 +8,7 @@
   ``validation_curves.png``.
 """
 
+from plot_ray.tune.report import SweepResult
 from plot_ray.tune.space import (
     check_space,
     grid_points,
@@ -16,7 +17,6 @@ from plot_ray.tune.space import (
     trial_overrides,
 )
 from plot_ray.tune.sweep import (
-    SweepResult,
     concurrency,
     run_sweep,
     scheduler,

@@ -14,13 +14,15 @@ from __future__ import annotations
 import json
 import statistics
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from plot_ray.config import PlotRayConfig
+from plot_ray.reporting import markdown_table, method_colour, save_figure, start_matplotlib
 from plot_ray.tune.space import SEED_KEY, with_variant
 
-__all__ = ["write_report", "group_by_config", "best_trials", "validation_curves"]
+__all__ = ["SweepResult", "write_report", "group_by_config", "best_trials", "validation_curves"]
 
 CURVE_LOSS = "eval/loss_total"  # the validation loss drawn beside the objective
 # (file name, what it shows): the figures write_report may draw, in summary.md's words
@@ -31,6 +33,26 @@ FIGURES = {
         "the objective and the validation loss against the step, best trial of each method",
     ),
 }
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What :func:`write_report` (and so :func:`plot_ray.tune.sweep.run_sweep`) wrote."""
+
+    dir: str
+    """The sweep's folder (``tune.output_dir/tune.name``)."""
+    trials: list[dict[str, Any]]
+    """One row per trial: ``trial_id``, ``status`` (``ok``, ``stopped`` or why it did not
+    finish), ``error``, ``run_dir``, ``param/<key>`` and ``metric/<key>``."""
+    table: str
+    """``trials.parquet``: :attr:`trials` as a table."""
+    summary: str
+    """``summary.md``: mean ± std over seeds, the best configuration per method, the figures."""
+    figures: list[str]
+    """The figures drawn (PNG), in :data:`FIGURES` order; a figure with nothing to show is
+    not drawn."""
+    groups: list[dict[str, Any]]
+    """The finished trials grouped by configuration (:func:`group_by_config`)."""
 
 
 def group_by_config(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
@@ -71,15 +93,13 @@ def _markdown(cfg: PlotRayConfig, rows, groups, seconds: float, points: int, fig
         "",
     ]
     keys = sorted({k for g in groups for k in g["params"]})
-    lines += [
-        "| " + " | ".join([*keys, metric, "seeds"]) + " |",
-        "|" + " --- |" * (len(keys) + 2),
-    ]
-    for g in groups:
-        cells = [str(g["params"].get(k, "")) for k in keys]
-        lines.append(
-            "| " + " | ".join([*cells, f"{g['mean']:.4f} ± {g['std']:.4f}", str(g["n"])]) + " |"
-        )
+    lines += markdown_table(
+        [*keys, metric, "seeds"],
+        [
+            [*(g["params"].get(k, "") for k in keys), f"{g['mean']:.4f} ± {g['std']:.4f}", g["n"]]
+            for g in groups
+        ],
+    )
     best: dict[str, dict] = {}
     pick = max if mode == "max" else min
     for g in groups:
@@ -164,11 +184,9 @@ def _curves_figure(out: Path, cfg: PlotRayConfig, curves: dict[str, dict]) -> Pa
     """One panel per key (the objective, the validation loss), one line per method."""
     if not curves:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
+
+    plt = start_matplotlib()
 
     keys = list(dict.fromkeys(k for c in curves.values() for k in c["curves"]))
     fig, axes = plt.subplots(1, len(keys), figsize=(5.0 * len(keys), 3.8), squeeze=False)
@@ -182,28 +200,28 @@ def _curves_figure(out: Path, cfg: PlotRayConfig, curves: dict[str, dict]) -> Pa
                     if varied
                     else ""
                 )
-                ax.plot(steps, values, marker="o", markersize=3, label=label)
+                ax.plot(
+                    steps,
+                    values,
+                    marker="o",
+                    markersize=3,
+                    label=label,
+                    color=method_colour(method),
+                )
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("step")
         ax.set_ylabel(key)
         ax.set_title(key + (" (tune.metric)" if key == cfg.tune.metric else ""))
         ax.legend(fontsize="small")
     fig.suptitle("validation curves of the best trial per method")
-    fig.tight_layout()
-    path = out / FIGURES["validation_curves"][0]
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / FIGURES["validation_curves"][0])
 
 
 def _figure(out: Path, cfg: PlotRayConfig, groups) -> Path | None:
     """The objective against loss.alpha, one line per method, seed std as error bars."""
     if not any("loss.alpha" in with_variant(g["params"], cfg.tune.variants) for g in groups):
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = start_matplotlib()
 
     lines: dict[str, list] = defaultdict(list)
     for g in groups:
@@ -220,24 +238,19 @@ def _figure(out: Path, cfg: PlotRayConfig, groups) -> Path | None:
             marker="o",
             capsize=3,
             label=method,
+            color=method_colour(method),
         )
     ax.set_xlabel("loss.alpha")
     ax.set_ylabel(cfg.tune.metric)
     ax.set_title(f"{cfg.tune.metric} vs alpha (mean ± std over seeds)")
     ax.legend()
-    fig.tight_layout()
-    path = out / FIGURES["metric_vs_alpha"][0]
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / FIGURES["metric_vs_alpha"][0])
 
 
-def write_report(out: Path, rows, cfg: PlotRayConfig, points: int, seconds: float):
-    """Write the table, the figures and the summary; returns a :class:`SweepResult`."""
+def write_report(out: Path, rows, cfg: PlotRayConfig, points: int, seconds: float) -> SweepResult:
+    """Write the table, the figures and the summary; returns what it wrote."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from plot_ray.tune.sweep import SweepResult
 
     columns = sorted({k for r in rows for k in r})
     table = pa.table(

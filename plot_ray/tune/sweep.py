@@ -16,13 +16,15 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plot_ray.config import PlotRayConfig
 from plot_ray.tune.space import SEED_KEY, check_space, param_space, trial_config
 
+if TYPE_CHECKING:
+    from plot_ray.tune.report import SweepResult
+
 __all__ = [
-    "SweepResult",
     "run_sweep",
     "sweep_dir",
     "concurrency",
@@ -41,11 +43,6 @@ FINISHED = "trial_finished"  # set only in a trial's final result: its training 
 # under new ids) and the news that others finished. A save is one small JSON file.
 EXPERIMENT_STATE_PERIOD_S = "1"
 EVALUATION_PREFIX = "evaluation/"  # tune.evaluate's metrics (see evaluate_trial)
-
-
-class SweepResult(dict):
-    """``{"dir", "trials" (list of rows), "table", "summary", "figures", "groups"}``: what
-    ``run_sweep`` wrote."""
 
 
 def sweep_dir(cfg: PlotRayConfig) -> Path:
@@ -210,9 +207,9 @@ def _start_or_resume(cfg: PlotRayConfig) -> bool:
     import shutil
 
     from plot_ray.train.checkpoint import CheckpointError, find_resumable_run
-    from plot_ray.train.trainer import _storage_path, run_log_dir
+    from plot_ray.train.trainer import run_log_dir, storage_path
 
-    storage_run = Path(_storage_path(cfg)) / cfg.train.run_name
+    storage_run = Path(storage_path(cfg)) / cfg.train.run_name
     try:
         find_resumable_run(storage_run)
         return True
@@ -498,14 +495,14 @@ def _row(result, cfg: PlotRayConfig, trials_dir: Path) -> dict[str, Any]:
 
 def main_summary_lines(result: SweepResult) -> list[str]:
     """What ``plot-ray tune`` prints at the end."""
-    lines = [f"sweep: {len(result['trials'])} trial(s) → {result['dir']}"]
-    stopped = [t for t in result["trials"] if t["status"] == "stopped"]
-    failed = [t for t in result["trials"] if t["status"] not in ("ok", "stopped")]
+    lines = [f"sweep: {len(result.trials)} trial(s) → {result.dir}"]
+    stopped = [t for t in result.trials if t["status"] == "stopped"]
+    failed = [t for t in result.trials if t["status"] not in ("ok", "stopped")]
     if stopped:
         lines.append(f"  {len(stopped)} trial(s) stopped early by tune.scheduler")
     if failed:
         lines.append(f"  {len(failed)} trial(s) did not finish: see the table's error column")
-    lines.append(f"  table: {result['table']}")
-    lines.append(f"  summary: {result['summary']}")
-    lines.extend(f"  figure: {f}" for f in result.get("figures", []))
+    lines.append(f"  table: {result.table}")
+    lines.append(f"  summary: {result.summary}")
+    lines.extend(f"  figure: {f}" for f in result.figures)
     return lines

@@ -3,7 +3,7 @@
 Both ask an *attacker* model for prompts that would make the target carry out a behaviour.
 The attacker prompt is the attacker's chat template around :data:`ATTACKER_QUERY`, followed by
 the start of its answer, :data:`ATTACKER_ANSWER_HEAD` and a numbered list; the model continues
-the list. The engine is a function, so the same code runs on vLLM through Ray Data (the lead's
+the list. The engine is a function, so the same code runs on vLLM through Ray Data (the evaluation's
 engine pool), on an in-process Hugging Face model (:func:`hf_sampler`, used by the tests) or
 on anything else::
 
@@ -24,7 +24,7 @@ deduplicated candidates with the ``n_shots`` lowest-loss candidates so far as th
 items, scores each by the *target* model's cross-entropy on the target string
 (``target_loss_fn(candidates, target) -> losses``), and keeps all scored candidates; it stops
 after ``num_steps``, when the best candidate's greedy completion (``greedy_fn``) is not a
-refusal (:class:`~plot_ray.eval.judges.RefusalDetector`), when the shots stop changing, or
+refusal (a :class:`~plot_ray.eval.judges.RefusalJudge`), when the shots stop changing, or
 when the attacker yields no new candidate. HarmBench: ``sample_size`` 64, ``n_shots`` 5,
 ``num_steps`` 50, temperature 1.0, candidates shorter than 32 characters dropped.
 
@@ -39,41 +39,49 @@ import math
 import random
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from plot_ray.eval.attacks import CONTEXT_SEPARATOR, behavior_text
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
+
+from plot_ray.eval.attacks.registry import (
+    AttackCase,
+    AttackConfig,
+    AttackResult,
+    AttackSpec,
+    SharedContext,
+    Target,
+    register_attack,
+)
+from plot_ray.eval.attacks.static import behavior_text
 from plot_ray.eval.engines import chat_prompts, cut_at_stop
-from plot_ray.eval.judges import RefusalDetector
-from plot_ray.synth.attacker import (
+from plot_ray.eval.judges.refusal import RefusalJudge
+from plot_ray.harmbench import (
     ATTACKER_ANSWER_HEAD,
     ATTACKER_QUERY,
     ATTACKER_QUERY_CONTEXTUAL,
+    CONTEXT_SEPARATOR,
 )
 
 __all__ = [
-    "GENERATION_ATTACKS",
-    "ATTACKER_ANSWER_HEAD",
-    "ATTACKER_QUERY",
     "SFS_SAMPLING",
     "ZERO_SHOT_SAMPLING",
     "SFSConfig",
-    "ZeroShotConfig",
     "SampleFn",
+    "ZeroShotConfig",
     "attacker_prompt",
     "behavior_keywords",
     "hf_greedy",
     "hf_sampler",
     "hf_target_loss",
     "keyword_coverage",
-    "make_generation_config",
     "numbered_lines",
     "parse_zero_shot",
-    "sfs",
     "seed_for",
-    "sfs_attack",
+    "sfs",
     "zero_shot",
     "zero_shot_prompts",
+    "zero_shot_quality",
+    "zero_shot_sentence",
 ]
 
 SampleFn = Callable[[list[str], dict, int], list[list[str]]]
@@ -264,15 +272,7 @@ def zero_shot(
     return rows
 
 
-def _check_sampling_config(name: str, cfg, ints: tuple[str, ...]) -> None:
-    """A generation attack's settings: counts >= 1, a sampling temperature, top-p in (0, 1]."""
-    for key in ints:
-        if getattr(cfg, key) < 1:
-            raise ValueError(f"{name}.{key} must be >= 1, got {getattr(cfg, key)}")
-    if cfg.temperature <= 0:
-        raise ValueError(f"{name}.temperature must be > 0 (it samples), got {cfg.temperature}")
-    if not 0 < cfg.top_p <= 1:
-        raise ValueError(f"{name}.top_p must be in (0, 1], got {cfg.top_p}")
+TopP = Annotated[float, Field(gt=0, le=1)]
 
 
 def _config_sampling(defaults: dict, cfg) -> dict:
@@ -281,27 +281,22 @@ def _config_sampling(defaults: dict, cfg) -> dict:
     return _sampling(defaults, overrides)
 
 
-@dataclass(frozen=True)
-class ZeroShotConfig:
+class ZeroShotConfig(AttackConfig):
     """ZeroShot settings (``eval.attack_params.zero_shot``); HarmBench's defaults except
     ``max_tokens``, which only bounds a one-line test case."""
 
-    n_per_behavior: int = 5
-    temperature: float = 0.9
-    top_p: float = 0.95
-    max_tokens: int = 128
-    max_rounds: int = 3
-
-    def __post_init__(self) -> None:
-        _check_sampling_config("zero_shot", self, ("n_per_behavior", "max_tokens", "max_rounds"))
+    n_per_behavior: PositiveInt = 5
+    temperature: PositiveFloat = 0.9  # it samples: a temperature above 0
+    top_p: TopP = 0.95
+    max_tokens: PositiveInt = 128
+    max_rounds: PositiveInt = 3
 
     def sampling(self) -> dict:
         return _config_sampling(ZERO_SHOT_SAMPLING, self)
 
 
 # ----------------------------------------------------------------------------- SFS
-@dataclass(frozen=True)
-class SFSConfig:
+class SFSConfig(AttackConfig):
     """SFS (HarmBench ``FewShot``) settings; HarmBench's defaults, scale down for tiny models.
 
     ``min_chars``: candidates shorter than this are dropped (HarmBench: 32).
@@ -309,20 +304,14 @@ class SFSConfig:
     candidates have been collected (HarmBench: 10 retries).
     """
 
-    sample_size: int = 64
-    n_shots: int = 5
-    num_steps: int = 50
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_tokens: int = 256
-    min_chars: int = 32
-    max_sampling_rounds: int = 10
-
-    def __post_init__(self) -> None:
-        ints = ("sample_size", "n_shots", "num_steps", "max_tokens", "max_sampling_rounds")
-        _check_sampling_config("sfs", self, ints)
-        if self.min_chars < 0:
-            raise ValueError(f"sfs.min_chars must be >= 0, got {self.min_chars}")
+    sample_size: PositiveInt = 64
+    n_shots: PositiveInt = 5
+    num_steps: PositiveInt = 50
+    temperature: PositiveFloat = 1.0
+    top_p: TopP = 1.0
+    max_tokens: PositiveInt = 256
+    min_chars: NonNegativeInt = 32
+    max_sampling_rounds: PositiveInt = 10
 
     def sampling(self) -> dict:
         return _config_sampling(SFS_SAMPLING, self)
@@ -334,11 +323,11 @@ def sfs(
     sample_fn: SampleFn,
     target_loss_fn: TargetLossFn,
     greedy_fn: GreedyFn,
-    cfg: SFSConfig = SFSConfig(),
+    cfg: SFSConfig | None = None,
     seed: int = 0,
     *,
     tokenizer,
-    refusal: RefusalDetector | None = None,
+    refusal: RefusalJudge | None = None,
 ) -> dict:
     """Stochastic few-shot search for one behaviour.
 
@@ -354,7 +343,8 @@ def sfs(
     ``not_refused``, ``converged``, ``no_candidates``, ``num_steps``.
     """
     b = _as_behavior(behavior)
-    refusal = refusal or RefusalDetector()
+    cfg = cfg or SFSConfig()
+    refusal = refusal or RefusalJudge()
     sampling = cfg.sampling()
     pool: list[tuple[float, int, str]] = []  # (loss, arrival order, candidate), sorted
     seen: set[str] = set()
@@ -426,67 +416,6 @@ def sfs(
         "completion": completion,
         "n_candidates": len(pool),
     }
-
-
-def sfs_attack(
-    behaviors: Sequence[dict],
-    sample_fn: SampleFn,
-    target_loss_fn: TargetLossFn,
-    greedy_fn: GreedyFn,
-    cfg: SFSConfig = SFSConfig(),
-    seed: int = 0,
-    *,
-    tokenizer,
-) -> list[dict]:
-    """SFS over behaviours (each needs a ``target``): one test-case row per behaviour with
-    ``attack: "sfs"``, ``case_id``, ``test_case``, ``loss``, ``steps``, ``losses``,
-    ``stop_reason``, ``seed``. Behaviours are independent (seeded by id), so a pool of
-    workers may split them."""
-    rows = []
-    for b in behaviors:
-        if not b.get("target"):
-            raise ValueError(f"sfs needs a target string for behaviour {b['behavior_id']!r}")
-        r = sfs(
-            b,
-            b["target"],
-            sample_fn,
-            target_loss_fn,
-            greedy_fn,
-            cfg,
-            seed=seed_for(seed, b["behavior_id"]),
-            tokenizer=tokenizer,
-        )
-        rows.append(
-            _case(
-                b,
-                "sfs",
-                0,
-                r["test_case"],
-                loss=r["loss"],
-                steps=r["steps"],
-                losses=r["losses"],
-                stop_reason=r["stop_reason"],
-                seed=seed,
-                sfs=asdict(cfg),
-            )
-        )
-    return rows
-
-
-GENERATION_ATTACKS: dict[str, type] = {"zero_shot": ZeroShotConfig, "sfs": SFSConfig}
-
-
-def make_generation_config(name: str, settings: dict[str, Any] | None = None):
-    """The config of generation attack ``name`` from a plain dict, with errors that name the
-    unknown keys and list the valid ones (as :func:`~plot_ray.eval.gradient_attacks.
-    make_attack_config` does for the gradient attacks)."""
-    if name not in GENERATION_ATTACKS:
-        raise ValueError(
-            f"unknown generation attack {name!r}; choose from {sorted(GENERATION_ATTACKS)}"
-        )
-    from plot_ray.eval.gradient_attacks import settings_dataclass
-
-    return settings_dataclass(name, GENERATION_ATTACKS[name], settings)
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -652,3 +581,113 @@ def hf_target_loss(model, tokenizer, batch_size: int = 32) -> TargetLossFn:
         return out
 
     return target_loss
+
+
+# ----------------------------------------------------------------------------- as attacks
+def _zero_shot_attack(
+    behaviors: Sequence[dict], config: ZeroShotConfig, ctx: SharedContext
+) -> list[AttackCase]:
+    """The ``zero_shot`` attack's entry point: :func:`zero_shot` through the engine pool."""
+    rows = zero_shot(
+        behaviors,
+        ctx.sample,
+        config.n_per_behavior,
+        config.sampling(),
+        tokenizer=ctx.tokenizer,
+        max_rounds=config.max_rounds,
+        seed=ctx.seed,
+    )
+    return [
+        AttackCase(
+            r["behavior_id"],
+            int(r["case_id"].rsplit("/", 1)[1]),
+            r["test_case"],
+            {"parse_failures": int(r["parse_failures"]), "fallback": bool(r["fallback"])},
+        )
+        for r in rows
+    ]
+
+
+def _sfs_attack(behavior: dict, config: SFSConfig, target: Target) -> list[AttackResult]:
+    """The ``sfs`` attack's entry point, in an actor holding the attacker and the target."""
+    if not behavior.get("target"):
+        raise ValueError(f"sfs needs a target string for behaviour {behavior['behavior_id']!r}")
+    r = sfs(
+        behavior,
+        behavior["target"],
+        hf_sampler(target.attacker, target.attacker_tokenizer),
+        hf_target_loss(target.model, target.tokenizer),
+        hf_greedy(target.model, target.tokenizer),
+        config,
+        seed=seed_for(target.seed, behavior["behavior_id"]),
+        tokenizer=target.attacker_tokenizer,
+        refusal=target.refusal,
+    )
+    return [
+        AttackResult(
+            test_case=r["test_case"],
+            loss=r["loss"],
+            initial_loss=r["losses"][0] if r["losses"] else r["loss"],
+            steps=r["steps"],
+            losses=r["losses"],
+            snapshots={s["step"]: s["best"] for s in r["snapshots"]},
+            stop_reason=r["stop_reason"],
+        )
+    ]
+
+
+def zero_shot_quality(rows: Sequence[dict]) -> dict:
+    """How the shared ZeroShot test cases came out (``rows``: the stored test cases, each with
+    its ``behavior``): how many, how many empty samples were drawn again (``parse_failures``),
+    how many fell back to the behaviour itself, and how well they stay on their behaviour
+    (keyword coverage, fallbacks excluded): an attacker that rewrites off target makes a low
+    ZeroShot ASR say little about the model."""
+    coverage = keyword_coverage(rows)
+    any_rate, recall = coverage["any_rate"], coverage["mean_recall"]
+    return {
+        "test_cases": len(rows),
+        "parse_failures": sum(int(r["parse_failures"]) for r in rows),
+        "fallbacks": sum(bool(r["fallback"]) for r in rows),
+        "keyword_any_rate": None if math.isnan(any_rate) else any_rate,
+        "keyword_mean_recall": None if math.isnan(recall) else recall,
+    }
+
+
+def zero_shot_sentence(q: dict) -> str:
+    """:func:`zero_shot_quality` in words, for the reports."""
+    on_target = (
+        "none left after the fallbacks"
+        if q["keyword_any_rate"] is None
+        else f"{100 * q['keyword_any_rate']:.0f}% name at least one of their behaviour's "
+        f"keywords (mean keyword recall {q['keyword_mean_recall']:.2f})"
+    )
+    return (
+        f"ZeroShot test cases (the same for every model): {q['test_cases']}; "
+        f"{q['parse_failures']} empty samples drawn again, {q['fallbacks']} fell back to the "
+        f"behaviour itself; {on_target}."
+    )
+
+
+register_attack(
+    AttackSpec(
+        "zero_shot",
+        "shared",
+        ZeroShotConfig,
+        _zero_shot_attack,
+        needs_attacker=True,
+        curve_over_cases=True,
+        quality=zero_shot_quality,
+        quality_sentence=zero_shot_sentence,
+        description="one-line prompts sampled from the attacker model",
+    )
+)
+register_attack(
+    AttackSpec(
+        "sfs",
+        "per_target",
+        SFSConfig,
+        _sfs_attack,
+        needs_attacker=True,
+        description="stochastic few-shot search with the attacker, scored by the target",
+    )
+)

@@ -1,29 +1,37 @@
-"""Attacks turn behaviours into test cases (HarmBench's first stage).
-
-    ATTACKS[name](behaviors, *, templates, per_behavior, seed) -> list of test-case rows
-
-A behaviour row: ``{"behavior_id", "behavior", "category", "target", "context"}`` (see
-:func:`plot_ray.eval.tasks.load_behaviors`). A test-case row adds ``attack``, ``case_id``
-(``<attack>/<behavior_id>/<n>``, stable across runs) and ``test_case``: the user message the
-target model receives.
+"""Static attacks: test cases written from the behaviours alone, no model (HarmBench's
+DirectRequest and HumanJailbreaks).
 
 - ``direct_request``: the behaviour itself (with its context first for contextual behaviours:
   ``context + "\\n\\n---\\n\\n" + behavior``, HarmBench's layout); one test case per behaviour.
-- ``human_jailbreaks``: jailbreak templates around the behaviour, ``per_behavior`` of them
-  drawn per behaviour (HarmBench draws 5). A template with a ``{behavior}`` slot is filled;
+- ``human_jailbreaks``: jailbreak templates around the behaviour, ``templates_per_behavior`` of
+  them drawn per behaviour (HarmBench draws 5). A template with a ``{behavior}`` slot is filled;
   one without is followed by ``"\\n\\n" + behavior``, as HarmBench's human jailbreaks are.
-
-The optimisation attacks (ZeroShot, SFS, GCG, PEZ, GBDA, UAT) register here too.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-__all__ = ["ATTACKS", "behavior_text", "direct_request", "fill_template", "human_jailbreaks"]
+from pydantic import Field
 
-CONTEXT_SEPARATOR = "\n\n---\n\n"
+from plot_ray.eval.attacks.registry import (
+    AttackCase,
+    AttackConfig,
+    AttackSpec,
+    StaticContext,
+    register_attack,
+)
+from plot_ray.harmbench import CONTEXT_SEPARATOR
+
+__all__ = [
+    "DirectRequestConfig",
+    "HumanJailbreaksConfig",
+    "behavior_text",
+    "direct_request",
+    "fill_template",
+    "human_jailbreaks",
+]
 
 
 def behavior_text(b: dict) -> str:
@@ -38,44 +46,62 @@ def fill_template(template: str, behavior: str) -> str:
     return f"{template}\n\n{behavior}"
 
 
-def _case(b: dict, attack: str, n: int, test_case: str) -> dict:
-    return {
-        **b,
-        "attack": attack,
-        "case_id": f"{attack}/{b['behavior_id']}/{n}",
-        "test_case": test_case,
-    }
+class DirectRequestConfig(AttackConfig):
+    """The direct request has no settings."""
 
 
-def direct_request(behaviors: Sequence[dict], **_: object) -> list[dict]:
-    return [_case(b, "direct_request", 0, behavior_text(b)) for b in behaviors]
+class HumanJailbreaksConfig(AttackConfig):
+    """``templates_per_behavior``: templates drawn per behaviour (HarmBench: 5)."""
+
+    templates_per_behavior: int = Field(default=5, ge=1)
+
+
+def direct_request(
+    behaviors: Sequence[dict],
+    config: DirectRequestConfig | None = None,
+    ctx: StaticContext | None = None,
+) -> list[AttackCase]:
+    return [AttackCase(b["behavior_id"], 0, behavior_text(b)) for b in behaviors]
 
 
 def human_jailbreaks(
     behaviors: Sequence[dict],
-    *,
-    templates: Sequence[dict],
-    per_behavior: int = 5,
-    seed: int = 0,
-    **_: object,
-) -> list[dict]:
-    """``per_behavior`` templates per behaviour, drawn without replacement by a generator
-    seeded with (seed, behaviour id): a behaviour's test cases do not depend on which other
-    behaviours are evaluated."""
+    config: HumanJailbreaksConfig,
+    ctx: StaticContext,
+) -> list[AttackCase]:
+    """``templates_per_behavior`` templates per behaviour, drawn without replacement by a
+    generator seeded with (seed, behaviour id): a behaviour's test cases do not depend on which
+    other behaviours are evaluated. The template's id is kept as ``extra["template_id"]``."""
+    templates = ctx.templates()
     if not templates:
         raise ValueError("human_jailbreaks needs jailbreak templates (eval.templates)")
-    k = min(per_behavior, len(templates))
+    k = min(config.templates_per_behavior, len(templates))
     cases = []
     for b in behaviors:
-        rng = random.Random(f"{seed}:{b['behavior_id']}")
+        rng = random.Random(f"{ctx.seed}:{b['behavior_id']}")
         for n, t in enumerate(rng.sample(list(templates), k)):
-            case = _case(b, "human_jailbreaks", n, fill_template(t["template"], behavior_text(b)))
-            case["template_id"] = t.get("template_id", "")
-            cases.append(case)
+            text = fill_template(t["template"], behavior_text(b))
+            cases.append(
+                AttackCase(b["behavior_id"], n, text, {"template_id": t.get("template_id", "")})
+            )
     return cases
 
 
-ATTACKS: dict[str, Callable[..., list[dict]]] = {
-    "direct_request": direct_request,
-    "human_jailbreaks": human_jailbreaks,
-}
+register_attack(
+    AttackSpec(
+        "direct_request",
+        "static",
+        DirectRequestConfig,
+        direct_request,
+        description="the behaviour itself",
+    )
+)
+register_attack(
+    AttackSpec(
+        "human_jailbreaks",
+        "static",
+        HumanJailbreaksConfig,
+        human_jailbreaks,
+        description="jailbreak templates around the behaviour",
+    )
+)

@@ -1,0 +1,136 @@
+"""The evaluation's plumbing that every stage shares: shards, one Ray Data pass per batch of
+pending shards, actor pools, progress.
+
+    shards(rows, size) -> {k: rows}                  how a task's rows are cut (the unit of resume)
+    Stage(prepare, transform, finish)                how rows go through one step
+    stream(pending, stage, write, progress)          run a stage, writing each shard when whole
+    actor_pool(ds, cls, kwargs, settings, batch)     map_batches over eval.generation.num_engines
+                                                     model-holding actors
+    Progress                                         one tqdm bar per stage, or nothing
+
+The generation, the judges and scorers, and the attacks all run through :func:`stream`: rows go
+into one Ray Dataset (or stay on the driver when a stage needs no model), stream back as they
+finish, and a shard is written (atomically, by ``write``) the moment its last row arrives, so a
+killed run loses at most the shards in flight.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Key", "Progress", "Stage", "actor_pool", "actor_pool_kwargs", "shards", "stream"]
+
+Key = tuple[Any, int]  # (what, shard): (task, shard) for results, (attack, behaviour) for attacks
+
+
+def _same(x):
+    return x
+
+
+@dataclass
+class Stage:
+    """How rows go through one step: ``prepare`` a shard's rows on the driver, ``transform``
+    them with a Ray Dataset → Ray Dataset function (None: no model, stay on the driver), then
+    ``finish`` each row on the driver as it comes back."""
+
+    prepare: Callable[[list[dict]], list[dict]] = _same
+    transform: Callable | None = None
+    finish: Callable[[dict], dict] = _same
+
+    def then(self, finish: Callable[[dict], dict]) -> Stage:
+        """This stage with ``finish`` applied after its own."""
+        first = self.finish
+        return Stage(self.prepare, self.transform, lambda row: finish(first(row)))
+
+
+def shards(rows: list[dict], size: int) -> dict[int, list[dict]]:
+    return {k: rows[i : i + size] for k, i in enumerate(range(0, len(rows), size))}
+
+
+def plain(value: Any) -> Any:
+    """numpy scalars (as Ray Data hands rows back) → Python values, for pyarrow."""
+    return value.item() if hasattr(value, "item") and not isinstance(value, str | bytes) else value
+
+
+class Progress:
+    """One progress bar per stage (tqdm), or nothing."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bar = None
+
+    def start(self, desc: str, total: int) -> None:
+        if self.enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="row", dynamic_ncols=True)
+
+    def update(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def stream(
+    pending: dict[Key, list[dict]],
+    stage: Stage,
+    write: Callable[[Key, list[dict]], None],
+    progress: Progress,
+) -> None:
+    """Run ``stage`` over the rows of every pending shard and ``write`` each shard (its rows in
+    their original order) as soon as all its rows are back. Raises if a row never comes back:
+    a transform that drops rows is a bug, never a silent gap in the results."""
+    if not pending:
+        return
+    rows = [
+        {**r, "_key": i_key, "_index": i}
+        for i_key, key in enumerate(pending)
+        for i, r in enumerate(stage.prepare(pending[key]))
+    ]
+    keys = list(pending)
+    expected = {key: len(v) for key, v in pending.items()}
+    if stage.transform is None:
+        results = iter(rows)
+    else:
+        import ray
+
+        results = stage.transform(ray.data.from_items(rows)).iter_rows()
+    buffers: dict[Key, list[dict]] = defaultdict(list)
+    for row in results:
+        row = {k: plain(v) for k, v in row.items()}
+        key = keys[row.pop("_key")]
+        buffers[key].append(stage.finish(row))
+        progress.update(1)
+        if len(buffers[key]) == expected[key]:
+            done = sorted(buffers.pop(key), key=lambda r: r["_index"])
+            write(key, [{k: v for k, v in r.items() if k != "_index"} for r in done])
+            expected.pop(key)
+    if expected:
+        raise RuntimeError(f"rows of shards {sorted(expected)} never came back from the pipeline")
+
+
+def actor_pool_kwargs(kwargs: dict, settings, batch_size: int) -> dict:
+    """``map_batches`` arguments for a pool of ``settings.num_engines`` model-holding actors
+    (one GPU each on a GPU cluster, a share of the cores on CPUs)."""
+    import ray
+
+    return dict(
+        fn_constructor_kwargs=kwargs,
+        batch_size=batch_size,
+        compute=ray.data.ActorPoolStrategy(size=settings.num_engines),
+        num_cpus=settings.cpus_per_engine,
+        num_gpus=1 if settings.use_gpu else 0,
+        batch_format="numpy",
+    )
+
+
+def actor_pool(ds, cls, kwargs: dict, settings, batch_size: int):
+    """``ds`` through a pool of ``cls`` actors (a Ray Data callable class)."""
+    return ds.map_batches(cls, **actor_pool_kwargs(kwargs, settings, batch_size))
