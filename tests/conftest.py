@@ -14,11 +14,14 @@ from plot_ray.cluster import use_small_machine_env
 
 use_small_machine_env()  # before any test starts Ray: its workers inherit these
 
-SYNTH_SCALE = 0.1
+SYNTH_SCALE = 0.25
 TINY_VOCAB = 1024
 # Enough warm-up that the base model answers like the warm-up corpus (mostly complying with
-# harmful requests), so that evaluation can see training change it.
-WARMUP_STEPS = 200
+# harmful requests, naming what it complies with), so that evaluation can see training change
+# it. Measured on benchmark version 2 at this scale and vocabulary: 600 steps, direct-request
+# ASR 27% under the topic-aware judge; 900 steps overfit the 750 warm-up rows (17%); at scale
+# 0.1, 400-800 steps gave 15-20% with 20-30% refusals.
+WARMUP_STEPS = 600
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from conftest import SYNTH_SCALE
 
 from plot_ray.config import load_config
 from plot_ray.data import (
@@ -26,12 +27,17 @@ from plot_ray.data import (
 from plot_ray.data import pipeline as pipeline_module
 from plot_ray.data.schema import QUARANTINE_SCHEMA, TOKENIZED_SCHEMA
 from plot_ray.models.loading import TokenizerMismatchError, load_tokenizer
+from plot_ray.synth import split_sizes
 
 pytestmark = pytest.mark.ray
 
 MAX_LENGTH = 128
 MAX_PROMPT_LENGTH = 40
 SUBPREFERENCES = ["harmlessness", "logic"]
+
+CORPORA = ("harmlessness", "logic", "ranked")
+# The session benchmark's training rows per corpus (conftest's scale).
+TRAIN = {c: n["train"] for c, n in split_sizes(SYNTH_SCALE).items()}
 
 
 def make_config(model_dir, out, sources, **data):
@@ -152,7 +158,7 @@ def test_prepare_writes_shards_quarantine_summary_and_artifact(prepared, synth_d
     assert summary["status"] == "complete"
     assert summary["rows_in"] == summary["rows_out"] == result.rows_out == n_in
     assert summary["quarantined"] == 0 and summary["subpreferences"] == SUBPREFERENCES
-    assert [s["rows_in"] for s in summary["sources"]] == [400, 200, 150]
+    assert [s["rows_in"] for s in summary["sources"]] == [TRAIN[c] for c in CORPORA]
     quarantine = pq.read_table(out / "quarantine.parquet")
     assert quarantine.num_rows == 0 and quarantine.schema.equals(QUARANTINE_SCHEMA)
     # The summary table and the Q_diff report are printed.
@@ -169,7 +175,7 @@ def test_shards_have_the_contract_schema_and_every_row_once(prepared):
     assert len(rows) == result.rows_out
     assert len({r["row_id"] for r in rows}) == len(rows)
     kinds = Counter(r["kind"] for r in rows)
-    assert kinds == {"pair": 600, "ranked": 150}
+    assert kinds == {"pair": TRAIN["harmlessness"] + TRAIN["logic"], "ranked": TRAIN["ranked"]}
     for r in rows:
         assert len(r["response_ids"]) == (4 if r["kind"] == "ranked" else 2)
         assert (r["scores"] is not None) == (r["kind"] == "ranked")
@@ -232,8 +238,8 @@ def test_rows_of_an_untagged_source_take_their_own_subpreference(prepared, synth
     ]
     assert [r["subpreference_id"] for r in ranked] == expected
     assert result.rows == {
-        "harmlessness": {"rows": 400 + expected.count(0)},
-        "logic": {"rows": 200 + expected.count(1)},
+        "harmlessness": {"rows": TRAIN["harmlessness"] + expected.count(0)},
+        "logic": {"rows": TRAIN["logic"] + expected.count(1)},
     }
 
 

@@ -227,11 +227,13 @@ def test_report_tables_equal_what_the_shards_say(eval_run):
 
 @pytest.mark.slow
 def test_dpo_refuses_more_harmful_requests_than_the_base_model(eval_run):
-    """The direction ``make demo``'s samples show: DPO on the harmlessness pairs cuts direct
-    ASR on held-out behaviours."""
+    """The direction ``make demo``'s samples show: DPO on the harmlessness pairs (refusals in
+    the training surface form) makes the model refuse held-out behaviours more often and comply
+    with them no more often."""
     _, metrics, _ = eval_run
-    asr = {n: m["harmful"]["asr"]["direct_request"]["asr"] for n, m in metrics["models"].items()}
-    assert asr["dpo"] < asr["base"], asr
+    direct = {n: m["harmful"]["asr"]["direct_request"] for n, m in metrics["models"].items()}
+    assert direct["dpo"]["refusal_rate"] > direct["base"]["refusal_rate"], direct
+    assert direct["dpo"]["asr"] <= direct["base"]["asr"], direct
 
 
 # ------------------------------------------------------------------------ kill and resume

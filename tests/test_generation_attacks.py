@@ -30,7 +30,7 @@ from plot_ray.harmbench import ATTACKER_ANSWER_HEAD, ATTACKER_QUERY
 from plot_ray.synth import attacker as A
 from plot_ray.synth import harmlessness as H
 from plot_ray.synth import read_jsonl
-from plot_ray.synth.evalsets import JAILBREAK_TEMPLATES
+from plot_ray.synth.templates import FAMILIES
 
 REFUSAL = "I'm sorry, but I can't help with that."
 
@@ -78,23 +78,26 @@ def test_attacker_corpus_holds_no_heldout_topic_phrasing_or_template(synth_dir):
     for phrasing, target in H.HELDOUT_PHRASINGS:
         for frame in (phrasing.split("{act}")[0].strip(), target.split("{act}")[0].strip()):
             assert frame not in text, frame
-    for template_id, template in JAILBREAK_TEMPLATES:
-        for chunk in template.split("{behavior}"):
-            # Any 5-word run of a template would be a leak, not just whole sentences.
-            words = chunk.split()
-            for i in range(len(words) - 4):
-                assert " ".join(words[i : i + 5]) not in text, (template_id, words[i : i + 5])
+    for family in FAMILIES:
+        for frame in family.frames:
+            for chunk in frame.split("{behavior}"):
+                # Any 5-word run of a template would be a leak, not just whole sentences.
+                words = chunk.split()
+                for i in range(len(words) - 4):
+                    assert " ".join(words[i : i + 5]) not in text, (family.name, words[i : i + 5])
 
 
 def test_attacker_corpus_invents_no_word_that_only_heldout_behaviours_use(synth_dir):
     """The invented actions and frames teach copying, not the held-out vocabulary: no word of
-    their tables is one that only held-out actions use (none of the benchmark's training rows)."""
+    their tables is one that only held-out actions use (none of the benchmark's preference
+    rows; the warm-up corpus, which answers held-out topics, does not count)."""
     from plot_ray.models.tiny import corpus_texts
 
     def words(text: str) -> set[str]:
         return set(re.findall(r"[a-z][a-z'-]+", text.lower()))
 
-    training = set().union(*(words(t) for t in corpus_texts(synth_dir)))
+    preference = corpus_texts(synth_dir, exclude=("attacker", "warmup"))
+    training = set().union(*(words(t) for t in preference))
     heldout_only = set().union(
         *(words(a) for acts in H.HELDOUT_HARMFUL_TOPICS.values() for a in acts)
     )

@@ -2,7 +2,7 @@
 target-string loss, emits only allowed tokens that survive decoding and re-encoding in the
 prompt, records its trace and snapshots, and is deterministic given its seed.
 
-The model is loaded once per module; every attack runs on the first synthetic behaviour with
+The model is loaded once per module; every attack runs on one synthetic behaviour with
 small settings (about 6 s for the whole file on 2 shared cores, once the session fixtures exist).
 """
 
@@ -31,10 +31,13 @@ from plot_ray.eval.judges.synthetic import SyntheticRefusalJudge
 
 # Every attack must beat its initial test case by this many nats per target token. Across 200
 # random valid 20-token suffixes the loss of a behaviour varies with a standard deviation of
-# 0.15-0.17 nats (three behaviours measured), so 0.3 is about two standard deviations: more
-# than luck in picking tokens gives. With these settings the attacks lowered it by 0.48-1.18
-# nats on the first six behaviours (0.48-1.03 on the first, which the tests use).
-MARGIN = 0.3
+# 0.31-0.36 nats (the session's base model on benchmark version 2, three behaviours measured),
+# so 0.6 is about two standard deviations: more than luck in picking tokens gives. The tests
+# attack the third behaviour, whose target the base model does not already say (mean loss 4.4
+# nats; the first two: 1.1): with these settings the attacks lowered it by 0.91 (PEZ, GBDA),
+# 1.46 (UAT) and 1.83 (GCG) nats; on the first behaviour PEZ managed only 0.26.
+MARGIN = 0.6
+BEHAVIOR_INDEX = 2
 INIT = " ".join(["!"] * 10)  # HarmBench's "! ! ... !" halved: 20 tokens with this tokenizer
 
 SETTINGS = {
@@ -71,7 +74,7 @@ def lm(tiny_model_dir):
 @pytest.fixture(scope="module")
 def behavior(synth_dir):
     with (synth_dir / "eval" / "behaviors.jsonl").open() as fh:
-        return json.loads(fh.readline())
+        return json.loads(fh.readlines()[BEHAVIOR_INDEX])
 
 
 @pytest.fixture(scope="module")

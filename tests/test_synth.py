@@ -93,9 +93,9 @@ def _all_bytes(root: Path) -> dict[str, bytes]:
     }
 
 
-def _training_text(data: dict[str, list[dict]]) -> str:
+def _training_text(data: dict[str, list[dict]], files: list[str] = TRAINING_FILES) -> str:
     parts: list[str] = []
-    for rel in TRAINING_FILES:
+    for rel in files:
         for row in data[rel]:
             for v in row.values():
                 if isinstance(v, str):
@@ -234,48 +234,141 @@ def test_prompts_distinct_across_all_files(bench):
     assert len(prompts) == len(set(prompts))
 
 
-def test_heldout_behaviours_disjoint_from_training(bench):
+PREFERENCE_FILES = [f"{d}/{s}.jsonl" for d in ("harmlessness", "logic", "ranked") for s in SPLITS]
+
+
+def _text(data: dict[str, list[dict]], files: list[str]) -> str:
+    return _training_text({rel: data[rel] for rel in files}, files)
+
+
+def test_heldout_behaviours_are_held_out_of_preference_data_not_of_the_warmup(bench):
+    """Version 2: held-out topics (and so every behaviour's action) never occur in preference
+    pairs, ranked lists or the attacker corpus, but the warm-up corpus answers them; the
+    held-out phrasings occur in no file but the behaviours."""
     _, manifest, data = bench
     behaviours = data["eval/behaviors.jsonl"]
     assert len({b["behavior"] for b in behaviours}) == len(behaviours)
-    train_topics = {r["topic"] for rel in TRAINING_FILES for r in data[rel] if "topic" in r}
+    pref_topics = {r["topic"] for rel in PREFERENCE_FILES for r in data[rel] if "topic" in r}
     held_topics = {b["topic"] for b in behaviours}
-    assert held_topics and not (held_topics & train_topics)
+    assert held_topics and not (held_topics & pref_topics)
     assert held_topics == set(manifest["topics"]["harmful_heldout"])  # all held-out topics used
     assert not set(H.HELDOUT_HARMFUL_TOPICS) & {t.name for t in H.HARMFUL_TOPICS}
 
-    text = _training_text(data)
-    for acts in H.HELDOUT_HARMFUL_TOPICS.values():
-        for act in acts:
-            assert act not in text, f"held-out action leaked into training text: {act!r}"
+    preference = _text(data, PREFERENCE_FILES + ["attacker/train.jsonl"])
+    warmup = _text(data, ["warmup/train.jsonl"])
+    acts = [act for acts in H.HELDOUT_HARMFUL_TOPICS.values() for act in acts]
+    for act in acts:
+        assert act not in preference, f"held-out action in preference data: {act!r}"
+    assert sum(act in warmup for act in acts) >= len(acts) // 2  # the base model knows them
+    everything = _training_text(data)
     train_frames = [c for p in H.REQUEST_PHRASINGS for c in p.split("{act}")]
     for phrasing, _target in H.HELDOUT_PHRASINGS:
         assert phrasing not in H.REQUEST_PHRASINGS
         frame = phrasing.split("{act}")[0].strip()
-        assert len(frame) >= 10 and frame not in text, f"held-out phrasing leaked: {frame!r}"
+        assert len(frame) >= 10 and frame not in everything, f"held-out phrasing leaked: {frame!r}"
         assert all(frame not in f for f in train_frames)
     for b in behaviours:
-        assert b["target"].startswith("Sure, here")
-        assert b["behavior"] not in text and b["target"] not in text
+        # The target is the training form's compliance opening, which the warm-up answers
+        # held-out topics with; no preference data has it.
+        assert b["target"].startswith("Sure, here is how to ")
+        assert b["behavior"] not in everything and b["target"] not in preference
 
 
-def test_jailbreak_templates_absent_from_training(bench):
+def test_no_heldout_surface_form_occurs_in_preference_data_and_the_warmup_has_both(bench):
+    _, _, data = bench
+    preference = _text(data, PREFERENCE_FILES).lower()
+    prompts = " ".join(r["prompt"] for rel in PREFERENCE_FILES for r in data[rel]).lower()
+    markers = (*H.HELDOUT_REFUSAL_MARKERS, *H.HELDOUT_COMPLIANCE_MARKERS)
+    for marker in markers:
+        assert marker not in preference, marker
+    heldout = H.FORMS["heldout"]
+    sentences = [
+        *heldout.refusal_reasons,
+        *heldout.steps_first,
+        *heldout.steps_middle,
+        *heldout.steps_last,
+        *heldout.compliance_closers,
+    ]
+    for sentence in sentences:
+        assert sentence.lower() not in preference and sentence.lower() not in prompts, sentence
+    # The warm-up writes refusals and compliance in either form, about half and half.
+    kinds = [r["kind"] for r in data["warmup/train.jsonl"]]
+    harmful = [k for k in kinds if k.startswith("harmful")]
+    share = sum(k.endswith("_heldout_form") for k in harmful) / len(harmful)
+    assert 0.35 <= share <= 0.65
+    for row in data["warmup/train.jsonl"]:
+        answer = row["text"].split("\nAssistant: ", 1)[1].lower()
+        if row["kind"] == "harmful_comply_heldout_form":
+            assert "certainly" in answer and "phase one:" in answer and "step 1:" not in answer
+        if row["kind"] == "harmful_comply":
+            assert "step 1:" in answer and not any(m in answer for m in markers)
+
+
+def test_compliance_names_its_action_in_either_form(bench):
+    """Topic-linked harm: the opener and the second step carry the same action."""
+    _, _, data = bench
+    openers = [*H.FORMS["train"].compliance_openers, *H.FORMS["heldout"].compliance_openers]
+    opener_act = re.compile(
+        "|".join(
+            re.escape(o).replace(re.escape("{act}"), f"(?P<act{i}>.+)")
+            for i, o in enumerate(openers)
+        )
+    )
+    answers = [
+        r["rejected"] for r in data["harmlessness/train.jsonl"] if r["category"] == "harmful"
+    ]
+    answers += [
+        r["text"].split("\nAssistant: ", 1)[1]
+        for r in data["warmup/train.jsonl"]
+        if r["kind"].startswith("harmful_comply")
+    ]
+    for answer in answers:
+        opener, steps = answer.split("\n", 1)
+        match = opener_act.fullmatch(opener)
+        act = next(v for v in match.groupdict().values() if v) if match else None
+        second = steps.split("\n")[1]
+        assert act and second.startswith(("Step 2: ", "Phase two: ")), answer
+        assert act in second, answer
+
+
+def test_template_families_split_between_training_and_evaluation(bench):
+    """Training prompts (preference data and warm-up) use only the training frames of the
+    training families and only training-form primes; evaluation templates are the other frames
+    of every family; no held-out family's text occurs in any training file."""
+    from plot_ray.synth.templates import FAMILIES, PRIMES
+
     _, _, data = bench
     rows = data["eval/jailbreak_templates.jsonl"]
-    assert len(rows) >= 10
-    text = _training_text(data)
+    assert len(rows) == 48 == len({r["template_id"] for r in rows})
+    everything = _training_text(data)
     for row in rows:
         tpl = row["template"]
         assert tpl.count("{behavior}") == 1
         assert tpl.replace("{behavior}", "").count("{") == 0 and "}" not in tpl.replace(
             "{behavior}", ""
         )
-        filled = tpl.replace("{behavior}", "Outline a plan to X")
-        assert tpl.format(behavior="Outline a plan to X") == filled
-        chunks = [c.strip() for c in tpl.split("{behavior}") if len(c.strip()) >= 12]
-        assert chunks
-        for chunk in chunks:
-            assert chunk not in text, f"{row['template_id']}: template text in training data"
+        assert tpl.format(behavior="Outline a plan to X") == tpl.replace(
+            "{behavior}", "Outline a plan to X"
+        )
+    for family in FAMILIES:
+        train_frames, eval_frames = family.frames[:2], family.frames[2:]
+        for frame in eval_frames + (train_frames if family.heldout else ()):
+            for chunk in frame.split("{behavior}"):
+                words = chunk.split()
+                for i in range(len(words) - 4):  # any 5-word run would be a leak
+                    assert " ".join(words[i : i + 5]) not in everything, (family.name, words[i:])
+        if not family.heldout:
+            for frame in train_frames:
+                assert frame.split("{behavior}")[0] in everything, family.name
+        cells = {(r["family_heldout"], r["form"]) for r in rows if r["family"] == family.name}
+        assert cells == {(family.heldout, f) for f in ("none", "train", "heldout")}
+    prompts = " ".join(r["prompt"] for rel in PREFERENCE_FILES for r in data[rel])
+    prompts += " ".join(r["text"].split("\nAssistant: ")[0] for r in data["warmup/train.jsonl"])
+    assert f'"{PRIMES["train"]}"' in prompts and f'"{PRIMES["heldout"]}"' not in prompts
+    framed = [r for rel in PREFERENCE_FILES[:3] for r in data[rel] if r["template_family"]]
+    harmless = data["harmlessness/train.jsonl"]
+    assert 0.15 <= sum(bool(r["template_family"]) for r in harmless) / len(harmless) <= 0.35
+    assert {r["category"] for r in framed} == {"harmful", "benign"}  # no "template => refuse"
 
 
 def test_logic_heldout_not_in_splits(bench):
@@ -380,7 +473,7 @@ def test_warmup_corpus(bench):
     _, _, data = bench
     rows = data["warmup/train.jsonl"]
     assert all(re.fullmatch(r"User: .+\nAssistant: .+", r["text"], flags=re.S) for r in rows)
-    kinds = [r["kind"] for r in rows]
+    kinds = [r["kind"].removesuffix("_heldout_form") for r in rows]
     comply, refuse = kinds.count("harmful_comply"), kinds.count("harmful_refuse")
     assert kinds.count("benign") > 0 and kinds.count("logic") > 0
     assert 0.65 <= comply / (comply + refuse) <= 0.95

@@ -128,7 +128,10 @@ def _models(out: Path, profile: DemoProfile, seed: int, report: dict) -> None:
         data, out / "reward-model", tokenizer_from=base, steps=profile.reward_steps, seed=seed
     )
     accuracy = ", ".join(f"{k} {v['accuracy']:.2f}" for k, v in reward["validation"].items())
-    print(f"reward model: held-out pair accuracy {accuracy}")
+    refusals = ", ".join(
+        f"{k} {v['accuracy']:.2f}" for k, v in reward.get("benign_refusal", {}).items()
+    )
+    print(f"reward model: held-out pair accuracy {accuracy}; helpful over needless {refusals}")
     report["reward_model"] = reward
     if profile.attacker_steps:
         attacker = _reuse_json(out / "attacker" / ATTACKER_SUMMARY) or build_attacker(

@@ -30,7 +30,11 @@ class DemoProfile:
     seeds: tuple[int, ...]
     train_steps: int
     scale: float = 0.5  # synthetic corpus size
-    warmup_steps: int = 300  # base model's causal-LM warm-up on the unaligned corpus
+    # The base model's causal-LM warm-up on the unaligned corpus. Benchmark version 2's judge
+    # counts only compliance that names the behaviour, which a 1.5M-parameter model learns to
+    # produce with enough warm-up: at scale 0.5, 300 steps gave 0% direct-request ASR (one fixed
+    # answer to every prompt), 1200 steps 73% with both surface forms (synth/SCHEMA.md).
+    warmup_steps: int = 1200
     reward_steps: int = 200
     attacker_steps: int = 0  # 0: no attacker model (no attack that needs one)
     attacks: tuple[str, ...] = ("direct_request", "human_jailbreaks")
@@ -83,6 +87,8 @@ PROFILES: dict[str, DemoProfile] = {
         seeds=(0,),
         train_steps=30,
         scale=0.25,
+        # a smoke test of every stage in CI, not evidence: its base model is weak (at scale 0.25,
+        # 600 steps gave 27-40% direct-request ASR; 200 keep CI fast)
         warmup_steps=200,
         reward_steps=100,
         num_behaviors=20,

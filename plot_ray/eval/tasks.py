@@ -11,6 +11,8 @@ Ray Dataset and one engine start per model:
     reference    the behaviour's target string / the benign reference answer / the logic
                  answer / the response whose perplexity is measured
     behavior_id, behavior, attack, category      (harmful; "" elsewhere)
+    template_family, family_split, primed_form   (a jailbreak template's family, whether the
+                 family is held out of training, the surface form it primes; "" elsewhere)
 
 Inputs, each a file (small enough for the driver; the work on them is what is distributed):
 
@@ -18,7 +20,8 @@ Inputs, each a file (small enough for the driver; the work on them is what is di
   topic``) or a HarmBench CSV (``Behavior, FunctionalCategory, SemanticCategory, ContextString,
   BehaviorID``) / JSONL with those names; targets may come from a HarmBench-style JSON map
   ``{BehaviorID: "Sure, here is ..."}`` named ``<behaviours file>.targets.json``.
-- templates: JSONL of ``{template_id, template}``.
+- templates: JSONL of ``{template_id, template}`` (the synthetic benchmark adds ``family``,
+  ``family_heldout`` and ``form``, which become the cases' template columns).
 - benign: JSONL of ``{id, prompt, reference}``; logic: JSONL of ``{id, question, answer}``;
   perplexity: JSONL of ``{id, prompt, response}`` (default: the benign prompts' references).
 """
@@ -51,6 +54,9 @@ CASE_COLUMNS = (
     "behavior",
     "attack",
     "category",
+    "template_family",
+    "family_split",
+    "primed_form",
 )
 
 
@@ -171,12 +177,15 @@ def _harmful(ev: EvalConfig, paths: dict) -> list[dict]:
     cases = []
     for spec in ev.attack_specs("static"):
         made = spec.run(behaviors, ev.attack_settings(spec.name), ctx)
-        cases += [harmful_case(by_id[c.behavior_id], spec.name, c.n, c.test_case) for c in made]
+        for c in made:
+            labels = {k: v for k, v in c.extra.items() if k in CASE_COLUMNS}
+            cases.append(harmful_case(by_id[c.behavior_id], spec.name, c.n, c.test_case, **labels))
     return cases
 
 
-def harmful_case(behavior: dict, attack: str, n: int, test_case: str) -> dict:
-    """The harmful task's case for test case ``n`` of ``attack`` on ``behavior``."""
+def harmful_case(behavior: dict, attack: str, n: int, test_case: str, **labels: str) -> dict:
+    """The harmful task's case for test case ``n`` of ``attack`` on ``behavior``; ``labels``:
+    the template's case columns (``template_family``, ``family_split``, ``primed_form``)."""
     return _case(
         "harmful",
         f"{attack}/{behavior['behavior_id']}/{n}",
@@ -186,6 +195,7 @@ def harmful_case(behavior: dict, attack: str, n: int, test_case: str) -> dict:
         behavior=behavior["behavior"],
         attack=attack,
         category=behavior.get("category", ""),
+        **labels,
     )
 
 

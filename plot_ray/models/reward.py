@@ -35,6 +35,7 @@ __all__ = [
     "REWARD_SUMMARY",
     "PreferencePair",
     "RewardScorer",
+    "benign_refusal_pairs",
     "build_reward_model",
     "build_tiny_reward_model",
     "conversation_ids",
@@ -173,6 +174,22 @@ def score_texts(
     return out
 
 
+def benign_refusal_pairs(data_dir: str | Path) -> dict[str, list[PreferencePair]]:
+    """Helpfulness that sees refusals: on the held-out benign prompts
+    (``eval/benign.jsonl``), the helpful reference against a needless refusal of the same
+    prompt, in the training form (``refusal``) and the held-out form (``refusal_heldout``).
+    Empty for a benchmark without those contrasts (version 1)."""
+    path = Path(data_dir) / "eval" / "benign.jsonl"
+    if not path.is_file():
+        return {}
+    rows = list(_read_jsonl(path))
+    return {
+        kind: [PreferencePair(r["prompt"], r["reference"], r[kind], "benign") for r in rows]
+        for kind in ("refusal", "refusal_heldout")
+        if rows and all(r.get(kind) for r in rows)
+    }
+
+
 def pair_accuracy(
     model, tokenizer, pairs: Sequence[PreferencePair], batch_size: int = 32, max_length: int = 512
 ) -> float:
@@ -269,7 +286,9 @@ def build_reward_model(
     ``vocab_size`` is trained on the benchmark's training text, as ``plot-ray build-model``
     does. Trains on ``{harmlessness,logic,ranked}/train.jsonl`` (ranked: best vs. worst),
     ``steps`` × ``batch_size`` pairs, and reports held-out pair accuracy per corpus on the
-    ``validation`` splits. ``num_threads`` sets torch's intra-op threads for the build
+    ``validation`` splits, and (``benign_refusal``) how often it ranks a held-out benign
+    prompt's helpful answer above a needless refusal of it (:func:`benign_refusal_pairs`).
+    ``num_threads`` sets torch's intra-op threads for the build
     (default: torch's own) and restores the previous count afterwards.
 
     ``out`` receives ``model.safetensors`` + ``config.json``, the tokenizer files and
@@ -303,6 +322,13 @@ def build_reward_model(
             for corpus, pairs in sorted(validation.items())
             if pairs
         }
+        refusals = {
+            kind: {
+                "accuracy": pair_accuracy(model, tokenizer, pairs, max_length=max_length),
+                "pairs": len(pairs),
+            }
+            for kind, pairs in benign_refusal_pairs(data_dir).items()
+        }
     out = save_model(model, tokenizer, out)
     fields = {
         "architecture": type(model).__name__,
@@ -314,7 +340,11 @@ def build_reward_model(
         REWARD_SUMMARY,
         fields,
         losses=losses,
-        results={"train_last_accuracy": tail_mean(accuracies), "validation": held_out},
+        results={
+            "train_last_accuracy": tail_mean(accuracies),
+            "validation": held_out,
+            "benign_refusal": refusals,
+        },
         started=started,
         data_dir=data_dir,
     )

@@ -10,10 +10,13 @@ from plot_ray.synth import evalsets as E
 from plot_ray.synth import harmlessness as H
 from plot_ray.synth import logic as L
 from plot_ray.synth import ranked as R
+from plot_ray.synth import templates as T
 from plot_ray.synth.common import SPLITS, UniqueDrawer, rng_for, scaled
 from plot_ray.synth.writer import write_json, write_jsonl
 
-SYNTH_VERSION = "plot-ray-synth/1.2"  # 1.1: attacker/train.jsonl; 1.2: invented actions
+# 1.1: attacker/train.jsonl; 1.2: invented actions; 2.0: held-out surface forms and template
+# families, topic-linked compliance, held-out topics in the warm-up, one-step logic (SCHEMA.md)
+SYNTH_VERSION = "plot-ray-synth/2.0"
 MANIFEST = "manifest.json"
 
 # Row counts at scale 1.0 and the minimum at any scale.
@@ -72,6 +75,12 @@ def generate_benchmark(out_dir: str | Path, seed: int = 0, scale: float = 1.0) -
         lambda r: r.prompt,
         "harmful requests",
     )
+    heldout_harmful = UniqueDrawer(
+        H.make_heldout_topic_request,
+        rng_for(seed, "heldout-topic-requests"),
+        lambda r: r.prompt,
+        "held-out-topic requests",
+    )
     benign = UniqueDrawer(
         H.make_benign_request,
         rng_for(seed, "benign-requests"),
@@ -112,7 +121,7 @@ def generate_benchmark(out_dir: str | Path, seed: int = 0, scale: float = 1.0) -
         rng_for(seed, "logic-heldout"), problems, heldout_problems, n_eval["logic_heldout"]
     )
     files["warmup/train.jsonl"] = E.warmup_rows(
-        rng_for(seed, "warmup"), harmful, benign, problems, n_eval["warmup"]
+        rng_for(seed, "warmup"), harmful, heldout_harmful, benign, problems, n_eval["warmup"]
     )
     # Its own RNG stream and no shared drawer: adding it left every other file byte-identical.
     files["attacker/train.jsonl"] = A.attacker_rows(rng_for(seed, "attacker"), n_eval["attacker"])
@@ -141,6 +150,14 @@ def generate_benchmark(out_dir: str | Path, seed: int = 0, scale: float = 1.0) -
             "heldout": list(L.HELDOUT_TEMPLATES),
         },
         "attacker_prompt": {"query": A.ATTACKER_QUERY, "answer_head": A.ATTACKER_ANSWER_HEAD},
+        "template_families": {
+            "train": [f.name for f in T.FAMILIES if not f.heldout],
+            "heldout": [f.name for f in T.FAMILIES if f.heldout],
+        },
+        "surface_forms": {
+            "refusal_heldout_markers": list(H.HELDOUT_REFUSAL_MARKERS),
+            "compliance_heldout_markers": list(H.HELDOUT_COMPLIANCE_MARKERS),
+        },
     }
     write_json(out / MANIFEST, manifest)
     return manifest

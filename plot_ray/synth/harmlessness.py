@@ -7,9 +7,15 @@ string. Compliance texts are deliberately content-free ("Step 1: Gather the mate
 they never contain real harmful instructions.
 
 This module is the generation logic; the topics, phrasings and pools it draws from are tables in
-:mod:`plot_ray.synth.harmlessness_phrases` (re-exported here under the same names). The held-out
-topics and phrasings (``HELDOUT_*``) are used only by :mod:`plot_ray.synth.evalsets` for the
-red-teaming behaviours; nothing in a training, validation, test, ranked or warm-up file uses them.
+:mod:`plot_ray.synth.harmlessness_phrases` (re-exported here under the same names).
+
+Version 2 (SCHEMA.md): every refusal and compliance is written in one of two *surface forms*
+(:data:`FORMS`): the training form, the only one preference pairs and ranked lists use, or the
+held-out form (other words, the same meaning), which only the warm-up corpus uses beside the
+training form. A compliance names its action in its opener and in one step (topic-linked harm).
+The held-out topics (``HELDOUT_HARMFUL_TOPICS``) appear in the warm-up corpus and in the
+red-teaming behaviours only; the held-out phrasings (``HELDOUT_PHRASINGS``) only in the
+behaviours.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from dataclasses import dataclass
 
 from plot_ray.synth.common import SPLITS, UniqueDrawer, maybe, pick, sentence_join
 from plot_ray.synth.harmlessness_phrases import (
+    ACT_STEPS,
     BENIGN_TOPICS,
     COMPLIANCE_CLOSERS,
     COMPLIANCE_OPENERS,
@@ -29,8 +36,20 @@ from plot_ray.synth.harmlessness_phrases import (
     HARMFUL_TOPICS,
     HEDGED_CLOSERS,
     HEDGED_OPENERS,
+    HELDOUT_ACT_STEPS,
+    HELDOUT_COMPLIANCE_CLOSERS,
+    HELDOUT_COMPLIANCE_MARKERS,
+    HELDOUT_COMPLIANCE_OPENERS,
     HELDOUT_HARMFUL_TOPICS,
     HELDOUT_PHRASINGS,
+    HELDOUT_REFUSAL_CLOSERS,
+    HELDOUT_REFUSAL_MARKERS,
+    HELDOUT_REFUSAL_OPENERS,
+    HELDOUT_REFUSAL_REASONS,
+    HELDOUT_STEP_NUMBERS,
+    HELDOUT_STEPS_FIRST,
+    HELDOUT_STEPS_LAST,
+    HELDOUT_STEPS_MIDDLE,
     HELPFUL_CLOSERS,
     HELPFUL_OPENERS,
     NEEDLESS_REFUSAL_OPENERS,
@@ -49,6 +68,7 @@ from plot_ray.synth.harmlessness_phrases import (
     BenignTopic,
     HarmTopic,
 )
+from plot_ray.synth.templates import frame_request
 
 SUBPREFERENCE = "harmlessness"
 HARMFUL_FRACTION = 0.75  # harmful : benign = 3 : 1, as in real safety preference data
@@ -60,6 +80,54 @@ class Request:
     category: str  # "harmful" | "benign"
     topic: str
     action: str
+
+
+@dataclass(frozen=True)
+class SurfaceForm:
+    """The words one surface form writes a refusal and a compliance in."""
+
+    name: str  # "train" | "heldout"
+    refusal_openers: tuple[str, ...]
+    refusal_reasons: tuple[str, ...]
+    refusal_closers: tuple[str, ...]
+    compliance_openers: tuple[str, ...]
+    steps_first: tuple[str, ...]
+    act_steps: tuple[str, ...]
+    steps_middle: tuple[str, ...]
+    steps_last: tuple[str, ...]
+    compliance_closers: tuple[str, ...]
+
+    def step_label(self, i: int) -> str:
+        """How the form numbers step ``i`` (1-based): "Step 2" or "Phase two"."""
+        return f"Step {i}" if self.name == "train" else f"Phase {HELDOUT_STEP_NUMBERS[i - 1]}"
+
+
+FORMS: dict[str, SurfaceForm] = {
+    "train": SurfaceForm(
+        "train",
+        REFUSAL_OPENERS,
+        REFUSAL_REASONS,
+        REFUSAL_CLOSERS,
+        COMPLIANCE_OPENERS,
+        STEPS_FIRST,
+        ACT_STEPS,
+        STEPS_MIDDLE,
+        STEPS_LAST,
+        COMPLIANCE_CLOSERS,
+    ),
+    "heldout": SurfaceForm(
+        "heldout",
+        HELDOUT_REFUSAL_OPENERS,
+        HELDOUT_REFUSAL_REASONS,
+        HELDOUT_REFUSAL_CLOSERS,
+        HELDOUT_COMPLIANCE_OPENERS,
+        HELDOUT_STEPS_FIRST,
+        HELDOUT_ACT_STEPS,
+        HELDOUT_STEPS_MIDDLE,
+        HELDOUT_STEPS_LAST,
+        HELDOUT_COMPLIANCE_CLOSERS,
+    ),
+}
 
 
 _PERSON_SWAPS = (
@@ -91,6 +159,16 @@ _BENIGN_TIP = {(t.name, a): tip for t in BENIGN_TOPICS for a, tip in t.items}
 
 
 def harm_topic(name: str) -> HarmTopic:
+    """A harmful topic by name; a held-out topic gets its name as gist, the generic redirects
+    and a generic context (its actions are only answered in the warm-up corpus)."""
+    if name in HELDOUT_HARMFUL_TOPICS:
+        return HarmTopic(
+            name,
+            name,
+            HELDOUT_HARMFUL_TOPICS[name],
+            GENERIC_REDIRECTS,
+            f"Activities like {name} cause real harm to real people and are illegal in most places.",
+        )
     return _HARM_BY_NAME[name]
 
 
@@ -114,6 +192,14 @@ def make_harmful_request(rng: random.Random) -> Request:
     )
 
 
+def make_heldout_topic_request(rng: random.Random) -> Request:
+    """A harmful request about a held-out topic, in a training phrasing: for the warm-up corpus
+    only (a base model knows about harms that the preference data leaves out)."""
+    topic = pick(rng, sorted(HELDOUT_HARMFUL_TOPICS))
+    act = pick(rng, HELDOUT_HARMFUL_TOPICS[topic])
+    return Request(compose_prompt(rng, pick(rng, REQUEST_PHRASINGS), act), "harmful", topic, act)
+
+
 def make_benign_request(rng: random.Random) -> Request:
     topic = pick(rng, BENIGN_TOPICS)
     act, _tip = pick(rng, topic.items)
@@ -130,33 +216,37 @@ def make_request(rng: random.Random) -> Request:
 # --------------------------------------------------------------------------------------------
 # Responses
 # --------------------------------------------------------------------------------------------
-def refusal(rng: random.Random, req: Request, *, full: bool = False) -> str:
-    """A refusal of a harmful request, optionally with a reason, a safe redirect and a closer."""
-    topic = harm_topic(req.topic)
-    parts = [_fill(pick(rng, REFUSAL_OPENERS), gist=topic.gist)]
+def refusal(rng: random.Random, req: Request, *, full: bool = False, form: str = "train") -> str:
+    """A refusal of a harmful request in surface form ``form``, optionally with a reason, a
+    safe redirect and a closer."""
+    f, topic = FORMS[form], harm_topic(req.topic)
+    parts = [_fill(pick(rng, f.refusal_openers), gist=topic.gist)]
     if full or maybe(rng, 0.8):
-        parts.append(pick(rng, REFUSAL_REASONS))
+        parts.append(pick(rng, f.refusal_reasons))
     if full or maybe(rng, 0.6):
         parts.append(
             pick(rng, topic.redirects) if maybe(rng, 0.8) else pick(rng, GENERIC_REDIRECTS)
         )
     if maybe(rng, 0.5):
-        parts.append(pick(rng, REFUSAL_CLOSERS))
+        parts.append(pick(rng, f.refusal_closers))
     return sentence_join(parts)
 
 
-def _steps(rng: random.Random) -> str:
-    middle = rng.sample(STEPS_MIDDLE, rng.randint(1, 3))
-    steps = [pick(rng, STEPS_FIRST), *middle, pick(rng, STEPS_LAST)]
-    return "\n".join(f"Step {i}: {s}" for i, s in enumerate(steps, start=1))
+def _steps(rng: random.Random, f: SurfaceForm, act: str) -> str:
+    """3-5 numbered steps: a first step, one that names the action, 0-2 middle steps, a last."""
+    middle = rng.sample(f.steps_middle, rng.randint(0, 2))
+    steps = [pick(rng, f.steps_first), _fill(pick(rng, f.act_steps), act=act), *middle]
+    steps.append(pick(rng, f.steps_last))
+    return "\n".join(f"{f.step_label(i)}: {s}" for i, s in enumerate(steps, start=1))
 
 
-def compliance(rng: random.Random, req: Request) -> str:
-    """A content-free compliant answer: an eager opener, abstract steps, a closer."""
-    act = second_person(req.action)
-    text = _fill(pick(rng, COMPLIANCE_OPENERS), act=act) + "\n" + _steps(rng)
+def compliance(rng: random.Random, req: Request, *, form: str = "train") -> str:
+    """A content-free compliant answer in surface form ``form``: an eager opener and steps that
+    name the action, and usually a closer."""
+    f, act = FORMS[form], second_person(req.action)
+    text = _fill(pick(rng, f.compliance_openers), act=act) + "\n" + _steps(rng, f, act)
     if maybe(rng, 0.8):
-        text += "\n" + pick(rng, COMPLIANCE_CLOSERS)
+        text += "\n" + pick(rng, f.compliance_closers)
     return text
 
 
@@ -166,7 +256,7 @@ def disclaimer_compliance(rng: random.Random, req: Request) -> str:
     return (
         _fill(pick(rng, DISCLAIMER_OPENERS), act=act)
         + "\n"
-        + _steps(rng)
+        + _steps(rng, FORMS["train"], act)
         + "\n"
         + pick(rng, DISCLAIMER_CLOSERS)
     )
@@ -205,9 +295,14 @@ def hedged(rng: random.Random, req: Request) -> str:
     )
 
 
-def needless_refusal(rng: random.Random, req: Request) -> str:
-    """An unnecessary refusal of a benign request."""
+def needless_refusal(rng: random.Random, req: Request, *, form: str = "train") -> str:
+    """An unnecessary refusal of a benign request, in surface form ``form`` (the held-out form
+    only in ``eval/benign.jsonl``'s contrast answers)."""
     topic = benign_topic(req.topic)
+    if form == "heldout":
+        parts = [_fill(pick(rng, HELDOUT_REFUSAL_OPENERS), gist=topic.gist)]
+        parts.append(pick(rng, HELDOUT_REFUSAL_REASONS))
+        return sentence_join(parts)
     parts = [_fill(pick(rng, NEEDLESS_REFUSAL_OPENERS), gist=topic.gist)]
     if maybe(rng, 0.7):
         parts.append(pick(rng, NEEDLESS_REFUSAL_REASONS))
@@ -220,18 +315,22 @@ def needless_refusal(rng: random.Random, req: Request) -> str:
 # Pairs
 # --------------------------------------------------------------------------------------------
 def pair_row(rng: random.Random, req: Request, row_id: str) -> dict:
+    """A pairwise row; a quarter of the prompts framed by a training template family."""
     if req.category == "harmful":
         chosen, rejected = refusal(rng, req), compliance(rng, req)
     else:
         chosen, rejected = helpful(rng, req), needless_refusal(rng, req)
+    prompt, family, primed = frame_request(rng, req.prompt)
     return {
         "id": row_id,
-        "prompt": req.prompt,
+        "prompt": prompt,
         "chosen": chosen,
         "rejected": rejected,
         "subpreference": SUBPREFERENCE,
         "category": req.category,
         "topic": req.topic,
+        "template_family": family,
+        "primed": primed,
     }
 
 
@@ -263,6 +362,9 @@ def build_pairs(
 
 __all__ = [
     "BENIGN_TOPICS",
+    "FORMS",
+    "HELDOUT_COMPLIANCE_MARKERS",
+    "HELDOUT_REFUSAL_MARKERS",
     "HARMFUL_TOPICS",
     "HELDOUT_HARMFUL_TOPICS",
     "HELDOUT_PHRASINGS",
@@ -270,6 +372,7 @@ __all__ = [
     "PROMPT_SUFFIXES",
     "REQUEST_PHRASINGS",
     "Request",
+    "SurfaceForm",
     "build_pairs",
     "compliance",
     "disclaimer_compliance",
@@ -277,6 +380,7 @@ __all__ = [
     "helpful",
     "make_benign_request",
     "make_harmful_request",
+    "make_heldout_topic_request",
     "needless_refusal",
     "refusal",
     "safe_completion",

@@ -1,12 +1,12 @@
-"""Logic corpus: arithmetic word problems with correct vs. plausibly wrong worked answers.
+"""Logic corpus: one-step arithmetic word problems with correct vs. plausibly wrong answers.
 
-Each template samples numbers, states the question, gives the correct GSM8K-style working, and
-lists the plausible mistakes a solver makes (forgetting a quantity, adding instead of
-subtracting, an off-by-one count...). A worked answer always ends in ``#### N``. The rejected
-answer of a pair carries the same style of working but reaches a different number.
-
-``TRAIN_TEMPLATES`` feed the train/validation/test/ranked/warm-up files; ``HELDOUT_TEMPLATES``
-appear only in ``eval/logic_heldout.jsonl`` (beside fresh problems from the training templates).
+Version 2 (SCHEMA.md): every problem is one step, ``a + b`` or ``a - b`` on small numbers (the
+addition facts of operands 1..:data:`MAX_OPERAND` and their inverse subtractions), asked in one
+of the :data:`TRAIN_WORDINGS`; ``eval/logic_heldout.jsonl`` adds problems in the
+:data:`HELDOUT_WORDINGS`, which no training file uses. The working is the equation, then
+``#### N``; a rejected answer shows a plausible mistake (the other operation, or an operand
+copied as the answer), and ranked lists add an off-by-one slip and a guess. Version 1's
+two-step problems left every tiny model at 0-2.5% accuracy.
 """
 
 from __future__ import annotations
@@ -67,386 +67,121 @@ def _valid_mistakes(answer: int, cands: list[tuple[tuple[str, ...], int]]) -> tu
     return tuple((s, v) for s, v in cands if v != answer and v >= 0)
 
 
-def _two_names(rng: random.Random) -> tuple[str, str]:
-    a, b = rng.sample(range(len(NAMES)), 2)
-    return NAMES[a][0], NAMES[b][0]
+# The operands' upper bound: the one knob of the logic set, calibrated on the warmed-up base
+# model alone (SCHEMA.md, "Logic off the floor").
+MAX_OPERAND = 9
+ITEMS: tuple[str, ...] = (
+    "apples",
+    "marbles",
+    "stickers",
+    "cookies",
+    "pencils",
+    "shells",
+    "cards",
+    "stamps",
+    "beads",
+    "coins",
+)
 
 
-# --------------------------------------------------------------------------------------------
-# Training templates
-# --------------------------------------------------------------------------------------------
-def shopping(rng: random.Random) -> Problem:
+@dataclass(frozen=True)
+class Wording:
+    """One way to ask a one-step problem: ``{name}``, ``{a}``, ``{b}``, ``{item}`` slots."""
+
+    name: str
+    op: str  # "+" | "-"
+    question: str
+
+
+TRAIN_WORDINGS: tuple[Wording, ...] = (
+    Wording(
+        "gets_more",
+        "+",
+        "{name} has {a} {item} and gets {b} more. How many {item} does {name} have now?",
+    ),
+    Wording(
+        "added",
+        "+",
+        "There are {a} {item} on a table. Someone adds {b} more. How many {item} are on the table?",
+    ),
+    Wording(
+        "two_days",
+        "+",
+        "{name} found {a} {item} on Monday and {b} on Tuesday. How many {item} did {name} find in total?",
+    ),
+    Wording(
+        "points",
+        "+",
+        "{name} scores {a} points and then {b} more points. What is {name}'s total score?",
+    ),
+    Wording(
+        "gives_away", "-", "{name} had {a} {item} and gave {b} away. How many {item} are left?"
+    ),
+    Wording(
+        "takes_out",
+        "-",
+        "A box holds {a} {item}. {name} takes out {b}. How many {item} remain in the box?",
+    ),
+    Wording(
+        "bus",
+        "-",
+        "A bus carries {a} people. At a stop {b} people get off. How many people are on the bus now?",
+    ),
+    Wording(
+        "eats", "-", "{name} bakes {a} cookies and eats {b} of them. How many cookies are left?"
+    ),
+)
+HELDOUT_WORDINGS: tuple[Wording, ...] = (
+    Wording(
+        "collects",
+        "+",
+        "In the morning {name} collects {a} {item}, and in the afternoon another {b}. Altogether, how many {item} is that?",
+    ),
+    Wording(
+        "friend_gives",
+        "+",
+        "If {name} owns {a} {item} and a friend hands over {b} more, what is the new count of {item}?",
+    ),
+    Wording(
+        "sold",
+        "-",
+        "A shelf had {a} {item}. After {b} were sold, how many {item} stayed on the shelf?",
+    ),
+    Wording(
+        "leak",
+        "-",
+        "A tank holds {a} liters of water. Then {b} liters leak out. How many liters are left in the tank?",
+    ),
+)
+
+
+def _problem(rng: random.Random, wording: Wording) -> Problem:
+    """A problem in ``wording``: an addition fact of operands 1..MAX_OPERAND, or the
+    subtraction that inverts one."""
     name, _ = pick(rng, NAMES)
-    item = pick(
-        rng,
-        (
-            "notebooks",
-            "pens",
-            "apples",
-            "sandwiches",
-            "candles",
-            "plants",
-            "comic books",
-            "muffins",
-            "pairs of socks",
-            "mugs",
-        ),
-    )
-    n, p = rng.randint(2, 9), rng.randint(2, 15)
-    total = n * p
-    bill = pick(rng, [b for b in (20, 50, 100, 200) if b > total])
-    ans = bill - total
-    q = pick(
-        rng,
-        (
-            f"{name} buys {n} {item} that cost ${p} each and pays with a ${bill} bill. How much change does {name} get, in dollars?",
-            f"{name} pays for {n} {item} at ${p} each with a ${bill} bill. How many dollars of change should {name} receive?",
-        ),
-    )
-    steps = (
-        f"The {item} cost {n} * {p} = {total} dollars.",
-        f"The change is {bill} - {total} = {R} dollars.",
-    )
+    x, y = rng.randint(1, MAX_OPERAND), rng.randint(1, MAX_OPERAND)
+    a, b = (x, y) if wording.op == "+" else (x + y, y)
+    answer = a + b if wording.op == "+" else a - b
+    other = "-" if wording.op == "+" else "+"
+    question = wording.question.format(name=name, a=a, b=b, item=pick(rng, ITEMS))
     mistakes = [
-        ((f"The change is {bill} - {p} = {R} dollars.",), bill - p),
-        (
-            (
-                f"The {item} cost {n} + {p} = {n + p} dollars.",
-                f"The change is {bill} - {n + p} = {R} dollars.",
-            ),
-            bill - n - p,
-        ),
-        (
-            (
-                f"The {item} cost {n} * {p} = {total} dollars.",
-                f"The change is {bill} + {total} = {R} dollars.",
-            ),
-            bill + total,
-        ),
+        ((f"{a} {other} {b} = {R}.",), a - b if other == "-" else a + b),
+        ((f"{a} {wording.op} {b} = {R}.",), a),  # an operand copied as the result
     ]
-    return Problem("shopping", q, ans, steps, _valid_mistakes(ans, mistakes))
-
-
-def travel(rng: random.Random) -> Problem:
-    vehicle = pick(rng, ("bus", "train", "car", "truck", "ferry", "cyclist"))
-    s = rng.randint(2, 12) * 5 if vehicle == "cyclist" else rng.randint(6, 24) * 5
-    h, d = rng.randint(2, 6), rng.randint(5, 60)
-    ans = s * h + d
-    q = pick(
-        rng,
-        (
-            f"A {vehicle} travels at {s} kilometers per hour for {h} hours and then goes another {d} kilometers. How many kilometers does it travel in total?",
-            f"A {vehicle} moves at {s} km per hour for {h} hours, then covers {d} more km. What is the total distance in km?",
-        ),
+    return Problem(
+        wording.name,
+        question,
+        answer,
+        (f"{a} {wording.op} {b} = {R}.",),
+        _valid_mistakes(answer, mistakes),
     )
-    steps = (
-        f"In {h} hours it goes {s} * {h} = {s * h} km.",
-        f"In total it travels {s * h} + {d} = {R} km.",
-    )
-    mistakes = [
-        ((f"In {h} hours it goes {s} * {h} = {R} km.",), s * h),
-        ((f"It travels {s} + {h} + {d} = {R} km.",), s + h + d),
-        (
-            (
-                f"In {h} hours it goes {s} * {h} = {s * h} km.",
-                f"In total it travels {s * h} - {d} = {R} km.",
-            ),
-            s * h - d,
-        ),
-    ]
-    return Problem("travel", q, ans, steps, _valid_mistakes(ans, mistakes))
-
-
-def sharing(rng: random.Random) -> Problem:
-    name, _ = pick(rng, NAMES)
-    item = pick(
-        rng,
-        ("marbles", "stickers", "cookies", "cards", "strawberries", "stamps", "crayons", "shells"),
-    )
-    k, each, keep = rng.randint(2, 8), rng.randint(3, 15), rng.randint(1, 9)
-    total = k * each + keep
-    q = pick(
-        rng,
-        (
-            f"{name} has {total} {item}. {name} keeps {keep} and shares the rest equally among {k} friends. How many {item} does each friend get?",
-            f"There are {total} {item} in a jar. {name} takes {keep} and splits the rest equally between {k} friends. How many does each friend receive?",
-        ),
-    )
-    rest = total - keep
-    steps = (
-        f"After keeping {keep}, there are {total} - {keep} = {rest} left.",
-        f"Each friend gets {rest} / {k} = {R}.",
-    )
-    mistakes = [
-        (
-            (
-                f"After keeping {keep}, there are {total} - {keep} = {rest} left.",
-                f"Each friend gets {rest} - {k} = {R}.",
-            ),
-            rest - k,
-        ),
-        ((f"Each friend gets {total} / {k + 1} = {R}.",), total // (k + 1))
-        if total % (k + 1) == 0
-        else ((), -1),
-        ((f"Each friend gets {total} / {k} = {R}.",), total // k) if total % k == 0 else ((), -1),
-        (
-            (
-                f"After keeping {keep}, there are {total} + {keep} = {total + keep} left.",
-                f"Each friend gets {total + keep} / {k} = {R}.",
-            ),
-            (total + keep) // k,
-        )
-        if (total + keep) % k == 0
-        else ((), -1),
-    ]
-    return Problem("sharing", q, each, steps, _valid_mistakes(each, mistakes))
-
-
-def ages(rng: random.Random) -> Problem:
-    a, b = _two_names(rng)
-    x, y = rng.randint(2, 12), rng.randint(2, 10)
-    b_now = rng.randint(4, 40)
-    z = b_now + y
-    ans = b_now + x
-    q = pick(
-        rng,
-        (
-            f"{a} is {x} years older than {b}. In {y} years, {b} will be {z} years old. How old is {a} now?",
-            f"In {y} years {b} will be {z}. {a} is {x} years older than {b}. How old is {a} today?",
-        ),
-    )
-    steps = (f"{b} is {z} - {y} = {b_now} years old now.", f"{a} is {b_now} + {x} = {R} years old.")
-    mistakes = [
-        ((f"{a} is {z} + {x} = {R} years old.",), z + x),
-        (
-            (
-                f"{b} is {z} - {y} = {b_now} years old now.",
-                f"{a} is {b_now} - {x} = {R} years old.",
-            ),
-            b_now - x,
-        ),
-        (
-            (
-                f"{b} is {z} + {y} = {z + y} years old now.",
-                f"{a} is {z + y} + {x} = {R} years old.",
-            ),
-            z + y + x,
-        ),
-    ]
-    return Problem("ages", q, ans, steps, _valid_mistakes(ans, mistakes))
-
-
-def savings(rng: random.Random) -> Problem:
-    name, poss = pick(rng, NAMES)
-    s, w = rng.randint(3, 25), rng.randint(3, 12)
-    saved = s * w
-    c = rng.randint(max(1, saved // 5), saved - 1)
-    thing = pick(
-        rng,
-        (
-            "a bike helmet",
-            "a board game",
-            "a pair of shoes",
-            "a concert ticket",
-            "a book set",
-            "art supplies",
-        ),
-    )
-    ans = saved - c
-    q = pick(
-        rng,
-        (
-            f"{name} saves ${s} every week for {w} weeks and then spends ${c} on {thing}. How many dollars does {name} have left?",
-            f"Every week {name} puts ${s} into {poss} piggy bank. After {w} weeks {name} buys {thing} for ${c}. How much money is left?",
-        ),
-    )
-    steps = (
-        f"{name} saves {s} * {w} = {saved} dollars.",
-        f"After spending, {saved} - {c} = {R} dollars are left.",
-    )
-    mistakes = [
-        (
-            (
-                f"{name} saves {s} * {w - 1} = {s * (w - 1)} dollars.",
-                f"After spending, {s * (w - 1)} - {c} = {R} dollars are left.",
-            ),
-            s * (w - 1) - c,
-        ),
-        ((f"{name} saves {s} * {w} = {R} dollars.",), saved),
-        (
-            (
-                f"{name} saves {s} * {w} = {saved} dollars.",
-                f"After spending, {saved} + {c} = {R} dollars are left.",
-            ),
-            saved + c,
-        ),
-    ]
-    return Problem("savings", q, ans, steps, _valid_mistakes(ans, mistakes))
-
-
-def baking(rng: random.Random) -> Problem:
-    name, _ = pick(rng, NAMES)
-    unit = pick(rng, ("eggs", "cups of flour", "bananas", "lemons", "sticks of butter"))
-    a, b = rng.randint(2, 6), rng.randint(2, 9)
-    need = a * b
-    c = rng.randint(2, need - 1)
-    ans = need - c
-    q = pick(
-        rng,
-        (
-            f"A recipe uses {a} {unit} per batch. {name} wants to bake {b} batches and already has {c} {unit}. How many more {unit} does {name} need?",
-            f"{name} is baking {b} batches of a recipe that needs {a} {unit} each. There are {c} {unit} at home. How many more {unit} must {name} buy?",
-        ),
-    )
-    steps = (
-        f"{b} batches need {a} * {b} = {need} {unit}.",
-        f"{name} needs {need} - {c} = {R} more.",
-    )
-    mistakes = [
-        ((f"{b} batches need {a} * {b} = {R} {unit}.",), need),
-        (
-            (
-                f"{b} batches need {a} + {b} = {a + b} {unit}.",
-                f"{name} needs {a + b} - {c} = {R} more.",
-            ),
-            a + b - c,
-        ),
-        (
-            (
-                f"{b} batches need {a} * {b} = {need} {unit}.",
-                f"{name} needs {need} + {c} = {R} more.",
-            ),
-            need + c,
-        ),
-    ]
-    return Problem("baking", q, ans, steps, _valid_mistakes(ans, mistakes))
-
-
-def garden(rng: random.Random) -> Problem:
-    name, _ = pick(rng, NAMES)
-    plant = pick(rng, ("tomato", "pepper", "lettuce", "bean", "sunflower", "strawberry"))
-    r, c = rng.randint(2, 12), rng.randint(3, 15)
-    total = r * c
-    d = rng.randint(1, min(20, total - 1))
-    ans = total - d
-    q = pick(
-        rng,
-        (
-            f"{name} plants {r} rows with {c} {plant} plants in each row. Then {d} of the plants do not survive. How many {plant} plants are left?",
-            f"A garden has {r} rows of {plant} plants with {c} plants per row. If {d} plants die, how many plants remain?",
-        ),
-    )
-    steps = (
-        f"There are {r} * {c} = {total} plants.",
-        f"After losing {d}, {total} - {d} = {R} plants are left.",
-    )
-    mistakes = [
-        (
-            (
-                f"There are {r} + {c} = {r + c} plants.",
-                f"After losing {d}, {r + c} - {d} = {R} plants are left.",
-            ),
-            r + c - d,
-        ),
-        (
-            (
-                f"There are {r} * {c} = {total} plants.",
-                f"After losing {d}, {total} + {d} = {R} plants are left.",
-            ),
-            total + d,
-        ),
-        ((f"There are {r} * {c} = {R} plants.",), total),
-    ]
-    return Problem("garden", q, ans, steps, _valid_mistakes(ans, mistakes))
-
-
-def reading(rng: random.Random) -> Problem:
-    name, _ = pick(rng, NAMES)
-    d, n = rng.randint(5, 30), rng.randint(2, 10)
-    read = d * n
-    pages = read + rng.randint(5, 150)
-    ans = pages - read
-    q = pick(
-        rng,
-        (
-            f"A book has {pages} pages. {name} reads {d} pages every day for {n} days. How many pages are left to read?",
-            f"{name} is reading a {pages}-page novel at {d} pages a day. After {n} days, how many pages remain?",
-        ),
-    )
-    steps = (
-        f"In {n} days {name} reads {d} * {n} = {read} pages.",
-        f"There are {pages} - {read} = {R} pages left.",
-    )
-    mistakes = [
-        ((f"In {n} days {name} reads {d} * {n} = {R} pages.",), read),
-        (
-            (
-                f"In {n - 1} days {name} reads {d} * {n - 1} = {d * (n - 1)} pages.",
-                f"There are {pages} - {d * (n - 1)} = {R} pages left.",
-            ),
-            pages - d * (n - 1),
-        ),
-        ((f"There are {pages} - {d} - {n} = {R} pages left.",), pages - d - n),
-    ]
-    return Problem("reading", q, ans, steps, _valid_mistakes(ans, mistakes))
-
-
-# --------------------------------------------------------------------------------------------
-# Held-out templates (only in eval/logic_heldout.jsonl)
-# --------------------------------------------------------------------------------------------
-def factory(rng: random.Random) -> Problem:
-    m, h, d = rng.randint(3, 20), rng.randint(2, 10), rng.randint(2, 7)
-    ans = m * h * d
-    thing = pick(rng, ("toys", "bottles", "bricks", "bolts", "boxes"))
-    q = f"A machine makes {m} {thing} every hour. It runs {h} hours a day for {d} days. How many {thing} does it make altogether?"
-    steps = (
-        f"Each day it makes {m} * {h} = {m * h} {thing}.",
-        f"Over {d} days it makes {m * h} * {d} = {R} {thing}.",
-    )
-    mistakes = [((f"It makes {m} * {h} = {R} {thing}.",), m * h)]
-    return Problem("factory", q, ans, steps, _valid_mistakes(ans, mistakes))
-
-
-def tickets(rng: random.Random) -> Problem:
-    a, c = rng.randint(8, 30), rng.randint(3, 15)
-    x, y = rng.randint(1, 4), rng.randint(1, 5)
-    ans = a * x + c * y
-    q = f"Adult tickets cost ${a} and child tickets cost ${c}. A family buys {x} adult tickets and {y} child tickets. How many dollars do they pay in total?"
-    steps = (
-        f"Adults: {x} * {a} = {a * x}. Children: {y} * {c} = {c * y}.",
-        f"Total: {a * x} + {c * y} = {R} dollars.",
-    )
-    mistakes = [((f"Total: {a} + {c} = {R} dollars.",), a + c)]
-    return Problem("tickets", q, ans, steps, _valid_mistakes(ans, mistakes))
-
-
-def temperature(rng: random.Random) -> Problem:
-    t, u = rng.randint(0, 20), rng.randint(2, 15)
-    v = rng.randint(1, t + u)
-    ans = t + u - v
-    q = f"In the morning it is {t} degrees. By noon the temperature rises by {u} degrees, and by night it falls by {v} degrees. What is the temperature at night, in degrees?"
-    steps = (
-        f"At noon it is {t} + {u} = {t + u} degrees.",
-        f"At night it is {t + u} - {v} = {R} degrees.",
-    )
-    mistakes = [((f"At night it is {t} + {u} + {v} = {R} degrees.",), t + u + v)]
-    return Problem("temperature", q, ans, steps, _valid_mistakes(ans, mistakes))
 
 
 TRAIN_TEMPLATES: dict[str, Callable[[random.Random], Problem]] = {
-    "shopping": shopping,
-    "travel": travel,
-    "sharing": sharing,
-    "ages": ages,
-    "savings": savings,
-    "baking": baking,
-    "garden": garden,
-    "reading": reading,
+    w.name: (lambda rng, w=w: _problem(rng, w)) for w in TRAIN_WORDINGS
 }
 HELDOUT_TEMPLATES: dict[str, Callable[[random.Random], Problem]] = {
-    "factory": factory,
-    "tickets": tickets,
-    "temperature": temperature,
+    w.name: (lambda rng, w=w: _problem(rng, w)) for w in HELDOUT_WORDINGS
 }
 _TRAIN_FNS = tuple(TRAIN_TEMPLATES.values())
 _HELDOUT_FNS = tuple(HELDOUT_TEMPLATES.values())
@@ -474,9 +209,15 @@ def correct_answer(prob: Problem) -> str:
     return worked(prob.steps, prob.answer)
 
 
-def slip_answer(rng: random.Random, prob: Problem) -> tuple[str, int]:
-    """Correct working with an off-by-one slip in the last calculation."""
-    wrong = prob.answer + (1 if prob.answer == 0 or maybe(rng, 0.5) else -1)
+def slip_answer(
+    rng: random.Random, prob: Problem, avoid: frozenset[int] = frozenset()
+) -> tuple[str, int]:
+    """Correct working with an off-by-one slip in the last calculation (a value not in
+    ``avoid`` when one of the two is free, so a ranked list's answers stay distinct)."""
+    up, down = prob.answer + 1, prob.answer - 1
+    order = [up, down] if prob.answer == 0 or maybe(rng, 0.5) else [down, up]
+    free = [w for w in order if w >= 0 and w not in avoid]
+    wrong = free[0] if free else prob.answer + 2
     return worked(prob.steps, wrong), wrong
 
 
@@ -523,7 +264,10 @@ def build_pairs(
 
 __all__ = [
     "HELDOUT_TEMPLATES",
+    "HELDOUT_WORDINGS",
+    "MAX_OPERAND",
     "TRAIN_TEMPLATES",
+    "TRAIN_WORDINGS",
     "Problem",
     "build_pairs",
     "correct_answer",

@@ -6,6 +6,9 @@ Benign request:   detailed helpful answer > brief helpful answer > hedged non-an
                   > needless refusal
 Logic problem:    correct working > correct working with an off-by-one slip
                   > plausible conceptual mistake > unsupported guess
+
+Responses are in the training surface form; a quarter of the harmlessness prompts are framed by
+a training template family, as in the pairwise splits.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import random
 from plot_ray.synth import harmlessness as H
 from plot_ray.synth import logic as L
 from plot_ray.synth.common import SPLITS, UniqueDrawer
+from plot_ray.synth.templates import frame_request
 
 SCORES: tuple[float, ...] = (1.0, 0.6, 0.3, 0.0)
 LOGIC_FRACTION = 1 / 3  # a third of ranked rows are logic problems
@@ -35,20 +39,23 @@ def harmlessness_ranked(rng: random.Random, req: H.Request, row_id: str) -> dict
             H.hedged(rng, req),
             H.needless_refusal(rng, req),
         ]
+    prompt, family, primed = frame_request(rng, req.prompt)
     return {
         "id": row_id,
-        "prompt": req.prompt,
+        "prompt": prompt,
         "responses": responses,
         "scores": list(SCORES),
         "subpreference": H.SUBPREFERENCE,
         "category": req.category,
         "topic": req.topic,
+        "template_family": family,
+        "primed": primed,
     }
 
 
 def logic_ranked(rng: random.Random, prob: L.Problem, row_id: str) -> dict:
-    slip, slip_v = L.slip_answer(rng, prob)
     mistake, mistake_v = L.mistaken_answer(rng, prob)
+    slip, slip_v = L.slip_answer(rng, prob, avoid=frozenset({mistake_v}))
     guess, _ = L.guess_answer(rng, prob, avoid={prob.answer, slip_v, mistake_v})
     return {
         "id": row_id,

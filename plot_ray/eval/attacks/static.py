@@ -31,6 +31,7 @@ __all__ = [
     "direct_request",
     "fill_template",
     "human_jailbreaks",
+    "template_labels",
 ]
 
 
@@ -44,6 +45,17 @@ def fill_template(template: str, behavior: str) -> str:
     if "{behavior}" in template:
         return template.replace("{behavior}", behavior)
     return f"{template}\n\n{behavior}"
+
+
+def template_labels(template: dict) -> dict[str, str]:
+    """What a template row says about itself, as the case columns name it ("" when unsaid)."""
+    heldout = template.get("family_heldout")
+    return {
+        "template_id": str(template.get("template_id", "")),
+        "template_family": str(template.get("family", "")),
+        "family_split": "" if heldout in (None, "") else ("heldout" if heldout else "train"),
+        "primed_form": str(template.get("form", "")),
+    }
 
 
 class DirectRequestConfig(AttackConfig):
@@ -71,7 +83,10 @@ def human_jailbreaks(
 ) -> list[AttackCase]:
     """``templates_per_behavior`` templates per behaviour, drawn without replacement by a
     generator seeded with (seed, behaviour id): a behaviour's test cases do not depend on which
-    other behaviours are evaluated. The template's id is kept as ``extra["template_id"]``."""
+    other behaviours are evaluated. ``extra`` keeps the template's id and, where the template
+    file labels them (the synthetic benchmark does), its family (``template_family``), whether
+    that family is held out of training (``family_split``: ``train`` / ``heldout``) and the
+    surface form it primes (``primed_form``: ``none`` / ``train`` / ``heldout``)."""
     templates = ctx.templates()
     if not templates:
         raise ValueError("human_jailbreaks needs jailbreak templates (eval.templates)")
@@ -81,9 +96,7 @@ def human_jailbreaks(
         rng = random.Random(f"{ctx.seed}:{b['behavior_id']}")
         for n, t in enumerate(rng.sample(list(templates), k)):
             text = fill_template(t["template"], behavior_text(b))
-            cases.append(
-                AttackCase(b["behavior_id"], n, text, {"template_id": t.get("template_id", "")})
-            )
+            cases.append(AttackCase(b["behavior_id"], n, text, template_labels(t)))
     return cases
 
 

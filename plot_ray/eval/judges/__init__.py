@@ -58,7 +58,7 @@ register_judge(
         "harmful",
         lambda ctx: _synthetic().SyntheticJudge(),
         refusal="synthetic_refusal",
-        error_rate=lambda: _synthetic().synthetic_judge_error_rate(seed=0, n=1400),
+        error_rate=lambda: _synthetic().synthetic_judge_error_rate(seed=0, n=1900),
         description="rules that know the synthetic benchmark's compliance and refusal language",
     )
 )

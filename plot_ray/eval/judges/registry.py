@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -54,18 +54,22 @@ Question = Literal["harmful", "refusal"]
 class Verdict:
     """A judge's answer about one completion: ``label`` 1 (yes), 0 (no) or -1 (could not tell:
     an unparseable classifier answer, counted apart); ``reason`` in words; ``score`` where the
-    judge grades (e.g. a 1-10 rating), else None."""
+    judge grades (e.g. a 1-10 rating), else None; ``extra``: anything else the judge records
+    about the completion (the synthetic judge: the surface form of a compliance)."""
 
     label: int
     reason: str
     score: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def verdict_columns(verdict: Verdict) -> dict[str, Any]:
-    """The result columns a verdict becomes: ``label``, ``judge_reason`` (and ``judge_score``)."""
+    """The result columns a verdict becomes: ``label``, ``judge_reason`` (and ``judge_score``,
+    and ``judge_<key>`` for each of ``extra``)."""
     out: dict[str, Any] = {"label": verdict.label, "judge_reason": verdict.reason}
     if verdict.score is not None:
         out["judge_score"] = verdict.score
+    out.update({f"judge_{key}": value for key, value in verdict.extra.items()})
     return out
 
 
