@@ -63,6 +63,24 @@ def test_quick_demo_fills_its_table_from_results_and_reuses_finished_stages(tmp_
     # a verdict for the method, stated plainly whichever way it went
     assert re.search(r"DPO \+ PLOT \(α=0.3\) vs DPO: PLOT (lowered|raised|left)", md)
 
+    # Every ASR and over-refusal recomputes from the per-test-case table beside the results.
+    cases = read_results(folder / "cases.parquet")
+    for r in rows:
+        metric, model = r["metric"], r["model"]
+        if metric.startswith("asr/") and metric.count("/") == 1 and metric != "asr/mean":
+            mine = [c for c in cases if c["model"] == model and c["attack"] == metric[4:]]
+            per = {}
+            for c in mine:
+                per.setdefault(c["behavior_id"], []).append(c["label"] == 1)
+            assert r["value"] == pytest.approx(
+                sum(sum(v) / len(v) for v in per.values()) / len(per)
+            )
+        if metric == "over_refusal":
+            benign = [c["refusal"] for c in cases if c["model"] == model and c["task"] == "benign"]
+            assert r["value"] == pytest.approx(sum(benign) / len(benign))
+    # ... and so does the pre-registered endpoint, printed with the analysis' hash
+    assert "## Pre-registered primary endpoint" in md and "sha256 `" in md
+
     # Every figure the report names exists.
     names = re.findall(r"\(figures/([\w.]+\.png)\)", md)
     assert {"asr_per_attack.png", "safety_vs_helpfulness.png", "asr_vs_alpha.png"} <= set(names)

@@ -87,6 +87,18 @@ def test_asr_at_level_interpolates_along_the_path_and_takes_the_lowest_crossing(
         assert hit[1] == alphas
 
 
+def test_a_level_that_a_mean_reaches_only_up_to_rounding_is_reached():
+    """The regression: DPO's alpha-0.3 over-refusal was fmean([0.05, 0.125, 0.125]), which is
+    0.09999999999999999, and the 0.1 level was dropped from the matched table."""
+    import statistics
+
+    mean = statistics.fmean([0.05, 0.125, 0.125])
+    assert mean < 0.1  # the float the report met
+    path = [(0.0, 0.4, 0.2), (0.3, mean, 0.3)]
+    assert asr_at_level(path, 0.1) == (pytest.approx(0.3), (0.0, 0.3))
+    assert asr_at_level([(0.3, mean, 0.25)], 0.1) == (0.25, (0.3, 0.3))
+
+
 def test_asr_at_level_of_a_single_point():
     assert asr_at_level([(0.3, 0.2, 0.1)], 0.2) == (0.1, (0.3, 0.3))
     assert asr_at_level([(0.3, 0.2, 0.1)], 0.1) is None

@@ -28,6 +28,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from plot_ray.demo.endpoints import (
+    case_rows,
+    endpoint_table,
+    preregistration,
+    primary_sentence,
+)
 from plot_ray.demo.figures import FigureNumbers, write_figures
 from plot_ray.reporting import markdown_table
 
@@ -251,14 +257,18 @@ def asr_at_level(points: list[tuple[float, float, float]], level: float):
     or None when no segment of the path crosses the level (no extrapolation)."""
     best = None
     for (a0, x0, y0), (a1, x1, y1) in zip(points, points[1:], strict=False):
-        if not min(x0, x1) <= level <= max(x0, x1):
+        # Means of shares come out as 0.09999999999999999 for 0.1: compare with a tolerance.
+        if not min(x0, x1) - LEVEL_TOL <= level <= max(x0, x1) + LEVEL_TOL:
             continue
-        y = min(y0, y1) if x0 == x1 else y0 + (level - x0) * (y1 - y0) / (x1 - x0)
+        y = min(y0, y1) if abs(x1 - x0) <= LEVEL_TOL else y0 + (level - x0) * (y1 - y0) / (x1 - x0)
         if best is None or y < best[0]:
             best = (y, (a0, a1))
-    if len(points) == 1 and points[0][1] == level:  # one alpha: a point, not a path
+    if len(points) == 1 and abs(points[0][1] - level) <= LEVEL_TOL:  # one alpha: a point
         best = (points[0][2], (points[0][0], points[0][0]))
     return best
+
+
+LEVEL_TOL = 1e-9  # far below one prompt's share of any benign set
 
 
 MATCHED_LEVELS = (0.05, 0.1, 0.2, 0.3, 0.4)  # over-refusal: share of benign prompts refused
@@ -463,6 +473,15 @@ def write_demo_report(
     results = folder / "results.parquet"
     write_results(results, results_rows(summary_rows(metrics), runs))
     rows = read_results(results)  # every table below is read back from the file
+    store = ResultStore(eval_dir(eval_cfg))
+    write_results(
+        folder / "cases.parquet",
+        case_rows(store, [m.name for m in eval_cfg.eval.models], runs),
+    )
+    cases = read_results(folder / "cases.parquet")  # the endpoints recompute from it
+    endpoints = endpoint_table(cases, profile)
+    primary = primary_sentence(cases, profile)
+    prereg = preregistration()
     main = main_table(rows, profile)
     lines = verdicts(rows, profile)
     attack_refusals = _attack_table(rows, profile)
@@ -498,6 +517,13 @@ def write_demo_report(
     )
     tables = [
         ("Main table: methods × {vanilla, +PLOT}", main, None),
+        (
+            "PLOT minus vanilla: paired bootstrap over seeds × behaviours",
+            endpoints,
+            "estimate and 95% interval from 10,000 paired resamples of seeds and behaviours "
+            "(prompts for over-refusal), two-sided p, and in parentheses p adjusted with Holm's "
+            "method across the methods; ASR in percentage points. Recomputed from cases.parquet",
+        ),
         (
             "Refusal rate per attack",
             attack_refusals,
@@ -540,6 +566,14 @@ def write_demo_report(
     provenance = [f"command: `{command}`", f"git commit: `{commit}`", f"written: {when}"]
     seconds = ", ".join(f"{k} {v:.0f}s" for k, v in report.get("seconds", {}).items())
     md = [f"# PLOT on the synthetic benchmark ({profile.name})", "", intro, ""]
+    if primary:
+        stamp = f"sha256 `{prereg[1][:16]}…`" if prereg else "its text not found"
+        md += [
+            "## Pre-registered primary endpoint",
+            "",
+            f"{primary} (The analysis pre-registered in docs/results/README.md, {stamp}.)",
+            "",
+        ]
     md += ["## Verdict", "", *[f"- {line}" for line in lines], ""]
     # runs the sweep did not finish are not evaluated: say which, never drop them silently
     unfinished = [r for r in report.get("runs", []) if r["status"] != "ok"]
@@ -565,7 +599,6 @@ def write_demo_report(
         "",
     ]
     (folder / "report.md").write_text("\n".join(md))
-    store = ResultStore(eval_dir(eval_cfg))
     browse = (
         {m.name: store.read_all(m.name, "harmful", "scores") for m in eval_cfg.eval.models}
         if "harmful" in eval_cfg.eval.tasks
@@ -576,6 +609,7 @@ def write_demo_report(
         f"PLOT on the synthetic benchmark ({profile.name})",
         intro="\n\n".join(
             [intro]
+            + ([f"**Pre-registered primary endpoint.** {primary}"] if primary else [])
             + [f"**Verdict.** {line}" for line in lines]
             + [
                 f"**Did not finish** (not in the tables): {r['model']}, {r['status']}"
@@ -590,6 +624,8 @@ def write_demo_report(
         provenance=provenance + [f"stage times: {seconds}"],
     )
     report["verdicts"] = lines
+    report["primary_endpoint"] = primary
+    report["preregistration_sha256"] = prereg[1] if prereg else None
     (folder / "demo.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     return {
         "markdown": folder / "report.md",
