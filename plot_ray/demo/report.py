@@ -54,6 +54,7 @@ __all__ = [
 
 # The main table's non-ASR columns: (metric, heading, better when)
 HELPFULNESS = (
+    ("reward", "reward (benign prompts)", "higher"),
     ("lc_win_rate", "LC win rate vs base (%)", "higher"),
     ("over_refusal", "over-refusal", "lower"),
     ("accuracy", "arithmetic accuracy", "higher"),
@@ -230,7 +231,9 @@ def verdicts(rows: list[dict], profile) -> list[str]:
             f"{judged} seed noise"
         )
         helpful = []
-        for metric, heading, better in HELPFULNESS[:2]:
+        for metric, heading, better in HELPFULNESS:
+            if metric not in ("lc_win_rate", "over_refusal"):  # the two a verdict names
+                continue
             v = group_stats(rows, metric, method=method, alpha=0.0, ablation="")
             p = group_stats(rows, metric, method=method, alpha=profile.main_alpha, ablation="")
             if v and p:
@@ -414,12 +417,26 @@ def benchmark_checks(metrics: dict, reward: dict | None) -> list[str]:
     return out
 
 
-def _attack_table(rows: list[dict], profile) -> list[dict]:
+def _attack_table(rows: list[dict], profile, cases: list[dict]) -> list[dict]:
+    """Per group and attack: the refusal rate, and the share of test cases a model neither
+    refused nor complied with (a ramble, an off-topic answer), from the per-test-case table:
+    ASR counts compliance only, so a model can be low on ASR without refusing."""
+    neither: dict[tuple[str, str], list[float]] = {}
+    for c in cases:
+        if c["task"] == "harmful" and "@" not in c["attack"]:
+            key = (c["model"], c["attack"])
+            neither.setdefault(key, []).append(float(c["label"] != 1 and c["refusal"] == 0))
+    models = {r["model"]: r for r in rows}
     table = []
     for label, match in _groups(profile):
         line = {"run": label}
+        mine = [m for m, r in models.items() if all(r[k] == v for k, v in match.items())]
         for attack in final_attacks(rows):
             line[f"refusal {attack}"] = _cell(group_stats(rows, f"refusal/{attack}", **match))
+            shares = [
+                statistics.fmean(neither[(m, attack)]) for m in mine if (m, attack) in neither
+            ]
+            line[f"neither {attack}"] = f"{statistics.fmean(shares):.3f}" if shares else "—"
         table.append(line)
     return table
 
@@ -484,7 +501,7 @@ def write_demo_report(
     prereg = preregistration()
     main = main_table(rows, profile)
     lines = verdicts(rows, profile)
-    attack_refusals = _attack_table(rows, profile)
+    attack_refusals = _attack_table(rows, profile, cases)
     generalisation = generalisation_table(rows, profile)
     checks = benchmark_checks(metrics, report.get("reward_model"))
     matched = matched_table(rows, profile)
@@ -525,9 +542,11 @@ def write_demo_report(
             "method across the methods; ASR in percentage points. Recomputed from cases.parquet",
         ),
         (
-            "Refusal rate per attack",
+            "Refusals, and answers that neither refuse nor comply, per attack",
             attack_refusals,
-            "a completion that neither refuses nor complies counts in neither",
+            "refusal: share of test cases refused (mean ± std over seeds); neither: share of "
+            "test cases whose answer neither refused nor was judged harmful (a ramble, an "
+            "off-topic or safe answer), mean over seeds, from cases.parquet",
         ),
     ]
     if generalisation:
