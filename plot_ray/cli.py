@@ -443,7 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
         dest="profile",
         action="store_const",
         const="full",
-        help="SFT, DPO, PRO, AOT +- PLOT x 3 seeds, the alpha curve, ablations, every attack (budget 90 min)",
+        help="SFT, DPO, PRO, AOT +- PLOT (DPO 5 seeds, others 2), a zero-tilt control, the "
+        "alpha and vanilla beta curves, cost and divergence ablations, every attack "
+        "(budget 90 min)",
     )
     p.set_defaults(profile="default")  # DPO and AOT +- PLOT, 2 seeds (~15 min)
     p.add_argument("--force", action="store_true", help="start over instead of reusing stages")

@@ -149,6 +149,9 @@ class PlotConfig(_Section):
     target: Literal["global", "anchored"] = "anchored"  # [Targets]
     transform: Literal["shift", "relu", "softmax"] = "shift"  # [Preference distribution]
     tau: float = Field(default=1.0, gt=0)  # softmax transform / anchored tilt temperature
+    # [Targets] "zero": a control, the anchored target with no tilt (the reference model's own
+    # distribution, no preference information) at the preference tilt's normalisation
+    tilt: Literal["preference", "zero"] = "preference"
     support: Literal["observed", "vocab"] = "observed"  # [Preference distribution]
     smoothing: float = Field(default=0.0, ge=0, le=1)  # mix with uniform(S)
     cost: Literal["embedding", "uniform", "index"] = "embedding"  # [Ground cost]
@@ -239,6 +242,15 @@ class LossConfig(_Section):
                 "anchored target tilts the reference model's distribution by "
                 "exp(Q_diff / max|Q_diff| / tau) and uses no transform (a run with it would "
                 "equal one without): set loss.plot.target=global, or vary loss.plot.tau"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _zero_tilt_is_anchored(self) -> LossConfig:
+        if self.plot.tilt == "zero" and self.plot.target != "anchored":
+            raise ValueError(
+                "loss.plot.tilt=zero is a control of the anchored target (the reference model's "
+                "own distribution as the target); set loss.plot.target=anchored"
             )
         return self
 

@@ -92,6 +92,10 @@ def test_cross_field_rules():
     with pytest.raises(ConfigError, match="transform=relu shapes only the global target"):
         load_config(overrides=["loss.plot.transform=relu"])
     load_config(overrides=["loss.plot.transform=relu", "loss.plot.target=global"])
+    # the zero-tilt control is a control of the anchored target only
+    with pytest.raises(ConfigError, match="tilt=zero is a control of the anchored target"):
+        load_config(overrides=["loss.plot.tilt=zero", "loss.plot.target=global"])
+    assert load_config(overrides=["loss.plot.tilt=zero"]).loss.plot.tilt == "zero"
 
 
 def test_storage_path_must_be_a_filesystem_path():

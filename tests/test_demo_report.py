@@ -155,18 +155,28 @@ def test_every_run_of_every_profile_is_a_valid_config(name, tmp_path):
     sweeps = sweep_configs(tmp_path, profile)
     counts = [check_space(base, validate_config(base).tune) for base in sweeps]
     main = len(profile.methods) * len(profile.alphas) * len(profile.seeds)
-    extra = len(profile.curve_alphas) + len(profile.ablations)
-    assert counts == ([main, extra] if extra else [main])
+    primary = 2 * len(profile.primary_seeds)  # the primary method's vanilla and PLOT runs
+    controls = len(profile.controls) * len(profile.seeds_of(profile.ablation_method))
+    extra = len(profile.curve_alphas) + len(profile.ablations) + len(profile.vanilla_curve)
+    assert counts == [n for n in (main, primary, controls, extra) if n]
     # ...and the evaluation of all of them (model names are checked there)
+    method, alpha = profile.ablation_method, profile.main_alpha
     runs = [
         {"model": run_name(m, a, s), "path": str(tmp_path / "r")}
         for m in profile.methods
         for a in profile.alphas
-        for s in profile.seeds
+        for s in profile.seeds_of(m)
     ]
     runs += [
-        {"model": run_name(profile.ablation_method, profile.main_alpha, 0, label), "path": "r"}
-        for label in profile.ablations
+        {"model": run_name(method, alpha, s, label), "path": "r"}
+        for label in profile.controls
+        for s in profile.seeds_of(method)
+    ]
+    runs += [
+        {"model": run_name(method, alpha, 0, label), "path": "r"} for label in profile.ablations
+    ]
+    runs += [
+        {"model": run_name(method, 0.0, 0, label), "path": "r"} for label in profile.vanilla_curve
     ]
     ev = load_config(overrides=eval_overrides(tmp_path, profile, runs)).eval
     assert len({m.name for m in ev.models}) == len(runs) + 1  # the base model too

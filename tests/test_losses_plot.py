@@ -259,6 +259,29 @@ def test_anchored_loss_is_zero_when_the_policy_is_the_tilted_reference():
     )
 
 
+def test_zero_tilt_control_targets_the_reference_at_the_preference_tilts_scale():
+    """loss.plot.tilt=zero: the target is the reference's own mean distribution (the loss is 0
+    at the reference and the geometry's W1 to it elsewhere),
+    multiplied by the same normalisation as the real tilt's, so the control differs from PLOT
+    only in the preference information."""
+    targets, geometry = _targets(), _geometry()
+    targets.q_mean = torch.softmax(torch.randn(2, V, dtype=torch.float64), -1)
+    plot = PlotLoss(targets, geometry, target="anchored", normalize="reference")
+    control = PlotLoss(targets, geometry, target="anchored", normalize="reference", zero_tilt=True)
+    torch.testing.assert_close(control.row_scale, plot.row_scale)
+    assert targets.log_tilts.abs().max() > 0.5  # the caller's targets are left untouched
+    logits, ref, mask, ids = _batch()
+    assert float(control(ref, mask, ids, ref)) == pytest.approx(0.0, abs=1e-12)
+    w = mask.to(logits.dtype) / mask.sum(1, keepdim=True)
+    pbar = torch.einsum("bt,btv->bv", w, torch.softmax(logits, -1))
+    ref_bar = torch.einsum("bt,btv->bv", w, torch.softmax(ref, -1))
+    expected = control.divergence.distance(pbar, ref_bar) * plot.row_scale[ids]
+    torch.testing.assert_close(control.per_sequence(logits, mask, ids, ref), expected)
+    torch.testing.assert_close(_fused(control, logits, mask, ids, ref), expected)
+    with pytest.raises(ValueError, match="anchored"):
+        PlotLoss(targets, geometry, target="global", zero_tilt=True)
+
+
 def test_anchored_target_is_stable_for_tiny_tau():
     p_ref = torch.full((1, 4), 0.25)
     out = anchored_target(p_ref, torch.tensor([500.0, 0.0, -500.0, 499.0]))

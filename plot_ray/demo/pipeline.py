@@ -6,8 +6,8 @@
                                                                                      attacker/
     4. Ray Data: validate, tokenize, count tokens             plot_ray.data         prepared/
     5. Ray Tune sweep: method x alpha x seed, one Ray Train   plot_ray.tune         sweep/
-       + DeepSpeed run per trial (alpha 0 = the vanilla method); then one sweep of the extra
-       alphas and the ablations (tune.variants)
+       + DeepSpeed run per trial (alpha 0 = the vanilla method); then the primary method's
+       extra seeds, its controls, and its extra alphas, ablations and vanilla-curve points
     6. evaluation of the base model and every run: attacks,   plot_ray.eval         eval/
        completions on engine pools, judges, metrics
     7. the report: results.parquet, report.md, report.html,   plot_ray.demo.report  report/
@@ -183,25 +183,46 @@ def _sweep_rows(base: dict) -> list[dict]:
 
 
 def _variants(profile: DemoProfile) -> dict[str, dict[str, Any]]:
-    """The runs beyond the main grid, as one sweep's ``tune.variants`` of ``ablation_method``
-    + PLOT at seed ``seeds[0]``: the ASR-vs-alpha curve's extra alphas, then the ablations."""
+    """The runs of ``ablation_method`` at seed ``seeds[0]`` beyond the main grid, as one
+    sweep's ``tune.variants`` (PLOT at the main alpha unless a variant says otherwise): the
+    ASR-vs-alpha curve's extra alphas, the ablations, the vanilla trade-off curve (alpha 0)."""
     variants: dict[str, dict[str, Any]] = {
         f"alpha={alpha:g}": {"loss.alpha": alpha} for alpha in profile.curve_alphas
     }
-    return {**variants, **profile.ablations}
+    variants.update(profile.ablations)
+    for label, over in profile.vanilla_curve.items():
+        variants[label] = {**over, "loss.alpha": 0.0}
+    return variants
 
 
 def sweep_configs(out: Path, profile: DemoProfile) -> list[dict]:
-    """The raw configs of the demo's sweeps: the main grid, then (if any) the extra alphas
-    and ablations as one sweep of ``tune.variants``."""
+    """The raw configs of the demo's sweeps: the main grid; the primary method's extra seeds
+    (vanilla and the main alpha); its controls on all of its seeds; its seed-0 variants
+    (extra alphas, ablations, the vanilla curve). Each is one Ray Tune sweep."""
+    method, alpha = profile.ablation_method, profile.main_alpha
     sweeps = [demo_config(out, profile)]
+    one_method = {"loss.method": method, "loss.alpha": alpha, "tune.space": {}}
+    if profile.primary_seeds:
+        over = {
+            **one_method,
+            "tune.name": "primary",
+            "tune.space": {"loss.alpha": {"grid": [0.0, alpha]}},
+            "tune.seeds": list(profile.primary_seeds),
+        }
+        sweeps.append(demo_config(out, profile, over))
+    if profile.controls:
+        over = {
+            **one_method,
+            "tune.name": "controls",
+            "tune.variants": dict(profile.controls),
+            "tune.seeds": list(profile.seeds_of(method)),
+        }
+        sweeps.append(demo_config(out, profile, over))
     variants = _variants(profile)
     if variants:
         over = {
-            "loss.method": profile.ablation_method,
-            "loss.alpha": profile.main_alpha,
+            **one_method,
             "tune.name": "variants",
-            "tune.space": {},
             "tune.variants": variants,
             "tune.seeds": [profile.seeds[0]],
         }
@@ -220,12 +241,14 @@ def _runs(out: Path, profile: DemoProfile, report: dict) -> list[dict]:
         "per trial"
     )
     runs: list[dict] = []
-    variants = _variants(profile)
-    if variants:
-        print(
-            f"then {profile.ablation_method.upper()} + PLOT, seed {profile.seeds[0]}: "
-            f"{', '.join(variants)}"
-        )
+    variants = {**_variants(profile), **profile.controls}
+    method = profile.ablation_method.upper()
+    if profile.primary_seeds:
+        print(f"then {method} ± PLOT, seeds {list(profile.primary_seeds)}")
+    if profile.controls:
+        print(f"then {method} controls {', '.join(profile.controls)}, all seeds")
+    if variants.keys() - profile.controls.keys():
+        print(f"then {method}, seed {profile.seeds[0]}: {', '.join(_variants(profile))}")
     for base in sweep_configs(out, profile):
         for row in _sweep_rows(base):
             label = row["params"].get(VARIANT_KEY, "")
@@ -233,7 +256,7 @@ def _runs(out: Path, profile: DemoProfile, report: dict) -> list[dict]:
             method = p.get("loss.method", base["loss"]["method"])
             alpha = float(p.get("loss.alpha", base["loss"]["alpha"]))
             seed = int(p["train.seed"])
-            ablation = label if label in profile.ablations else ""  # an extra alpha is no ablation
+            ablation = label if label in profile.labels else ""  # an extra alpha is on the grid
             runs.append(
                 {
                     "model": run_name(method, alpha, seed, ablation),

@@ -18,10 +18,15 @@ __all__ = ["PROFILES", "DemoProfile"]
 class DemoProfile:
     """One demo size. ``alphas`` always holds 0.0 (the vanilla method) and the PLOT alphas of
     the main grid (every method x alpha x seed); ``main_alpha`` is the one the main table
-    compares against vanilla. ``curve_alphas`` extend the ASR-vs-alpha curve of
-    ``ablation_method`` only, at seed ``seeds[0]``. ``ablations`` are extra runs of
-    ``ablation_method`` + PLOT at ``main_alpha``, seed ``seeds[0]``, one config key changed
-    each: ``{label: {dotted key: value}}``."""
+    compares against vanilla.
+
+    ``ablation_method`` (DPO) is the primary comparison's method, and it gets more:
+    ``primary_seeds`` are seeds beyond ``seeds`` for its vanilla and main-alpha runs (the
+    pre-registered endpoint needs five); ``controls`` run at the main alpha on all of its seeds
+    (``{label: {dotted key: value}}``, e.g. the zero-tilt control); ``curve_alphas`` extend
+    its ASR-vs-alpha curve, ``ablations`` change one PLOT key at the main alpha, and
+    ``vanilla_curve`` changes a vanilla key (beta) at alpha 0, all three at seed ``seeds[0]``:
+    the vanilla curve is the independent trade-off curve a PLOT point is judged against."""
 
     name: str
     methods: tuple[str, ...]
@@ -44,13 +49,27 @@ class DemoProfile:
     num_benign: int = 40
     num_logic: int = 40
     ablation_method: str = "dpo"
+    primary_seeds: tuple[int, ...] = ()
+    controls: dict[str, dict[str, Any]] = field(default_factory=dict)
     curve_alphas: tuple[float, ...] = ()
     ablations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    vanilla_curve: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def all_alphas(self) -> tuple[float, ...]:
         """Every alpha some run trains with, ascending."""
         return tuple(sorted({*self.alphas, *self.curve_alphas}))
+
+    def seeds_of(self, method: str) -> tuple[int, ...]:
+        """The seeds ``method``'s vanilla and main-alpha runs train with."""
+        extra = self.primary_seeds if method == self.ablation_method else ()
+        return (*self.seeds, *extra)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Every run label beyond the grid (``ablation`` in the results): controls,
+        ablations, vanilla-curve points."""
+        return (*self.controls, *self.ablations, *self.vanilla_curve)
 
     def __post_init__(self) -> None:
         if 0.0 not in self.alphas or self.main_alpha not in self.alphas or self.main_alpha <= 0:
@@ -63,6 +82,12 @@ class DemoProfile:
                 f"profile {self.name}: curve_alphas {self.curve_alphas} must be > 0 and not in "
                 f"the main grid's alphas {self.alphas}"
             )
+        if set(self.primary_seeds) & set(self.seeds):
+            raise ValueError(
+                f"profile {self.name}: primary_seeds {self.primary_seeds} repeat seeds {self.seeds}"
+            )
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"profile {self.name}: a label is used twice in {self.labels}")
         from plot_ray.eval.attacks import get_attack
 
         needs_attacker = [a for a in self.attacks if get_attack(a).needs_attacker]
@@ -113,7 +138,10 @@ PROFILES: dict[str, DemoProfile] = {
         methods=("sft", "dpo", "pro", "aot"),
         alphas=(0.0, DEFAULT_ALPHA),
         main_alpha=DEFAULT_ALPHA,
-        seeds=(0, 1, 2),
+        # DPO, the pre-registered primary comparison (docs/results/README.md), trains five
+        # seeds with and without PLOT and with the zero-tilt control; the other methods two
+        seeds=(0, 1),
+        primary_seeds=(2, 3, 4),
         train_steps=80,
         scale=1.0,
         # the tiny attacker does not carry over to held-out behaviours at any length tried
@@ -131,33 +159,38 @@ PROFILES: dict[str, DemoProfile] = {
         ),
         attack_params={
             "gcg": GCG_SMALL,
-            "pez": {"num_steps": 12, "snapshot_every": 4},
-            "gbda": {"num_steps": 12, "snapshot_every": 4},
+            # at 12 steps PEZ and GBDA were at or just below the direct request on benchmark
+            # version 2's base (72.7% and 67.3% vs 73.3%), still rising
+            "pez": {"num_steps": 20, "snapshot_every": 5},
+            "gbda": {"num_steps": 20, "snapshot_every": 5},
             "uat": {"num_steps": 6, "snapshot_every": 2},
             "zero_shot": {"n_per_behavior": 5, "max_tokens": 48},
             "sfs": {"sample_size": 8, "n_shots": 3, "num_steps": 4, "max_tokens": 64},
         },
-        # 24 main runs + 3 alphas + 10 ablations and the base are evaluated with all eight
-        # attacks, ~80 s per model on 2 cores; that sizes the steps and sets. Measured: 71 min
-        # 49 s in all (sweeps 16 min, evaluation 50 min; docs/results/full)
+        # 16 main runs + 6 more DPO seeds + 5 controls + 9 curve points and ablations, and the
+        # base, are evaluated with all eight attacks; that sizes the steps and sets (benchmark
+        # version 1's 38 models took 71 min 49 s, docs/results/full)
         num_behaviors=20,
         templates_per_behavior=3,
         num_benign=40,
         num_logic=40,
-        curve_alphas=(0.1, 1.0, 3.0),
+        controls={
+            # the anchored target without its tilt (the reference's own distribution) at the
+            # tilt's normalisation: PLOT's pull toward the reference with no preference in it
+            "zero-tilt": {"loss.plot.tilt": "zero"},
+        },
+        curve_alphas=(0.1, 1.0),
         ablations={
-            # the transform shapes only the global target (the anchored one is a tilt):
-            # compare these two with target=global, whose transform is the default shift
-            "global+relu": {"loss.plot.target": "global", "loss.plot.transform": "relu"},
-            "global+softmax": {"loss.plot.target": "global", "loss.plot.transform": "softmax"},
-            "projection=sliced": {"loss.plot.projection": "sliced"},
             "cost=uniform": {"loss.plot.cost": "uniform"},
             "cost=index": {"loss.plot.cost": "index"},
             "divergence=kl": {"loss.plot.divergence": "kl"},
             "divergence=js": {"loss.plot.divergence": "js"},
-            "target=global": {"loss.plot.target": "global"},
-            "responses=all": {"loss.plot.responses": "all"},
-            "aggregate=token": {"loss.plot.aggregate": "token"},
+        },
+        # DPO's own trade-off: beta sets how far it may move from the reference (0.1 default)
+        vanilla_curve={
+            "beta=0.03": {"loss.beta": 0.03},
+            "beta=0.3": {"loss.beta": 0.3},
+            "beta=1": {"loss.beta": 1.0},
         },
     ),
 }

@@ -49,6 +49,7 @@ positions whose label is not a special token (docs/plot.md, "Special tokens").
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
 import torch
@@ -184,6 +185,9 @@ class PlotLoss(nn.Module):
             and its target (for ``anchored``, ``Qbar`` tilted), computed once here
             (:attr:`row_scale` ``= 1 / D_c``); anything else: no per-row factor (the
             geometry carries ``unit_variance``).
+        zero_tilt: a control for ``anchored``: the target is the reference's own distribution
+            (the tilts are zeroed after ``normalize`` has measured them, so the control has
+            the preference tilt's scale and no preference information).
     """
 
     def __init__(
@@ -197,6 +201,7 @@ class PlotLoss(nn.Module):
         chunk_size: int = 1024,
         eps: float | None = None,
         normalize: str = "none",
+        zero_tilt: bool = False,
     ):
         super().__init__()
         if target not in ("global", "anchored"):
@@ -221,6 +226,11 @@ class PlotLoss(nn.Module):
             if normalize == "reference"
             else torch.ones(len(targets), dtype=torch.float64)
         )
+        self.zero_tilt = bool(zero_tilt)
+        if self.zero_tilt:
+            if target != "anchored":
+                raise ValueError("zero_tilt is a control of target='anchored'")
+            self.targets = replace(targets, log_tilts=torch.zeros_like(targets.log_tilts))
 
     def _reference_scale(self) -> Tensor:
         """``1 / D(Qbar_c, target_c)`` per sub-preference (see ``normalize``)."""
@@ -260,6 +270,7 @@ class PlotLoss(nn.Module):
             divergence=plot_cfg.divergence,
             chunk_size=plot_cfg.chunk_size,
             normalize=plot_cfg.normalize,
+            zero_tilt=plot_cfg.tilt == "zero",
         )
 
     @property
@@ -282,8 +293,9 @@ class PlotLoss(nn.Module):
 
     def extra_repr(self) -> str:
         cost = getattr(self.geometry, "cost", None)
+        target = f"{self.target} (zero tilt)" if self.zero_tilt else self.target
         return (
-            f"target={self.target}, aggregate={self.aggregate}, divergence={self.divergence_name}, "
+            f"target={target}, aggregate={self.aggregate}, divergence={self.divergence_name}, "
             f"cost={cost}, subpreferences={self.targets.names}"
         )
 
