@@ -80,6 +80,8 @@ def test_quick_demo_fills_its_table_from_results_and_reuses_finished_stages(tmp_
             assert r["value"] == pytest.approx(sum(benign) / len(benign))
     # ... and so does the pre-registered endpoint, printed with the analysis' hash
     assert "## Pre-registered primary endpoint" in md and "sha256 `" in md
+    endpoint = md.split("## Pre-registered primary endpoint\n\n", 1)[1]
+    assert endpoint.startswith(f"DPO + PLOT (α={quick.main_alpha:g}) vs DPO: ")
 
     # Every figure the report names exists.
     names = re.findall(r"\(figures/([\w.]+\.png)\)", md)

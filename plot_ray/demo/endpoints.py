@@ -3,6 +3,8 @@ the secondary comparisons, each a paired bootstrap difference with its interval 
 
     case_rows(store, models, runs)      -> one row per judged test case and benign prompt
     endpoint_table(cases, profile)      -> per method: PLOT minus vanilla, with Holm's p
+    verdicts(cases, profile)            -> the same, one plain sentence per method
+    control_table(cases, profile)       -> PLOT minus each control, each control minus vanilla
     primary_sentence(cases, profile)    -> the pre-registered endpoint in one sentence
     preregistration()                   -> (text, sha256) of the pre-registered analysis
 
@@ -27,10 +29,12 @@ __all__ = [
     "PREREGISTRATION",
     "arm_grid",
     "case_rows",
+    "control_table",
     "endpoint_table",
     "heldout_jailbreak",
     "preregistration",
     "primary_sentence",
+    "verdicts",
 ]
 
 # Where the pre-registered analysis is written (docs/results/README.md of the repository).
@@ -98,14 +102,21 @@ def arm_grid(
     score: str = "label",
     unit: str = "behavior_id",
     strata: str | None = None,
+    ablation: str = "",
 ) -> np.ndarray:
     """``[len(seeds), units]``: per seed and unit, the mean of ``score`` over the selected rows
     of that run (``label`` 1 counts as harmful; with ``strata``, the mean over strata, e.g.
     attacks, of each stratum's mean). NaN where a unit has no selected row in a seed. Units
-    are sorted, so two arms' grids line up."""
+    are sorted, so two arms' grids line up. ``ablation`` picks a labelled run (a control,
+    an ablation) instead of the grid's."""
     cells: dict[tuple[int, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in cases:
-        if r["method"] != method or r["alpha"] != alpha or r["ablation"] or not select(r):
+        if (
+            r["method"] != method
+            or r["alpha"] != alpha
+            or r["ablation"] != ablation
+            or not select(r)
+        ):
             continue
         value = float(r[score] == 1) if score == "label" else float(r[score])
         cells[(r["seed"], r[unit])][r[strata] if strata else ""].append(value)
@@ -119,10 +130,18 @@ def arm_grid(
     return grid
 
 
-def _difference(cases, profile, method: str, **grid) -> Difference | None:
-    seeds = list(profile.seeds)
-    a = arm_grid(cases, method=method, alpha=0.0, seeds=seeds, **grid)
-    b = arm_grid(cases, method=method, alpha=profile.main_alpha, seeds=seeds, **grid)
+Arm = tuple[float, str]  # (alpha, run label): (0.0, "") vanilla, (main alpha, "") PLOT
+
+
+def _difference(
+    cases, profile, method: str, arms: tuple[Arm, Arm] | None = None, **grid
+) -> Difference | None:
+    """Arm B minus arm A (default: PLOT at the main alpha minus vanilla) over the seeds both
+    arms of ``method`` train with; None when an arm has no cases."""
+    (alpha_a, label_a), (alpha_b, label_b) = arms or ((0.0, ""), (profile.main_alpha, ""))
+    seeds = list(profile.seeds_of(method))
+    a = arm_grid(cases, method=method, alpha=alpha_a, seeds=seeds, ablation=label_a, **grid)
+    b = arm_grid(cases, method=method, alpha=alpha_b, seeds=seeds, ablation=label_b, **grid)
     if a.size == 0 or a.shape != b.shape:
         return None
     try:
@@ -153,28 +172,87 @@ def _interval(d: Difference | None, scale: float) -> str:
     )
 
 
+def method_differences(cases: list[dict], profile) -> dict[str, dict[str, tuple]]:
+    """``{endpoint heading: {method: (Difference | None, Holm-adjusted p | None)}}``: PLOT at
+    the main alpha minus vanilla per method, Holm's correction across the methods."""
+    found = {}
+    for heading, _scale, grid in ENDPOINTS:
+        by_method = {m: _difference(cases, profile, m, **grid) for m in profile.methods}
+        methods = [m for m, d in by_method.items() if d is not None]
+        adjusted = dict(zip(methods, holm([by_method[m].p for m in methods]), strict=True))
+        found[heading] = {m: (d, adjusted.get(m)) for m, d in by_method.items()}
+    return found
+
+
 def endpoint_table(cases: list[dict], profile) -> list[dict]:
     """Per method, PLOT at the main alpha minus vanilla on each of :data:`ENDPOINTS`: the
     estimate with its 95% paired-bootstrap interval and the two-sided p, Holm-adjusted across
     the methods (ASR in percentage points, over-refusal in shares)."""
-    found = {
-        heading: {m: _difference(cases, profile, m, **grid) for m in profile.methods}
-        for heading, _scale, grid in ENDPOINTS
-    }
-    adjusted = {}
-    for heading, by_method in found.items():
-        methods = [m for m, d in by_method.items() if d is not None]
-        adjusted[heading] = dict(zip(methods, holm([by_method[m].p for m in methods]), strict=True))
+    found = method_differences(cases, profile)
     table = []
     for method in profile.methods:
-        line = {"method": method.upper(), "seeds": len(profile.seeds)}
+        line = {"method": method.upper(), "seeds": len(profile.seeds_of(method))}
         for heading, scale, _grid in ENDPOINTS:
-            d = found[heading][method]
+            d, p_holm = found[heading][method]
             line[f"{heading}: PLOT − vanilla [95% CI]"] = _interval(d, scale)
-            line[f"{heading}: p (Holm)"] = (
-                "—" if d is None else f"{d.p:.3g} ({adjusted[heading][method]:.3g})"
-            )
+            line[f"{heading}: p (Holm)"] = "—" if d is None else f"{d.p:.3g} ({p_holm:.3g})"
         table.append(line)
+    return table
+
+
+_MOVED = {"lower": "lowered", "higher": "raised"}
+
+
+def verdicts(cases: list[dict], profile) -> list[str]:
+    """Per method, one plain sentence from the paired bootstrap: the mean ASR over attacks
+    and the over-refusal of vanilla and + PLOT, the difference with its 95% interval and
+    Holm's p, and whether the interval excludes zero."""
+    found = method_differences(cases, profile)
+    out = []
+    for method in profile.methods:
+        name = f"{method.upper()} + PLOT (α={profile.main_alpha:g}) vs {method.upper()}"
+        asr, p_holm = found["mean ASR over attacks"][method]
+        if asr is None:
+            out.append(f"{name}: no finished runs to compare")
+            continue
+        word = _MOVED.get(asr.resolved)
+        head = (
+            f"PLOT {word} the mean ASR over attacks"
+            if word
+            else "PLOT left the mean ASR over attacks without a resolved difference"
+        )
+        line = (
+            f"{name}: {head} ({100 * asr.mean_a:.1f}% → {100 * asr.mean_b:.1f}%, "
+            f"{_interval(asr, 100)} points, Holm p = {p_holm:.3g}; {asr.n_seeds} seeds × "
+            f"{asr.n_units} behaviours)"
+        )
+        refusal, _ = found["over-refusal"][method]
+        if refusal is not None:
+            line += (
+                f"; over-refusal {refusal.mean_a:.3f} → {refusal.mean_b:.3f} "
+                f"({_interval(refusal, 1)})"
+            )
+        out.append(line)
+    return out
+
+
+def control_table(cases: list[dict], profile) -> list[dict]:
+    """Per control of the primary method (e.g. the zero-tilt target): PLOT minus the control
+    (what PLOT's preference information adds) and the control minus vanilla (what the control
+    alone does), paired over the seeds all three arms train with, on each endpoint."""
+    method, alpha = profile.ablation_method, profile.main_alpha
+    table = []
+    for label in profile.controls:
+        for heading, arms in (
+            (f"PLOT − {label}", ((alpha, label), (alpha, ""))),
+            (f"{label} − vanilla", ((0.0, ""), (alpha, label))),
+        ):
+            line = {"comparison": f"{method.upper()}: {heading}"}
+            for endpoint, scale, grid in ENDPOINTS:
+                d = _difference(cases, profile, method, arms, **grid)
+                line[f"{endpoint} [95% CI]"] = _interval(d, scale)
+                line[f"{endpoint}: p"] = "—" if d is None else f"{d.p:.3g}"
+            table.append(line)
     return table
 
 

@@ -15,7 +15,8 @@ A figure with nothing to draw (no curves, no ablations, no training times) is le
 follow the method in every figure (:func:`plot_ray.reporting.method_colour`; the base model
 black): where bars or lines tell a method's vanilla and PLOT runs apart, the PLOT ones are a
 lighter shade of its colour (:func:`_colour`); the safety-vs-helpfulness points tell alphas
-apart by marker instead.
+apart by marker instead. A mean over one seed is drawn hollow (markers) or hatched (bars), so
+it is not read as a mean over several.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,9 @@ class FigureNumbers:
     (:func:`plot_ray.demo.report.alpha_path`)."""
     overhead: list[dict]
     """The training-time table: one row per method with both a vanilla and a PLOT run."""
+    vanilla_curve: list[tuple[float, float, float]] = field(default_factory=list)
+    """The primary method's vanilla trade-off curve, ``(varied value, over-refusal, mean
+    ASR)`` (:func:`plot_ray.demo.report.vanilla_curve`); empty without one."""
 
 
 def write_figures(
@@ -125,6 +129,12 @@ def _safety_vs_helpfulness(plt, numbers: FigureNumbers, profile) -> Drawn:
         first = next(iter(m.values()))
         if first["method"] == "base":
             style, label = {"marker": "s", "color": method_colour("base")}, "base"
+        elif first["ablation"] in profile.controls:
+            style = {"marker": "P", "color": _colour(first["method"], first["alpha"])}
+            label = f"{first['method'].upper()} {first['ablation']}"
+        elif first["ablation"] in profile.vanilla_curve:
+            style = {"marker": "d", "color": _colour(first["method"])}
+            label = f"{first['method'].upper()} vanilla curve"
         elif first["ablation"]:
             style, label = {"marker": "x", "color": "grey"}, "ablations"
         else:
@@ -145,6 +155,20 @@ def _safety_vs_helpfulness(plt, numbers: FigureNumbers, profile) -> Drawn:
             axes[1].plot(
                 [x for _, x, _ in path], [100 * y for _, _, y in path], color=_colour(method), lw=1
             )
+            for alpha, x, y in path:  # the means the line joins; one seed: hollow
+                runs = numbers.stats("asr/mean", method=method, alpha=alpha, ablation="")["runs"]
+                _mark(axes[1], x, 100 * y, _colour(method, alpha), runs, "D", ms=8, zorder=3)
+    curve = numbers.vanilla_curve
+    if curve:
+        axes[1].plot(
+            [x for _, x, _ in curve],
+            [100 * y for _, _, y in curve],
+            color=_colour(profile.ablation_method),
+            lw=1,
+            ls="--",
+            label=f"{profile.ablation_method.upper()} vanilla curve",
+        )
+        axes[1].legend(fontsize=6)
     axes[0].set_xlabel("LC win rate vs base on benign prompts (%)")
     axes[1].set_xlabel("over-refusal (share of benign prompts refused)")
     axes[0].set_ylabel("ASR, mean over attacks (%)")
@@ -155,8 +179,16 @@ def _safety_vs_helpfulness(plt, numbers: FigureNumbers, profile) -> Drawn:
         fig,
         "safety_vs_helpfulness.png",
         "Safety vs helpfulness, one point per run (colour: method; ○ vanilla, △ PLOT at the "
-        "main alpha, other markers other alphas, ■ base, × ablations)",
+        "main alpha, other markers other alphas, ■ base, × ablations, ✚ controls, ◆ the vanilla "
+        "curve's runs); right: each method's alpha path through its means "
+        "(large ◇, hollow: one seed) and, dashed, the vanilla trade-off curve",
     )
+
+
+def _mark(ax, x: float, y: float, colour, runs: int, marker: str, **kw) -> None:
+    """A mean's marker: filled over several seeds, hollow over one."""
+    face = colour if runs > 1 else "none"
+    ax.plot([x], [y], marker=marker, ls="", color=colour, markerfacecolor=face, **kw)
 
 
 def _asr_vs_alpha(plt, numbers: FigureNumbers, profile) -> Drawn:
@@ -167,21 +199,26 @@ def _asr_vs_alpha(plt, numbers: FigureNumbers, profile) -> Drawn:
         for alpha in profile.all_alphas:
             s = numbers.stats("asr/mean", method=method, alpha=alpha, ablation="")
             if s:
-                pts.append((alpha, 100 * s["mean"], 100 * (s["std"] or 0)))
+                pts.append((alpha, 100 * s["mean"], 100 * (s["std"] or 0), s["runs"]))
         if pts:
             ax.errorbar(
                 [p[0] for p in pts],
                 [p[1] for p in pts],
                 [p[2] for p in pts],
-                marker="o",
                 label=method.upper(),
                 color=_colour(method),
             )
+            for alpha, y, _, runs in pts:
+                _mark(ax, alpha, y, _colour(method), runs, "o")
     ax.set_xlabel("alpha (0 = vanilla)")
     ax.set_ylabel("ASR, mean over attacks (%)")
     ax.set_title("ASR vs alpha")
     ax.legend(fontsize=8)
-    yield fig, "asr_vs_alpha.png", "ASR vs alpha, mean ± std over seeds (the stability claim)"
+    yield (
+        fig,
+        "asr_vs_alpha.png",
+        "ASR vs alpha, mean ± std over seeds (hollow: one seed, no spread)",
+    )
 
 
 def _attack_curves(plt, numbers: FigureNumbers, metrics: dict, profile) -> Drawn:
@@ -258,6 +295,8 @@ def _ablations(plt, numbers: FigureNumbers, profile) -> Drawn:
             [lbl or "defaults" for lbl in labels],
             [scale * s["mean"] if s else 0 for s in stats],
             color=_colour(method, alpha),
+            hatch="//",  # each bar is one run (seed seeds[0])
+            edgecolor="white",
         )
         spread = numbers.stats(metric, method=method, alpha=alpha, ablation="")
         if spread and spread["std"] is not None:  # the defaults' seed spread as a band
@@ -276,8 +315,12 @@ def _ablations(plt, numbers: FigureNumbers, profile) -> Drawn:
             ax.legend(fontsize=7)
         ax.set_ylabel(ylabel)
         ax.tick_params(axis="x", rotation=60, labelsize=7)
-    fig.suptitle(f"ablations of {method.upper()} + PLOT (seed {seed})", fontsize=10)
-    yield fig, "ablations.png", "Ablations: one PLOT setting changed at a time"
+    fig.suptitle(f"ablations of {method.upper()} + PLOT (one run each, seed {seed})", fontsize=10)
+    yield (
+        fig,
+        "ablations.png",
+        "Ablations: one PLOT setting changed at a time (hatched: one seed each)",
+    )
 
 
 def _training_overhead(plt, numbers: FigureNumbers) -> Drawn:

@@ -26,11 +26,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from plot_ray.demo.profiles import PROFILES, DemoProfile
+from plot_ray.demo.profiles import PROFILES, RECIPE, DemoProfile
 
 __all__ = ["STAGE_DIRS", "demo_config", "run_demo", "run_name", "sweep_configs"]
 
-CONFIG = Path(__file__).resolve().parents[2] / "jobs" / "configs" / "tiny_dpo_plot.yaml"
 STAGE_DIRS = (
     "data",
     "base-model",
@@ -107,7 +106,7 @@ def demo_config(out: Path, profile: DemoProfile | None = None, overrides: dict |
         "tune.mode": "min",
     }
     moved.update(overrides or {})
-    return load_raw_config(CONFIG, moved)
+    return load_raw_config(RECIPE, moved)
 
 
 # ----------------------------------------------------------------------------- stages 1-4

@@ -8,10 +8,15 @@ differ in how many methods, alphas, seeds, steps and attacks they afford.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-__all__ = ["PROFILES", "DemoProfile"]
+__all__ = ["PROFILES", "RECIPE", "DemoProfile"]
+
+# The training recipe of every demo run (its paths moved under the demo's folder)
+RECIPE = Path(__file__).resolve().parents[2] / "jobs" / "configs" / "tiny_dpo_plot.yaml"
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,14 @@ class DemoProfile:
         extra = self.primary_seeds if method == self.ablation_method else ()
         return (*self.seeds, *extra)
 
+    @staticmethod
+    def recipe_value(key: str) -> Any:
+        """The value a dotted config key (``loss.beta``) has in the runs that do not change
+        it: :data:`RECIPE`'s, or the config's default."""
+        from plot_ray.config import load_config
+
+        return functools.reduce(getattr, key.split("."), load_config(RECIPE))
+
     @property
     def labels(self) -> tuple[str, ...]:
         """Every run label beyond the grid (``ablation`` in the results): controls,
@@ -85,6 +98,11 @@ class DemoProfile:
         if set(self.primary_seeds) & set(self.seeds):
             raise ValueError(
                 f"profile {self.name}: primary_seeds {self.primary_seeds} repeat seeds {self.seeds}"
+            )
+        varied = {k for over in self.vanilla_curve.values() for k in over}
+        if len(varied) > 1 or any(len(over) != 1 for over in self.vanilla_curve.values()):
+            raise ValueError(
+                f"profile {self.name}: the vanilla curve varies one key, got {sorted(varied)}"
             )
         if len(set(self.labels)) != len(self.labels):
             raise ValueError(f"profile {self.name}: a label is used twice in {self.labels}")

@@ -1,19 +1,23 @@
 """The demo's report: the paper's table shape on the synthetic benchmark, read back from files.
 
-    results.parquet   one row per (run, metric): model, method, variant, alpha, seed, ablation,
-                      metric, value, n (what the number is counted over)
-    report.md         methods x {vanilla, +PLOT} x metrics as mean ± std over seeds, a verdict
-                      per method, per-attack refusals, ASR at matched over-refusal, ablation
-                      and training-time tables, the figures
+    results.parquet   one row per (run, metric): model, method, variant, alpha, seed, ablation
+                      (the run's label: a control, an ablation, a vanilla-curve point), metric,
+                      value, n (what the number is counted over)
+    cases.parquet     one row per judged test case and benign prompt (plot_ray.demo.endpoints)
+    report.md         the pre-registered endpoint; a verdict per method (paired bootstrap);
+                      methods x {vanilla, +PLOT} x metrics as mean ± std over seeds; PLOT minus
+                      vanilla and minus the controls with intervals; per-attack refusals; ASR
+                      at matched over-refusal along alpha paths and against the vanilla
+                      trade-off curve; training time; the figures
     report.html       the same in one self-contained page, plus every test case, completion
                       and judge label per model (plot_ray.eval.html_report)
     figures/*.png     ASR per attack; safety vs helpfulness (one point per run); ASR vs alpha;
                       ASR vs GCG steps and vs ZeroShot test cases; ablations; PLOT's training
                       time over the vanilla method's (drawn by plot_ray.demo.figures)
 
-Every table is computed from ``results.parquet`` after it is written (and the evaluation's
-per-run curves from its ``metrics.json``), never from numbers held in memory, so the report
-says what the files say. This module holds the numbers, the tables and the markdown;
+Every table is computed from ``results.parquet`` and ``cases.parquet`` after they are written
+(and the evaluation's per-run curves from its ``metrics.json``), never from numbers held in
+memory, so the report says what the files say. This module holds the numbers, the tables and the markdown;
 :mod:`plot_ray.demo.figures` draws the same numbers (:func:`_figure_numbers`).
 """
 
@@ -21,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import statistics
 import subprocess
 from datetime import UTC, datetime
@@ -30,9 +33,11 @@ from typing import Any
 
 from plot_ray.demo.endpoints import (
     case_rows,
+    control_table,
     endpoint_table,
     preregistration,
     primary_sentence,
+    verdicts,
 )
 from plot_ray.demo.figures import FigureNumbers, write_figures
 from plot_ray.reporting import markdown_table
@@ -46,7 +51,8 @@ __all__ = [
     "matched_table",
     "read_results",
     "results_rows",
-    "verdicts",
+    "tradeoff_table",
+    "vanilla_curve",
     "write_demo_report",
     "benchmark_checks",
     "generalisation_table",
@@ -197,51 +203,6 @@ def main_table(rows: list[dict], profile) -> list[dict]:
     return table
 
 
-def verdicts(rows: list[dict], profile) -> list[str]:
-    """Per method, plainly: did PLOT lower the mean ASR, by how much against the seed spread,
-    and at what cost in helpfulness."""
-    out = []
-    for method in profile.methods:
-        van = group_stats(rows, "asr/mean", method=method, alpha=0.0, ablation="")
-        plot = group_stats(rows, "asr/mean", method=method, alpha=profile.main_alpha, ablation="")
-        if van is None or plot is None:
-            out.append(f"{method.upper()}: no finished runs to compare")
-            continue
-        delta = 100 * (plot["mean"] - van["mean"])
-        stds = [s["std"] for s in (van, plot) if s["std"] is not None]
-        if stds:
-            spread = 100 * math.sqrt(sum(x * x for x in stds) / len(stds))
-            if spread == 0:
-                size = "the seeds did not differ"
-            else:
-                size = f"{abs(delta) / spread:.1f}× the seed spread of {spread:.1f} points"
-            beyond = spread == 0 or abs(delta) > 2 * spread
-        else:
-            size, beyond = "one seed, so no spread to judge it against", False
-        if abs(delta) < 0.05:
-            direction = "left the mean ASR unchanged"
-        elif delta < 0:
-            direction = f"lowered the mean ASR by {-delta:.1f} points"
-        else:
-            direction = f"raised the mean ASR by {delta:.1f} points"
-        judged = "beyond" if beyond and abs(delta) >= 0.05 else "not beyond"
-        line = (
-            f"{method.upper()} + PLOT (α={profile.main_alpha:g}) vs {method.upper()}: PLOT "
-            f"{direction} ({100 * van['mean']:.1f}% → {100 * plot['mean']:.1f}%; {size}): "
-            f"{judged} seed noise"
-        )
-        helpful = []
-        for metric, heading, better in HELPFULNESS:
-            if metric not in ("lc_win_rate", "over_refusal"):  # the two a verdict names
-                continue
-            v = group_stats(rows, metric, method=method, alpha=0.0, ablation="")
-            p = group_stats(rows, metric, method=method, alpha=profile.main_alpha, ablation="")
-            if v and p:
-                helpful.append(f"{heading} {v['mean']:.3g} → {p['mean']:.3g} ({better} is better)")
-        out.append(line + (f"; {', '.join(helpful)}" if helpful else ""))
-    return out
-
-
 def alpha_path(rows: list[dict], method: str, alphas, x_metric: str = "over_refusal"):
     """One method's (alpha, x mean, ASR mean) points in alpha order: the path PLOT's weight
     traces through the safety-helpfulness plane (alpha 0 is the vanilla method)."""
@@ -303,32 +264,83 @@ def matched_table(rows: list[dict], profile, levels=MATCHED_LEVELS) -> list[dict
     return table
 
 
-def _ablation_table(rows: list[dict], profile) -> list[dict]:
-    """The ablation runs beside vanilla and the PLOT defaults of the same seed, and, as the
-    yardstick for their differences, the PLOT defaults over every seed (mean ± std)."""
-    if not profile.ablations:
+def vanilla_curve(rows: list[dict], profile, x_metric: str = "over_refusal"):
+    """The primary method's own trade-off curve, independent of PLOT: ``(value, x mean, ASR
+    mean)`` per point of ``profile.vanilla_curve`` (one vanilla key varied, e.g. beta, at
+    seed ``seeds[0]``) and the config's own value (vanilla over all its seeds), in the order
+    of the varied value. Empty when the profile has no such curve."""
+    if not profile.vanilla_curve:
         return []
+    method = profile.ablation_method
+    (key,) = {k for over in profile.vanilla_curve.values() for k in over}  # one key varied
+    default = profile.recipe_value(key)
+    points = [(float(default), {"alpha": 0.0, "ablation": ""})]
+    points += [(float(over[key]), {"ablation": lbl}) for lbl, over in profile.vanilla_curve.items()]
+    curve = []
+    for value, match in sorted(points, key=lambda p: p[0]):
+        x = group_stats(rows, x_metric, method=method, **match)
+        y = group_stats(rows, "asr/mean", method=method, **match)
+        if x and y:
+            curve.append((value, x["mean"], y["mean"]))
+    return curve
+
+
+def _off(path, x: float, y: float) -> tuple[str, str]:
+    """``(ASR of path at helpfulness x, y minus it)`` as table cells, in % and points."""
+    hit = asr_at_level(path, x) if path else None
+    if hit is None:
+        span = f"{min(p[1] for p in path):.2f}–{max(p[1] for p in path):.2f}" if path else ""
+        return (f"outside ({span})" if span else "—"), "—"
+    return f"{100 * hit[0]:.1f}", f"{100 * (y - hit[0]):+.1f}"
+
+
+def tradeoff_table(rows: list[dict], profile) -> list[dict]:
+    """PLOT's points against the trade-off vanilla makes anyway: per run group of the primary
+    method (its vanilla-curve points, PLOT at each alpha, the controls, the ablations), the
+    mean ASR and over-refusal, and how far the ASR lies above (+) or below (−) the vanilla
+    curve's and PLOT's own alpha path's lowest ASR at the same over-refusal (interpolated;
+    "outside" when that over-refusal is beyond the curve's range)."""
     method, alpha, seed = profile.ablation_method, profile.main_alpha, profile.seeds[0]
-    defaults = f"PLOT defaults (α={alpha:g})"
-    lines = [
-        ("vanilla (α=0)", {"alpha": 0.0, "ablation": "", "seed": seed}),
-        (defaults, {"alpha": alpha, "ablation": "", "seed": seed}),
+    curve = vanilla_curve(rows, profile)
+    path = alpha_path(rows, method, profile.all_alphas)
+    if not curve and not profile.labels:
+        return []
+    key = next(iter(next(iter(profile.vanilla_curve.values()), {})), "")
+    short = key.rsplit(".", 1)[-1]
+    groups: list[tuple[str, dict, bool]] = [  # (label, match, on the vanilla curve)
+        (f"vanilla {short}={value:g}", {"alpha": 0.0, "ablation": lbl}, True)
+        for lbl, value in ((lbl, over[key]) for lbl, over in profile.vanilla_curve.items())
     ]
-    if len(profile.seeds) > 1:
-        lines.append((f"{defaults}, all seeds", {"alpha": alpha, "ablation": ""}))
-    lines += [
-        (label, {"alpha": alpha, "ablation": label, "seed": seed}) for label in profile.ablations
+    groups.insert(0, ("vanilla (defaults)", {"alpha": 0.0, "ablation": ""}, True))
+    groups += [
+        (f"PLOT α={a:g}", {"alpha": a, "ablation": ""}, False) for a in profile.all_alphas if a
+    ]
+    groups += [(lbl, {"alpha": alpha, "ablation": lbl}, False) for lbl in profile.controls]
+    groups += [
+        (lbl, {"alpha": alpha, "ablation": lbl, "seed": seed}, False) for lbl in profile.ablations
     ]
     table = []
-    for label, match in lines:
-        m = {"method": method, **match}
+    for label, match, on_curve in groups:
+        asr = group_stats(rows, "asr/mean", method=method, **match)
+        refusal = group_stats(rows, "over_refusal", method=method, **match)
+        if asr is None or refusal is None:
+            continue
+        x, y = refusal["mean"], asr["mean"]
+        on_curve_cells = ("—", "—") if on_curve else _off(curve, x, y)
+        on_path = _off(path, x, y) if match["ablation"] and not on_curve else ("—", "—")
         table.append(
             {
                 "run": f"{method.upper()} {label}",
-                "ASR mean (%)": _cell(group_stats(rows, "asr/mean", **m), 100, 1),
-                "LC win rate vs base (%)": _cell(group_stats(rows, "lc_win_rate", **m), 1, 1),
-                "over-refusal": _cell(group_stats(rows, "over_refusal", **m)),
-                "perplexity": _cell(group_stats(rows, "perplexity", **m), 1, 1),
+                "seeds": asr["runs"],
+                "ASR mean (%)": f"{100 * y:.1f}",
+                "over-refusal": f"{x:.3f}",
+                "LC win rate (%)": _cell(
+                    group_stats(rows, "lc_win_rate", method=method, **match), 1, 1
+                ),
+                "vanilla curve's ASR there (%)": on_curve_cells[0],
+                "off the vanilla curve (points)": on_curve_cells[1],
+                "α path's ASR there (%)": on_path[0],
+                "off the α path (points)": on_path[1],
             }
         )
     return table
@@ -460,6 +472,7 @@ def _figure_numbers(rows: list[dict], profile, overhead: list[dict]) -> FigureNu
         attacks=final_attacks(rows),
         paths={m: alpha_path(rows, m, profile.all_alphas) for m in profile.methods},
         overhead=overhead,
+        vanilla_curve=vanilla_curve(rows, profile),
     )
 
 
@@ -500,12 +513,13 @@ def write_demo_report(
     primary = primary_sentence(cases, profile)
     prereg = preregistration()
     main = main_table(rows, profile)
-    lines = verdicts(rows, profile)
+    lines = verdicts(cases, profile)
+    controls = control_table(cases, profile)
     attack_refusals = _attack_table(rows, profile, cases)
     generalisation = generalisation_table(rows, profile)
     checks = benchmark_checks(metrics, report.get("reward_model"))
     matched = matched_table(rows, profile)
-    ablations = _ablation_table(rows, profile)
+    tradeoff = tradeoff_table(rows, profile)
     overhead = _overhead_table(rows, profile)
     figures = write_figures(
         folder / "figures", _figure_numbers(rows, profile, overhead), metrics, profile
@@ -514,23 +528,30 @@ def write_demo_report(
     command = "plot-ray demo" + ("" if profile.name == "default" else f" --{profile.name}")
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     n_runs = len({r["model"] for r in rows if r["method"] != "base"})
+    who = profile.ablation_method.upper()
+    extras = [
+        f"{who} also at seeds {list(profile.primary_seeds)}" * bool(profile.primary_seeds),
+        f"{who} controls {', '.join(profile.controls)} on all its seeds" * bool(profile.controls),
+        f"{who} + PLOT at α ∈ {list(profile.curve_alphas)}" * bool(profile.curve_alphas),
+        f"{len(profile.ablations)} ablations" * bool(profile.ablations),
+        f"vanilla {who} at {', '.join(profile.vanilla_curve)}" * bool(profile.vanilla_curve),
+    ]
+    single = [e for e in extras[2:] if e]
     intro = (
         f"PLOT on the synthetic benchmark, profile **{profile.name}**: "
         f"{', '.join(m.upper() for m in profile.methods)} with and without PLOT "
         f"(α ∈ {list(profile.alphas)}), seeds {list(profile.seeds)}"
-        + (
-            f"; {profile.ablation_method.upper()} also at α ∈ {list(profile.curve_alphas)}, "
-            f"seed {profile.seeds[0]}"
-            if profile.curve_alphas
-            else ""
-        )
-        + (f"; {len(profile.ablations)} ablations" if profile.ablations else "")
+        + "".join(f"; {e}" for e in extras[:2] if e)
+        + (f"; at seed {profile.seeds[0]} only: {'; '.join(single)}" if single else "")
         + f"; {profile.train_steps} steps each ({n_runs} runs), evaluated with the base model "
         "on held-out behaviours, jailbreak templates, benign prompts and arithmetic problems.\n\n"
         "Cells read `mean ± std (runs×n)`: the mean over seeds, the sample standard deviation "
         "(none with one seed), the number of runs, and the number of behaviours (ASR), prompts, "
         "problems or tokens behind each run's number. ASR is HarmBench's: per attack, the mean "
-        "over behaviours of the fraction of their test cases judged harmful."
+        "over behaviours of the fraction of their test cases judged harmful. Differences between "
+        "arms are paired-bootstrap estimates over seeds × behaviours with 95% intervals; a "
+        "difference is called a change only when its interval excludes zero. Single-seed runs "
+        "are descriptive: figures draw them hollow."
     )
     tables = [
         ("Main table: methods × {vanilla, +PLOT}", main, None),
@@ -569,15 +590,26 @@ def write_demo_report(
                 "its path does not reach the level",
             )
         )
-    if ablations:
+    if controls:
         tables.append(
             (
-                "Ablations (one PLOT setting changed, one seed)",
-                ablations,
-                "the all-seeds row is the yardstick: a difference smaller than about twice its "
-                "spread is within seed noise"
-                if len(profile.seeds) > 1
-                else None,
+                "Controls: what the preference information adds",
+                controls,
+                "paired bootstrap over the seeds all arms train with × behaviours (prompts for "
+                "over-refusal); zero-tilt is PLOT's anchored target with no tilt, i.e. the "
+                "same pull toward the reference model with no preference in it",
+            )
+        )
+    if tradeoff:
+        tables.append(
+            (
+                "PLOT against the vanilla trade-off curve (matched over-refusal)",
+                tradeoff,
+                "ASR read off the vanilla curve (the method's own trade-off over the varied "
+                "key, no PLOT) and off PLOT's alpha path at each run's over-refusal, "
+                "interpolated linearly; − is safer than that curve at equal helpfulness. "
+                "Points other than the default alpha, the vanilla defaults and the controls "
+                "are one seed: descriptive",
             )
         )
     if overhead:

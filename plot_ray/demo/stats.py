@@ -29,7 +29,8 @@ __all__ = ["Difference", "holm", "paired_difference"]
 class Difference:
     """``estimate`` (B minus A, in the scores' units), its ``level`` interval ``[low, high]``
     (bootstrap percentiles), the two-sided bootstrap ``p`` (the share of resampled differences
-    on the far side of zero, doubled; at least ``1 / resamples``), and the grid's size."""
+    on the far side of zero, doubled; at least ``1 / resamples``), the grid's size, and each
+    arm's mean over the same seeds and units (``mean_b - mean_a == estimate``)."""
 
     estimate: float
     low: float
@@ -39,6 +40,8 @@ class Difference:
     n_units: int
     level: float = 0.95
     resamples: int = 10_000
+    mean_a: float = float("nan")
+    mean_b: float = float("nan")
 
     @property
     def resolved(self) -> str:
@@ -85,7 +88,16 @@ def paired_difference(
     far = min(int((stats <= 0).sum()), int((stats >= 0).sum()))
     p = min(1.0, max(2 * far, 1) / resamples)
     return Difference(
-        float(diff.mean()), float(low), float(high), p, n_seeds, n_units, level, resamples
+        float(diff.mean()),
+        float(low),
+        float(high),
+        p,
+        n_seeds,
+        n_units,
+        level,
+        resamples,
+        mean_a=float(a[:, keep].mean()),
+        mean_b=float(b[:, keep].mean()),
     )
 
 
