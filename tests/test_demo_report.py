@@ -35,20 +35,27 @@ POINTS = {
 }
 
 
-def _rows() -> list[dict]:
+def _point_rows(points: dict) -> list[dict]:
+    """Result rows (over-refusal and mean ASR) of ``{(method, alpha, label): [(over-refusal,
+    mean ASR) per seed]}``."""
     rows = []
-    for (method, alpha), seeds in POINTS.items():
+    for (method, alpha, label), seeds in points.items():
         for seed, (refusal, asr) in enumerate(seeds):
             ident = {
-                "model": f"{method}-a{alpha:g}-s{seed}",
+                "model": f"{method}-a{alpha:g}-{label}-s{seed}",
                 "method": method,
                 "variant": "vanilla" if alpha == 0 else "plot",
                 "alpha": alpha,
                 "seed": seed,
-                "ablation": "",
+                "ablation": label,
             }
             rows.append({**ident, "metric": "over_refusal", "value": refusal, "n": 40})
             rows.append({**ident, "metric": "asr/mean", "value": asr, "n": 24})
+    return rows
+
+
+def _rows() -> list[dict]:
+    rows = _point_rows({(m, a, ""): seeds for (m, a), seeds in POINTS.items()})
     # an ablation run never joins a method's path
     rows.append({**rows[-1], "model": "x", "ablation": "cost=index", "value": 0.0})
     return rows
@@ -237,19 +244,7 @@ CURVE_POINTS = {
 
 
 def _curve_rows() -> list[dict]:
-    rows = []
-    for (alpha, label), seeds in CURVE_POINTS.items():
-        for seed, (refusal, asr) in enumerate(seeds):
-            ident = {
-                "model": f"{alpha}{label}{seed}",
-                "method": "dpo",
-                "alpha": alpha,
-                "seed": seed,
-                "ablation": label,
-            }
-            rows.append({**ident, "metric": "over_refusal", "value": refusal, "n": 40})
-            rows.append({**ident, "metric": "asr/mean", "value": asr, "n": 20})
-    return rows
+    return _point_rows({("dpo", a, label): seeds for (a, label), seeds in CURVE_POINTS.items()})
 
 
 def test_the_vanilla_curve_is_ordered_by_the_varied_key_with_the_default_among_it():
