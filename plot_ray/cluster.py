@@ -18,6 +18,7 @@ from plot_ray.config import ClusterConfig, PlotRayConfig
 
 __all__ = [
     "SMALL_MACHINE_ENV",
+    "ResourceWaitError",
     "SharedStorageError",
     "check_shared_storage",
     "shared_storage_paths",
@@ -25,8 +26,10 @@ __all__ = [
     "init_ray",
     "init_ray_from_config",
     "use_small_machine_env",
+    "wait_for_resources",
     "worker_logs_to_file",
     "quiet_ray_driver",
+    "resource_timeout_s",
 ]
 
 # Settings for running the whole stack on one small CPU box (tests, benchmarks, laptops), each
@@ -109,6 +112,85 @@ def init_ray_from_config(cfg: ClusterConfig, quiet: bool = False, verbose: bool 
         quiet=quiet,
         verbose=verbose,
     )
+
+
+def _total(bundles: list[dict[str, float]]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for bundle in bundles:
+        for key, amount in bundle.items():
+            total[key] = total.get(key, 0.0) + amount
+    return total
+
+
+def _missing(bundles: list[dict[str, float]]) -> dict[str, float]:
+    """What the cluster's total resources lack to hold ``bundles`` at once."""
+    import ray
+
+    have = ray.cluster_resources()
+    return {k: v - have.get(k, 0.0) for k, v in _total(bundles).items() if have.get(k, 0.0) < v}
+
+
+def _fmt(resources: dict[str, float]) -> str:
+    return ", ".join(f"{v:g} {k}" for k, v in sorted(resources.items()))
+
+
+class ResourceWaitError(ValueError):
+    """The cluster does not provide what a stage needs (a configuration the cluster cannot
+    hold, or an autoscaler that did not deliver in time)."""
+
+
+def wait_for_resources(
+    bundles: list[dict[str, float]],
+    *,
+    what: str,
+    timeout_s: float,
+    hint: str = "",
+    say=print,
+    poll_s: float = 2.0,
+) -> None:
+    """Return once the cluster holds ``bundles`` (e.g. one ``{"CPU": 8, "GPU": 1}`` per
+    worker), asking the autoscaler for them (``ray.autoscaler.sdk.request_resources``) and
+    waiting up to ``timeout_s`` seconds; raise :class:`ResourceWaitError` naming ``what`` needs
+    them, what is missing and ``hint`` (what to change) if they do not come.
+
+    A cluster that scales GPU workers from zero (KubeRay, the cluster launcher) shows no GPU
+    until something asks for one, so checking the resources once would refuse every first
+    job. ``timeout_s=0`` checks once: a local instance has no autoscaler to wait for."""
+    import time
+
+    missing = _missing(bundles)
+    if not missing:
+        return
+    if timeout_s > 0:
+        from ray.autoscaler.sdk import request_resources
+
+        say(
+            f"{what}: the Ray cluster lacks {_fmt(missing)}; asked the autoscaler for it, "
+            f"waiting up to {timeout_s:g}s (cluster.resource_timeout_s)"
+        )
+        request_resources(bundles=[dict(b) for b in bundles])
+        deadline = time.monotonic() + timeout_s
+        try:
+            while missing and time.monotonic() < deadline:
+                time.sleep(min(poll_s, max(deadline - time.monotonic(), 0.0)))
+                missing = _missing(bundles)
+        finally:
+            # The request persists until replaced; once the job's tasks hold the nodes, the
+            # autoscaler keeps them.
+            request_resources(bundles=[])
+        if not missing:
+            return
+    waited = f" after waiting {timeout_s:g}s (cluster.resource_timeout_s)" if timeout_s > 0 else ""
+    raise ResourceWaitError(
+        f"{what} needs {_fmt(_total(bundles))} but the Ray cluster lacks {_fmt(missing)}{waited}"
+        + (f": {hint}" if hint else "")
+    )
+
+
+def resource_timeout_s(cfg: ClusterConfig) -> float:
+    """How long a stage waits for the autoscaler: ``cluster.resource_timeout_s`` on a cluster
+    (an address or a submitted job's ``RAY_ADDRESS``), 0 on a local instance."""
+    return cfg.resource_timeout_s if cfg.resolved_address else 0.0
 
 
 def _format_log_batch(batch: dict) -> str:

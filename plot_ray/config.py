@@ -624,6 +624,9 @@ class ClusterConfig(_Section):
     include_dashboard: bool = False
     dashboard_host: str = "127.0.0.1"  # local mode binds to loopback
     storage_path: str | None = None  # Ray Train/Tune storage: a shared filesystem on clusters
+    # How long training and evaluation wait for the autoscaler to add the nodes they need (GPU
+    # workers that scale from zero) before failing; a local instance does not wait.
+    resource_timeout_s: float = Field(default=900.0, ge=0)
 
     @field_validator("storage_path")
     @classmethod

@@ -491,7 +491,7 @@ def test_non_finite_losses_are_skipped_counted_and_bounded(
 def test_too_many_workers_fail_fast(ray_local, prepared_dir, tiny_model_dir, runs):
     cfg = train_config(prepared_dir, tiny_model_dir, runs, **{"train.num_workers": 4})
     with pytest.raises(
-        ValueError, match=r"needs 2 CPUs \+ 0.25 for Ray Data's reads but the Ray cluster has 2"
+        ValueError, match=r"needs 2.25 CPU but the Ray cluster lacks 0.25 CPU: lower train.num_w"
     ):
         run_training(cfg)
     spread = train_config(
@@ -508,6 +508,33 @@ def test_too_many_workers_fail_fast(ray_local, prepared_dir, tiny_model_dir, run
         ValueError, match=r"STRICT_SPREAD puts each of the 2 workers .* 1 alive node"
     ):
         run_training(spread)
+
+
+def test_gpu_training_asks_the_autoscaler_and_waits_then_says_what_is_missing(
+    ray_local, prepared_dir, tiny_model_dir, runs, monkeypatch
+):
+    """A cluster that scales GPU workers from zero shows no GPU until asked: training asks the
+    autoscaler and waits cluster.resource_timeout_s before failing; a local instance (no
+    autoscaler) fails at once. Either way no worker starts on a CPU device."""
+    import time
+
+    from plot_ray.cluster import wait_for_resources
+
+    cfg = train_config(prepared_dir, tiny_model_dir, runs, **{"train.use_gpu": True})
+    with pytest.raises(ValueError, match=r"lacks 2 GPU: .*or add GPU nodes") as local:
+        run_training(cfg)
+    assert "after waiting" not in str(local.value)
+
+    said: list[str] = []
+    started = time.monotonic()
+    with pytest.raises(ValueError, match=r"lacks 2 GPU after waiting 1.5s"):
+        wait_for_resources(
+            [{"CPU": 0.5, "GPU": 1.0}] * 2, what="test", timeout_s=1.5, say=said.append, poll_s=0.2
+        )
+    assert 1.5 <= time.monotonic() - started < 10
+    assert said and "asked the autoscaler" in said[0]
+    wait_for_resources([{"CPU": 1.0}] * 2, what="test", timeout_s=1.5, say=said.append)
+    assert len(said) == 1  # present now: no request, no wait
 
 
 def test_missing_artifact_fails_fast(ray_local, tiny_model_dir, runs, tmp_path):

@@ -249,27 +249,29 @@ def check_training_setup(cfg: PlotRayConfig) -> None:
     """Fail on the driver, in seconds and with a clear message, instead of inside N workers."""
     import ray
 
+    from plot_ray.cluster import resource_timeout_s, wait_for_resources
     from plot_ray.data import TokenCounts
     from plot_ray.models import load_tokenizer
 
     train = cfg.train
     need_cpu = train.num_workers * train.cpus_per_worker
     reads = training_cpus(cfg) - need_cpu
-    have = ray.cluster_resources()
     # Ray Train waits forever for resources that never come, and Ray Data's read tasks, which
-    # stream the shards to the workers, need CPU beside the workers: check both up front.
-    if have.get("CPU", 0) < training_cpus(cfg):
-        raise ValueError(
-            f"train.num_workers={train.num_workers} × train.cpus_per_worker="
-            f"{train.cpus_per_worker} needs {need_cpu:g} CPUs + {reads:g} for Ray Data's "
-            f"reads but the Ray cluster has {have.get('CPU', 0):g}: lower train.num_workers or "
-            "train.cpus_per_worker (fractions are fine: workers set their own thread count)"
-        )
-    if train.use_gpu and have.get("GPU", 0) < train.num_workers:
-        raise ValueError(
-            f"train.use_gpu with {train.num_workers} workers needs {train.num_workers} GPUs; the "
-            f"Ray cluster has {have.get('GPU', 0):g}"
-        )
+    # stream the shards to the workers, need CPU beside the workers: ask for both up front.
+    worker = {"CPU": train.cpus_per_worker, **({"GPU": 1.0} if train.use_gpu else {})}
+    wait_for_resources(
+        [worker] * train.num_workers + [{"CPU": reads}],
+        what=(
+            f"training (train.num_workers={train.num_workers} x train.cpus_per_worker="
+            f"{train.cpus_per_worker:g}{' and 1 GPU' if train.use_gpu else ''}, "
+            f"+ {reads:g} CPU for Ray Data's reads)"
+        ),
+        timeout_s=resource_timeout_s(cfg.cluster),
+        hint=(
+            "lower train.num_workers or train.cpus_per_worker (fractions are fine: workers set "
+            "their own thread count)" + (", or add GPU nodes" if train.use_gpu else "")
+        ),
+    )
     nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
     if train.placement_strategy == "STRICT_SPREAD" and nodes < train.num_workers:
         raise ValueError(
