@@ -5,7 +5,7 @@ No cluster is started: each file is checked offline against what its tool requir
 - jobs/**/*.yaml: plot-ray's own config loader (what ``plot-ray config FILE`` runs).
 - cluster/aws-gpu.yaml: the JSON schema that Ray's cluster launcher validates with
   (``ray/autoscaler/ray-schema.json`` in the installed ray 2.60.0, through ``jsonschema``), plus
-  the cross-field checks ``ray up`` makes and the project's security rules.
+  the cross-field checks ``ray up`` makes, the project's security rules and an AMI of its own.
 - cluster/kuberay/*.yaml: required fields and property names from KubeRay v1.7.0's CRDs
   (vendored, trimmed, in tests/data/cluster/), plus the security rules.
 - cluster/docker/Dockerfile*: base image, plot-ray installed, pins, no remote code, non-root;
@@ -147,6 +147,17 @@ def launcher_errors(config: dict) -> list[str]:
     docker_opts = " ".join(config.get("docker", {}).get("run_options", []))
     if f"-v {SHARED_MOUNT}:{SHARED_MOUNT}" not in docker_opts:
         errors.append(f"docker.run_options: the shared volume {SHARED_MOUNT} is not mounted")
+    # The host's AMI brings the NVIDIA driver. Without an ImageId (or with "latest_dlami") Ray
+    # boots its DEFAULT_AMI, "Deep Learning AMI (Ubuntu 18.04) V71.0" with CUDA 11.2's driver
+    # (ray/autoscaler/_private/aws/config.py, _check_ami), too old for the image's CUDA 13.
+    images = {name: t["node_config"].get("ImageId", "") for name, t in types.items()}
+    for name, image in images.items():
+        if image.lower() in ("", "latest_dlami"):
+            errors.append(
+                f"{name}: no node_config.ImageId: Ray's default AMI (CUDA 11.2) would boot"
+            )
+    if len(set(images.values())) > 1:
+        errors.append(f"the node types boot different AMIs (and drivers): {images}")
     return errors
 
 
@@ -171,6 +182,23 @@ def test_ray_up_accepts_the_launcher_config_after_filling_in_its_aws_defaults(la
     assert filled["available_node_types"]["ray.head.cpu"]["max_workers"] == 0
     with pytest.raises(jsonschema.ValidationError, match="cluster_name"):
         validate_config({k: v for k, v in launcher.items() if k != "cluster_name"})
+
+
+# AWS's public SSM parameter for the newest "Deep Learning Base OSS Nvidia Driver GPU AMI
+# (Ubuntu 24.04)" in each region: drivers >= 580 (CUDA 13), Docker, the NVIDIA container toolkit.
+DLAMI_PARAMETER = (
+    "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"
+)
+
+
+def test_the_launcher_names_the_gpu_ami_and_how_to_find_its_id_in_a_region(launcher):
+    (image,) = {t["node_config"]["ImageId"] for t in launcher["available_node_types"].values()}
+    assert re.fullmatch(r"DLAMI_ID|ami-[0-9a-f]{8,17}", image)  # a placeholder, like EFS_ID
+    text = LAUNCHER.read_text()
+    assert f"aws ssm get-parameter --region {launcher['provider']['region']}" in text
+    assert DLAMI_PARAMETER in text
+    readme = (CLUSTER / "README.md").read_text()
+    assert DLAMI_PARAMETER in readme and "driver >= 580" in readme
 
 
 def test_the_launcher_gives_gpu_workers_8_gpus_per_node(launcher):
@@ -217,6 +245,22 @@ def test_the_launcher_gives_gpu_workers_8_gpus_per_node(launcher):
         (lambda c: c.update(file_mounts={}), "the token file is not in file_mounts"),
         (lambda c: c["provider"].pop("use_internal_ips"), "use_internal_ips must be true"),
         (lambda c: c["docker"].update(run_options=[]), "shared volume /mnt/shared"),
+        (
+            lambda c: c["available_node_types"]["ray.worker.gpu"]["node_config"].pop("ImageId"),
+            "ray.worker.gpu: no node_config.ImageId",
+        ),
+        (
+            lambda c: c["available_node_types"]["ray.head.cpu"]["node_config"].update(
+                ImageId="latest_dlami"
+            ),
+            "ray.head.cpu: no node_config.ImageId",
+        ),
+        (
+            lambda c: c["available_node_types"]["ray.head.cpu"]["node_config"].update(
+                ImageId="ami-0123456789abcdef0"
+            ),
+            "different AMIs",
+        ),
     ],
 )
 def test_the_launcher_checker_reports_a_broken_copy(launcher, breakage, expected):
