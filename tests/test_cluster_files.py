@@ -7,7 +7,8 @@ No cluster is started: each file is checked offline against what its tool requir
   (``ray/autoscaler/ray-schema.json`` in the installed ray 2.60.0, through ``jsonschema``), plus
   the cross-field checks ``ray up`` makes, the project's security rules and an AMI of its own.
 - cluster/kuberay/*.yaml: required fields and property names from KubeRay v1.7.0's CRDs
-  (vendored, trimmed, in tests/data/cluster/), plus the security rules.
+  (vendored, trimmed, in tests/data/cluster/), the security rules, and requests that fit the
+  node type they name and leave disk for Ray's object spilling.
 - cluster/docker/Dockerfile*: base image, plot-ray installed, pins, no remote code, non-root;
   the GPU image's one CUDA and its prebuilt DeepSpeed op.
 
@@ -17,10 +18,12 @@ Each checker returns a list of problems; every rule is also shown to fire on a b
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.util
 import json
 import re
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
@@ -561,6 +564,227 @@ def test_the_security_checker_refuses_public_services_and_shared_claims_that_are
     rwo["plot-ray-shared"]["spec"]["accessModes"] = ["ReadWriteOnce"]
     errors = security_errors([_manifest("raycluster.yaml")], rwo)
     assert len(errors) == 2 and all("ReadWriteMany" in e for e in errors)  # head + 1 group
+
+
+# ------------------------------------------------------------------------ KubeRay sizing
+@dataclass(frozen=True)
+class NodeType:
+    """A GPU node type as EC2 lists it, and the pods per node that the EKS AMI allows it
+    (amazon-eks-ami, eni-max-pods.txt), which sets the kubelet's memory reservation."""
+
+    cpus: int
+    memory_gib: int
+    gpus: int
+    max_pods: int
+
+
+# The node types the manifests name in their nodeSelector (INSTANCE_TYPE_LABEL).
+NODE_TYPES = {
+    "p4d.24xlarge": NodeType(cpus=96, memory_gib=1152, gpus=8, max_pods=737),
+    "p5.48xlarge": NodeType(cpus=192, memory_gib=2048, gpus=8, max_pods=100),
+    "p5en.48xlarge": NodeType(cpus=192, memory_gib=2048, gpus=8, max_pods=198),
+}
+INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
+# What a whole-node pod leaves to the node's DaemonSets (CNI, kube-proxy, the GPU and EFA device
+# plugins, CSI drivers, monitoring agents) beyond the kubelet's own reservation.
+DAEMONSET_CPUS, DAEMONSET_GIB = 1.0, 8.0
+# A whole-node pod asking for less than this share of the node leaves CPUs and memory idle
+# beside its GPUs.
+MIN_SHARE = 0.8
+
+
+def eks_allocatable(node: NodeType) -> tuple[float, float]:
+    """(CPUs, GiB) that a node offers pods under the EKS AMI's kubelet settings: kube-reserved
+    CPU of 6% of the first core, 1% of the second, 0.5% of the third and fourth and 0.25% of
+    the rest; kube-reserved memory of 255 MiB + 11 MiB per pod; hard eviction at 100 MiB."""
+    reserved_millicores = 60 + 10 + 2 * 5 + 2.5 * (node.cpus - 4)
+    reserved_mib = 255 + 11 * node.max_pods + 100
+    return node.cpus - reserved_millicores / 1000, node.memory_gib - reserved_mib / 1024
+
+
+_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "M": 1e6, "G": 1e9}
+
+
+def quantity(value) -> float:
+    """A Kubernetes quantity as a number: CPUs for ``"90"`` or ``"500m"``, bytes for
+    ``"1000Gi"`` or ``"20G"``."""
+    text = str(value)
+    for suffix, factor in _SUFFIXES.items():
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * factor
+    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+def _spill_share() -> float:
+    """The share of a node's memory that Ray gives its object store by default, all of which
+    can spill to the node's disk (ray_constants.DEFAULT_OBJECT_STORE_MEMORY_PROPORTION)."""
+    from ray._private import ray_constants
+
+    return ray_constants.DEFAULT_OBJECT_STORE_MEMORY_PROPORTION
+
+
+def pod_sizing_errors(where: str, pod: dict) -> list[str]:
+    """Requests that a cluster can schedule, for one Ray pod: local disk for Ray's object
+    spilling (``ephemeral-storage`` >= the object store's default share of the pod's memory) and
+    limits equal to the requests; a GPU pod fills one node of the type its nodeSelector names,
+    fits that type's allocatable CPUs and memory and uses most of them."""
+    resources = pod["containers"][0].get("resources") or {}
+    requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
+    errors = [
+        f"{where}: limits.{key} {limits.get(key)} != requests {requests[key]}"
+        for key in ("cpu", "memory", "nvidia.com/gpu")
+        if key in requests and limits.get(key) != requests[key]
+    ]
+    memory = quantity(requests.get("memory", 0))
+    if quantity(requests.get("ephemeral-storage", 0)) < _spill_share() * memory:
+        errors.append(
+            f"{where}: ephemeral-storage request {requests.get('ephemeral-storage')} is below "
+            f"{_spill_share():g} x memory {requests.get('memory')}: Ray's object store spills "
+            "to the node's disk"
+        )
+    gpus = quantity(requests.get("nvidia.com/gpu", 0))
+    if not gpus:
+        return errors
+    node_name = (pod.get("nodeSelector") or {}).get(INSTANCE_TYPE_LABEL)
+    if node_name not in NODE_TYPES:
+        return errors + [
+            f"{where}: nodeSelector {INSTANCE_TYPE_LABEL}={node_name!r} is not one of the node "
+            f"types the requests are sized for ({sorted(NODE_TYPES)})"
+        ]
+    node = NODE_TYPES[node_name]
+    if gpus != node.gpus:
+        errors.append(f"{where}: {gpus:g} GPUs, a {node_name} has {node.gpus}: one pod a node")
+    free_cpus, free_gib = eks_allocatable(node)
+    for what, asked, free, spare in (
+        ("cpu", quantity(requests.get("cpu", 0)), free_cpus, DAEMONSET_CPUS),
+        ("memory GiB", memory / 2**30, free_gib, DAEMONSET_GIB),
+    ):
+        if asked > free - spare:
+            errors.append(
+                f"{where}: {what} {asked:g} does not fit a {node_name} ({free:.1f} allocatable, "
+                f"{spare:g} kept for DaemonSets)"
+            )
+        elif asked < MIN_SHARE * free:
+            errors.append(
+                f"{where}: {what} {asked:g} leaves most of a {node_name} idle ({free:.1f} "
+                "allocatable)"
+            )
+    return errors
+
+
+def sizing_errors(doc: dict) -> list[str]:
+    """``pod_sizing_errors`` for every Ray pod of a RayCluster or RayJob."""
+    kind = doc["kind"]
+    spec = doc["spec"] if kind == "RayCluster" else doc["spec"]["rayClusterSpec"]
+    groups = [("head", spec["headGroupSpec"])]
+    groups += [(g["groupName"], g) for g in spec.get("workerGroupSpecs", [])]
+    return [
+        error
+        for name, group in groups
+        for error in pod_sizing_errors(f"{kind} {name}", group["template"]["spec"])
+    ]
+
+
+WORKER = ["spec", "workerGroupSpecs", 0, "template", "spec"]
+WORKER_RESOURCES = [*WORKER, "containers", 0, "resources"]
+JOB_WORKER = ["spec", "rayClusterSpec", "workerGroupSpecs", 0, "template", "spec"]
+
+
+def test_eks_allocatable_of_a_p4d_by_hand():
+    cpus, gib = eks_allocatable(NODE_TYPES["p4d.24xlarge"])
+    assert cpus == pytest.approx(96 - 0.310)  # 60 + 10 + 5 + 5 + 92 x 2.5 millicores
+    assert gib == pytest.approx(1152 - (255 + 11 * 737 + 100) / 1024)  # 1143.7 GiB
+
+
+def test_quantities_parse_as_kubernetes_writes_them():
+    assert [quantity(q) for q in ("90", "500m", "1000Gi", "20G", 8)] == [
+        90,
+        0.5,
+        1000 * 2**30,
+        20e9,
+        8,
+    ]
+
+
+@pytest.mark.parametrize("name", ["raycluster.yaml", "rayjob.yaml"])
+def test_kuberay_pods_fit_their_node_type_and_ask_for_spill_space(name):
+    assert sizing_errors(_manifest(name)) == []
+
+
+def test_the_raycluster_and_the_rayjob_size_their_gpu_pods_alike():
+    cluster, job = _manifest("raycluster.yaml"), _manifest("rayjob.yaml")
+    pods = [
+        functools.reduce(lambda node, key: node[key], path, doc)
+        for doc, path in ((cluster, WORKER), (job, JOB_WORKER))
+    ]
+    assert pods[0]["nodeSelector"] == pods[1]["nodeSelector"]
+    assert pods[0]["containers"][0]["resources"] == pods[1]["containers"][0]["resources"]
+
+
+def test_the_readmes_sizes_fit_their_node_types_and_the_manifests_use_one_of_them():
+    rows = re.findall(
+        r"^\| ([\w.-]+) \| (\d+) \| (\d+) \| (\d+Gi) \| (\d+Gi) \|$",
+        (CLUSTER / "README.md").read_text(),
+        re.MULTILINE,
+    )
+    assert {row[0] for row in rows} == set(NODE_TYPES)  # every documented size is checked
+    sizes = {}
+    for node_name, gpus, cpu, memory, disk in rows:
+        requests = {"cpu": cpu, "memory": memory, "nvidia.com/gpu": gpus}
+        limits = dict(requests)
+        requests["ephemeral-storage"] = disk
+        pod = {"nodeSelector": {INSTANCE_TYPE_LABEL: node_name}}
+        pod["containers"] = [{"resources": {"requests": requests, "limits": limits}}]
+        assert pod_sizing_errors(node_name, pod) == []
+        sizes[node_name] = pod
+    worker = functools.reduce(lambda node, key: node[key], WORKER, _manifest("raycluster.yaml"))
+    documented = sizes[worker["nodeSelector"][INSTANCE_TYPE_LABEL]]["containers"][0]
+    assert worker["containers"][0]["resources"] == documented["resources"]
+
+
+@pytest.mark.parametrize(
+    "name, breakage, expected",
+    [
+        ("raycluster.yaml", _set([*WORKER_RESOURCES, "requests", "cpu"], "96"), "cpu 96 does not"),
+        (
+            "raycluster.yaml",
+            _set([*WORKER_RESOURCES, "requests", "memory"], "1140Gi"),
+            "memory GiB 1140 does not fit",
+        ),
+        ("raycluster.yaml", _set([*WORKER_RESOURCES, "requests", "cpu"], "40"), "idle"),
+        (
+            "raycluster.yaml",
+            _set([*WORKER_RESOURCES, "limits", "memory"], "900Gi"),
+            "limits.memory 900Gi != requests 1000Gi",
+        ),
+        (
+            "raycluster.yaml",
+            _drop([*WORKER_RESOURCES, "requests", "ephemeral-storage"]),
+            "ephemeral-storage request None is below",
+        ),
+        (
+            "raycluster.yaml",
+            _set([*HEAD_POD, "containers", 0, "resources", "requests", "ephemeral-storage"], "8Gi"),
+            "RayCluster head: ephemeral-storage request 8Gi is below",
+        ),
+        (
+            "raycluster.yaml",
+            _set([*WORKER_RESOURCES, "requests", "nvidia.com/gpu"], "4"),
+            "one pod a node",
+        ),
+        ("raycluster.yaml", _drop([*WORKER, "nodeSelector"]), "None is not one of"),
+        (
+            "rayjob.yaml",
+            _set([*JOB_WORKER, "nodeSelector", INSTANCE_TYPE_LABEL], "a2-highgpu-8g"),
+            "'a2-highgpu-8g' is not one of",
+        ),
+    ],
+)
+def test_the_sizing_checker_reports_a_broken_copy(name, breakage, expected):
+    broken = copy.deepcopy(_manifest(name))
+    breakage(broken)
+    errors = sizing_errors(broken)
+    assert any(expected in e for e in errors), errors
 
 
 # ---------------------------------------------------------------------------- Dockerfiles
