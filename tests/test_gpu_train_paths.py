@@ -1,16 +1,83 @@
-"""The training paths a GPU takes, run on CPU (issue 22): the chunk size accelerators use
-(1024 positions, several position blocks per chunk, a chunk boundary inside a row) against the
-reference PLOT implementation in float64 and bfloat16."""
+"""The training paths a GPU takes, run on CPU (issue 22): DeepSpeed's accelerator follows
+``train.use_gpu`` or training refuses to start; the chunk size accelerators use (1024 positions,
+several position blocks per chunk, a chunk boundary inside a row) against the reference PLOT
+implementation in float64 and bfloat16."""
 
 from __future__ import annotations
+
+import os
+import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from plot_ray.losses import PlotLoss, PreferenceTargets, TokenGeometry
 from plot_ray.losses.chunked import _Plan, default_chunk_size
+from plot_ray.train.deepspeed_config import AcceleratorError, select_accelerator
 
 GPU_CHUNK = default_chunk_size("cuda")
+
+
+# ------------------------------------------------------------------------- accelerator
+@pytest.fixture
+def worker_env(monkeypatch):
+    """A worker's environment: no DS_ACCELERATOR, DeepSpeed not imported yet, and as many CUDA
+    devices as the test says (``worker_env(n)``)."""
+    monkeypatch.setenv("DS_ACCELERATOR", "")  # so that teardown restores the original state
+    monkeypatch.delenv("DS_ACCELERATOR")
+    monkeypatch.setitem(
+        sys.modules, "deepspeed.accelerator.real_accelerator", SimpleNamespace(ds_accelerator=None)
+    )
+
+    def devices(n: int) -> None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: n > 0)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: n)
+
+    return devices
+
+
+def test_use_gpu_without_a_cuda_device_refuses_to_start_and_says_what_to_check(
+    worker_env, monkeypatch
+):
+    worker_env(0)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with pytest.raises(AcceleratorError) as err:
+        select_accelerator(True)
+    message = str(err.value)
+    for part in ("train.use_gpu=true", "sees no CUDA device", "CUDA_VISIBLE_DEVICES=''"):
+        assert part in message
+    assert "nvidia-smi" in message and "train.use_gpu=false" in message
+    assert "DS_ACCELERATOR" not in os.environ  # DeepSpeed would not silently pick the CPU
+
+
+def test_the_accelerator_follows_use_gpu(worker_env):
+    worker_env(1)
+    assert select_accelerator(True) == "cuda" and os.environ["DS_ACCELERATOR"] == "cuda"
+    del os.environ["DS_ACCELERATOR"]
+    assert select_accelerator(False) == "cpu" and os.environ["DS_ACCELERATOR"] == "cpu"
+
+
+@pytest.mark.parametrize("use_gpu, env", [(True, "cpu"), (False, "cuda")])
+def test_a_ds_accelerator_that_contradicts_use_gpu_is_an_error(
+    worker_env, monkeypatch, use_gpu, env
+):
+    worker_env(1)
+    monkeypatch.setenv("DS_ACCELERATOR", env)
+    flag = "true" if use_gpu else "false"
+    with pytest.raises(AcceleratorError, match=f"train.use_gpu={flag} .* DS_ACCELERATOR={env}"):
+        select_accelerator(use_gpu)
+
+
+def test_deepspeed_imported_too_early_on_the_cpu_is_an_error(worker_env, monkeypatch):
+    worker_env(1)
+    cpu = SimpleNamespace(device_name=lambda: "cpu")
+    monkeypatch.setitem(
+        sys.modules, "deepspeed.accelerator.real_accelerator", SimpleNamespace(ds_accelerator=cpu)
+    )
+    with pytest.raises(AcceleratorError, match="imported in this process before"):
+        select_accelerator(True)
+    assert select_accelerator(False) == "cpu"
 
 
 # ------------------------------------------------------------------- the GPU chunk size

@@ -12,9 +12,10 @@ One file, one recipe, read top to bottom:
     save_final()   consolidated Hugging Face weights (safetensors) + tokenizer
 
 Each optimizer step computes ``L = L_vanilla + alpha * L_PLOT`` on one concatenated forward of
-all responses of a micro-batch (see ``plot_ray.losses.objective`` for the layout). Ray appears
-only in checkpointing and reporting (``_checkpoint``, ``_report``); the rest is ordinary
-DeepSpeed code. Metrics never wait on Ray: rank 0 appends them to ``metrics.jsonl`` and
+all responses of a micro-batch (see ``plot_ray.losses.objective`` for the layout). With
+``train.use_gpu`` each worker runs on the CUDA device Ray gave it, and fails at start if it
+sees none. Ray appears only in checkpointing and reporting (``_checkpoint``, ``_report``); the
+rest is ordinary DeepSpeed code. Metrics never wait on Ray: rank 0 appends them to ``metrics.jsonl`` and
 TensorBoard, and the driver follows that file for its progress bar. ``ray.train.report()``,
 whose every call after the first waits up to Ray Train's health-check interval, runs only with
 a checkpoint and, for Ray Tune's schedulers, every ``train.report_every`` steps if set. Every
@@ -53,7 +54,7 @@ from plot_ray.train.checkpoint import (
     save_rng,
     write_state,
 )
-from plot_ray.train.deepspeed_config import use_cpu_accelerator_unless_gpu
+from plot_ray.train.deepspeed_config import select_accelerator
 from plot_ray.train.validation import (
     EVAL_PREFIX,
     EvalTotals,
@@ -101,7 +102,7 @@ class PreferenceRecipe:
 
     def __init__(self, loop_config: dict[str, Any]):
         self.cfg = PlotRayConfig.model_validate(loop_config["cfg"])
-        use_cpu_accelerator_unless_gpu(self.cfg.train.use_gpu)  # before DeepSpeed is imported
+        select_accelerator(self.cfg.train.use_gpu)  # before DeepSpeed is imported
         self.run_dir = Path(loop_config["run_dir"])
         self.artifact_dir = loop_config["artifact_dir"]
         # The prepared eval split's sub-preference names; None: there is no eval split.
@@ -144,16 +145,17 @@ class PreferenceRecipe:
         torch.manual_seed(seed)
 
     def _device(self) -> torch.device:
+        """The CPU, or (``train.use_gpu``) the GPU Ray assigned to this worker, made current."""
+        if not self.cfg.train.use_gpu:
+            return torch.device("cpu")
+        import ray.train.torch
         from deepspeed.accelerator import get_accelerator
 
-        acc = get_accelerator()
-        if acc.device_name() == "cpu":
-            return torch.device("cpu")
-        import ray.train
-
-        local = ray.train.get_context().get_local_rank()
-        acc.set_device(local)
-        return torch.device(acc.device_name(local))
+        # Ray's GPU id as an index into CUDA_VISIBLE_DEVICES, which Ray Train shares among the
+        # workers of a node (so the local rank need not be that index)
+        device = ray.train.torch.get_device()
+        get_accelerator().set_device(device.index)
+        return device
 
     def _setup_counts(self):
         """The data artifact's token counts (checked against the tokenizer), for PLOT's targets."""
