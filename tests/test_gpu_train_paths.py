@@ -28,6 +28,7 @@ from plot_ray.losses.chunked import _Plan, default_chunk_size
 from plot_ray.profiling import peak_live_bytes
 from plot_ray.train.deepspeed_config import AcceleratorError, select_accelerator
 from plot_ray.train.loop import PreferenceRecipe
+from plot_ray.train.reference import ReferenceLogps, scoring_resources
 
 GPU_CHUNK = default_chunk_size("cuda")
 
@@ -91,6 +92,15 @@ def test_deepspeed_imported_too_early_on_the_cpu_is_an_error(worker_env, monkeyp
     with pytest.raises(AcceleratorError, match="imported in this process before"):
         select_accelerator(True)
     assert select_accelerator(False) == "cpu"
+
+
+def test_precomputed_reference_logps_are_scored_on_a_gpu_when_training_uses_gpus(worker_env):
+    gpu = PlotRayConfig.model_validate({"train": {"use_gpu": True}})
+    assert scoring_resources(gpu) == {"num_cpus": 1.0, "num_gpus": 1.0}
+    assert scoring_resources(PlotRayConfig()) == {"num_cpus": 1.0}
+    worker_env(0)
+    with pytest.raises(AcceleratorError, match="sees no CUDA device"):
+        ReferenceLogps(gpu.to_dict())  # before loading any model
 
 
 # ------------------------------------------------------------------- the GPU chunk size

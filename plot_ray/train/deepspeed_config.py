@@ -21,6 +21,7 @@ __all__ = [
     "reference_zero_config",
     "merge_user_config",
     "select_accelerator",
+    "require_cuda",
     "AcceleratorError",
 ]
 
@@ -52,7 +53,7 @@ def select_accelerator(use_gpu: bool) -> str:
             f"runtime_env): unset it, or set train.use_gpu={'false' if use_gpu else 'true'}"
         )
     if use_gpu:
-        _require_cuda(flag)
+        require_cuda(flag)
     # Too late if something imported DeepSpeed already: it kept the accelerator it chose then.
     real = sys.modules.get("deepspeed.accelerator.real_accelerator")
     current = getattr(real, "ds_accelerator", None)
@@ -66,7 +67,7 @@ def select_accelerator(use_gpu: bool) -> str:
     return wanted
 
 
-def _require_cuda(flag: str) -> None:
+def require_cuda(flag: str = "train.use_gpu=true") -> None:
     """Raise :class:`AcceleratorError` unless torch sees a CUDA device, naming what to check."""
     import torch
 
