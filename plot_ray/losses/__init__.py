@@ -34,7 +34,12 @@ from plot_ray.losses.methods import (
     sft_loss,
     simpo_loss,
 )
-from plot_ray.losses.objective import ObjectiveOutput, PreferenceObjective, build_objective
+from plot_ray.losses.objective import (
+    ObjectiveOutput,
+    PreferenceObjective,
+    ReferenceStats,
+    build_objective,
+)
 from plot_ray.losses.ot import (
     EXACT_MAX_VOCAB,
     ExactGeometry,
@@ -85,5 +90,6 @@ __all__ = [
     "shift_labels",
     "ObjectiveOutput",
     "PreferenceObjective",
+    "ReferenceStats",
     "build_objective",
 ]

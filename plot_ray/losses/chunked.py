@@ -26,15 +26,24 @@ from typing import Literal, Protocol
 import torch
 from torch import Tensor
 
-__all__ = ["Divergence", "softmax_stats", "softmax_stats_forward", "IGNORE_INDEX"]
+__all__ = [
+    "Divergence",
+    "softmax_stats",
+    "softmax_stats_forward",
+    "default_chunk_size",
+    "IGNORE_INDEX",
+]
 
 IGNORE_INDEX = -100
 # Positions per block for PLOT's per-position work (the backward's factor, the token-level
 # divergence and its potential): temporaries are a few (_BLOCK, V), not (chunk_size, V).
 _BLOCK = 32
-# On CPU the kernel works on at most this many positions at a time whatever chunk_size says:
-# (32, V) blocks stay in cache across the several passes over them, which makes the whole
-# kernel faster (about 20% for V = 32k) than one large chunk; accelerators use chunk_size.
+# Positions per chunk when the caller names none (``chunk_size=None``, the config's default):
+# on an accelerator, large chunks keep the device busy; on CPU, (32, V) blocks stay in cache
+# across the several passes over them, which makes the whole kernel faster (about 20% for
+# V = 32k) than one large chunk. A chunk size that is given is used as given on any device,
+# so tests run the accelerators' chunking on CPU.
+_ACCELERATOR_CHUNK = 1024
 _CPU_CHUNK = 32
 Aggregate = Literal["sequence", "token"]
 
@@ -57,6 +66,11 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def default_chunk_size(device: torch.device | str) -> int:
+    """Positions per chunk when none is given: 32 on CPU, 1024 on an accelerator."""
+    return _CPU_CHUNK if torch.device(device).type == "cpu" else _ACCELERATOR_CHUNK
+
+
 def _spans(active: Tensor) -> list[tuple[int, int]]:
     """Per row, ``[lo, hi)`` covering its active positions (``(0, 0)`` when none)."""
     if active.numel() == 0:
@@ -73,8 +87,12 @@ class _Plan:
 
     def __init__(self, logits, labels, plot_rows, plot_mask, chunk_size):
         n, t, _ = logits.shape
-        chunk = max(1, int(chunk_size))
-        self.chunk = min(chunk, _CPU_CHUNK) if logits.device.type == "cpu" else chunk
+        if chunk_size is None:
+            self.chunk = default_chunk_size(logits.device)
+        elif int(chunk_size) < 1:
+            raise ValueError(f"chunk_size must be a positive number of positions, got {chunk_size}")
+        else:
+            self.chunk = int(chunk_size)
         active = torch.zeros(n, t, dtype=torch.bool, device=logits.device)
         if labels is not None:
             active |= labels != IGNORE_INDEX
@@ -117,7 +135,7 @@ def softmax_stats_forward(
     aggregate: Aggregate = "sequence",
     divergence: Divergence | None = None,
     targets: Tensor | None = None,
-    chunk_size: int = 1024,
+    chunk_size: int | None = None,
     _plan: _Plan | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The forward pass without autograd (also the reference model's statistics, no_grad).
@@ -131,6 +149,8 @@ def softmax_stats_forward(
         aggregate: ``sequence``: return each PLOT row's mean softmax ``(S, V)``; ``token``:
             return each row's mean over positions of ``divergence(p_t, targets[s])``, ``(S,)``.
         targets: ``(S, V)`` per-row targets (``token`` only).
+        chunk_size: positions per chunk on any device; None: :func:`default_chunk_size`.
+            Results depend on it only through the order of PLOT's sums over positions.
 
     Returns:
         ``token_logps (N, T)`` (0 where unlabelled; empty if ``labels`` is None), the
@@ -286,13 +306,14 @@ def softmax_stats(
     aggregate: Aggregate = "sequence",
     divergence: Divergence | None = None,
     targets: Tensor | None = None,
-    chunk_size: int = 1024,
+    chunk_size: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Differentiable ``(token_logps (N, T), plot_out)``; see :func:`softmax_stats_forward`.
 
     Extra memory: ``(N, T)`` for the log-normaliser, ``O(S * V)`` for PLOT and a few
-    ``(chunk_size, V)`` float32 temporaries (``(32, V)`` on CPU); the backward pass writes a
-    single gradient tensor of the logits' shape and dtype.
+    ``(chunk_size, V)`` float32 temporaries (by default ``(1024, V)`` on an accelerator,
+    ``(32, V)`` on CPU); the backward pass writes a single gradient tensor of the logits'
+    shape and dtype.
     """
     if logits.dim() != 3:
         raise ValueError(f"logits must be (N, T, V), got shape {tuple(logits.shape)}")

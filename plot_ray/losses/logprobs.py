@@ -80,7 +80,7 @@ def sequence_logprobs(
     logits: Tensor,
     labels: Tensor,
     *,
-    chunk_size: int = 1024,
+    chunk_size: int | None = None,
     ignore_index: int = IGNORE_INDEX,
 ) -> SequenceLogProbs:
     """Shifted per-token and per-sequence log-probs of the labelled (response) tokens.
@@ -88,8 +88,8 @@ def sequence_logprobs(
     Args:
         logits: ``(N, T, V)`` model outputs, any float dtype (accumulated in float32).
         labels: ``(N, T)`` unshifted token ids, ``ignore_index`` on prompt and padding.
-        chunk_size: positions per chunk (memory: a few ``chunk_size x V`` float32 temporaries;
-            on CPU at most 32 positions, which keeps them in cache).
+        chunk_size: positions per chunk (memory: a few ``chunk_size x V`` float32
+            temporaries); None: the device's default (1024 on an accelerator, 32 on CPU).
 
     Works with and without grad (evaluation calls it under ``torch.no_grad()``).
     """

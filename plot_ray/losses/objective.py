@@ -9,8 +9,10 @@ best first (pairwise: group 0 chosen, group 1 rejected; SFT: R = 1; PRO: R = n).
     geometry = build_geometry(E, cfg.loss.plot, vocab_size=V)     # once, at start
     objective = build_objective(cfg.loss, geometry, targets,
                                 special_token_ids=tokenizer.all_special_ids)
-    out = objective(logits, labels, num_responses=R, ref_logps=..., ref_logits=...,
-                    subpreference_ids=..., scores=...)
+    with torch.no_grad():                                          # reference first ...
+        ref = objective.reference_stats(reference(...).logits, labels, num_responses=R)
+    out = objective(policy(...).logits, labels, num_responses=R, reference=ref,
+                    subpreference_ids=..., scores=...)             # ... then the policy
     out.loss.backward()
 
 ``labels`` are the input ids with -100 on prompt and padding (unshifted). The vanilla loss
@@ -23,10 +25,15 @@ bit). With ``alpha > 0`` the response log-probs and PLOT's softmax statistics co
 chunked pass over the logits with a single gradient tensor (:mod:`plot_ray.losses.chunked`),
 so PLOT adds ``O(B * V)`` memory, not another ``(N, T, V)`` gradient.
 
-Reference model, for memory: when ``ref_logits`` are given (the anchored target needs them) and
-``ref_logps`` are not, the reference log-probs are computed from ``ref_logits`` in the same pass
-as the reference aggregates. Run the reference forward after the policy forward and drop
-``ref_logits`` before ``backward()``: nothing of them is kept beyond ``O(B * V)``.
+Reference model, for memory: the objective reads the reference's ``(R*B, T, V)`` logits only
+through :class:`ReferenceStats`, ``O(R*B * V)``: the per-sequence log-probs (methods with a
+reference) and each PLOT row's mean softmax (the anchored target), both from one chunked pass
+without gradient. Run the reference forward first and reduce its logits at once with
+:meth:`PreferenceObjective.reference_stats`, so that they are freed before the policy's
+forward allocates its own logits: the two ``(R*B, T, V)`` tensors never live together, and
+what remains at the step's peak is the policy's logits and their gradient. Passing
+``ref_logits`` (and ``ref_logps``) to the objective instead gives the same numbers bit for bit
+(evaluation and tests do), but holds both logits at once.
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ from plot_ray.losses.preference import PreferenceTargets
 if TYPE_CHECKING:  # pragma: no cover
     from plot_ray.config import LossConfig
 
-__all__ = ["ObjectiveOutput", "PreferenceObjective", "build_objective"]
+__all__ = ["ObjectiveOutput", "PreferenceObjective", "ReferenceStats", "build_objective"]
 
 
 @dataclass
@@ -60,6 +67,22 @@ class ObjectiveOutput:
     vanilla: Tensor
     plot: Tensor
     metrics: dict[str, float | Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class ReferenceStats:
+    """What the objective reads from the reference model on one batch, without gradient
+    (:meth:`PreferenceObjective.reference_stats` reduces the reference logits to it).
+
+    Attributes:
+        logps: ``(R*B,)`` the responses' summed log-probs (None: the method needs none).
+        mean_softmax: ``(S, V)`` float32 (float64 for float64 logits): each PLOT row's mean
+            softmax over its PLOT positions, rows as the objective selects them (the anchored
+            target; None otherwise).
+    """
+
+    logps: Tensor | None = None
+    mean_softmax: Tensor | None = None
 
 
 class PreferenceObjective(nn.Module):
@@ -126,6 +149,12 @@ class PreferenceObjective(nn.Module):
             )
         return logits.shape[0] // r
 
+    def _frame(self, logits: Tensor, labels: Tensor, r: int) -> tuple[int, Tensor]:
+        """``B`` and the labels in the logits frame, after checking shapes and ids."""
+        b = self._check_batch(logits, labels, r)
+        check_labels(labels, logits.shape[-1])
+        return b, shift_labels(labels.long())
+
     def _plot_rows(self, r: int, b: int, device) -> Tensor:
         if self.responses == "chosen":
             return torch.arange(b, device=device)
@@ -155,6 +184,50 @@ class PreferenceObjective(nn.Module):
             raise ValueError(f"subpreference_ids must be (B,) = ({b},), got {tuple(ids.shape)}")
         return ids[rows % b]
 
+    # ---------------------------------------------------------------------- reference
+    def reference_stats(
+        self,
+        ref_logits: Tensor,
+        labels: Tensor,
+        num_responses: int,
+        ref_logps: Tensor | None = None,
+    ) -> ReferenceStats:
+        """The reference model's logits ``(R*B, T, V)`` reduced to what this objective reads
+        (:class:`ReferenceStats`), in one chunked pass without gradient.
+
+        ``labels`` and ``num_responses`` as in :meth:`forward`; ``ref_logps`` ``(R*B,)``, when
+        known (precomputed), are kept instead of being computed again. Call it right after the
+        reference forward and drop the logits before the policy's forward (module docstring).
+        """
+        r = int(num_responses)
+        b, frame = self._frame(ref_logits, labels, r)
+        return self._reference_stats(ref_logits, frame, r, b, ref_logps)
+
+    def _reference_stats(
+        self, ref_logits: Tensor, frame: Tensor, r: int, b: int, ref_logps: Tensor | None
+    ) -> ReferenceStats:
+        need_logps = self.needs_reference_logps and ref_logps is None
+        rows = mask = None
+        if self.needs_reference_logits:
+            rows, mask = self._plot_positions(frame, r, b)
+        stats = ReferenceStats(logps=ref_logps)
+        if not (need_logps or rows is not None):
+            return stats
+        with torch.no_grad():
+            ref_tok, _, ref_pbar = softmax_stats_forward(
+                ref_logits.detach(),
+                frame if need_logps else None,
+                rows,
+                mask,
+                "sequence",
+                chunk_size=self.chunk_size,
+            )
+        if need_logps:
+            stats.logps = package_logprobs(ref_tok, frame).sums
+        if rows is not None:
+            stats.mean_softmax = ref_pbar
+        return stats
+
     # ---------------------------------------------------------------------- forward
     def forward(
         self,
@@ -165,6 +238,7 @@ class PreferenceObjective(nn.Module):
         ref_logits: Tensor | None = None,
         subpreference_ids: Tensor | None = None,
         scores: Tensor | None = None,
+        reference: ReferenceStats | None = None,
     ) -> ObjectiveOutput:
         """Compute the objective on one concatenated batch.
 
@@ -177,12 +251,12 @@ class PreferenceObjective(nn.Module):
             ref_logits: ``(R*B, T, V)`` reference logits (the anchored PLOT target).
             subpreference_ids: ``(B,)`` long rows of the targets (None: 0).
             scores: ``(B, R)`` optional reward scores (PRO).
+            reference: the reference's statistics from :meth:`reference_stats`, instead of
+                ``ref_logps`` / ``ref_logits`` (what training passes; same numbers).
         """
         r = int(num_responses)
-        b = self._check_batch(logits, labels, r)
+        b, frame = self._frame(logits, labels, r)
         n = logits.shape[0]
-        check_labels(labels, logits.shape[-1])
-        frame = shift_labels(labels.long())
         lengths = (frame != IGNORE_INDEX).sum(1)
         used = lengths[:b] if self.method.num_responses == 1 else lengths
         if (used == 0).any():
@@ -191,16 +265,24 @@ class PreferenceObjective(nn.Module):
                 f"rows {empty} have no response tokens (labels all -100 after the first "
                 "position): drop them in the data pipeline"
             )
-        if ref_logps is not None and ref_logps.shape != (n,):
-            raise ValueError(f"ref_logps must be (R*B,) = ({n},), got {tuple(ref_logps.shape)}")
-        if ref_logits is not None and ref_logits.shape != logits.shape:
-            raise ValueError(
-                f"ref_logits {tuple(ref_logits.shape)} must match logits {tuple(logits.shape)}"
-            )
         if scores is not None and scores.shape != (b, r):
             raise ValueError(f"scores must be (B, R) = ({b}, {r}), got {tuple(scores.shape)}")
-        need_ref_logps = self.needs_reference_logps and ref_logps is None
-        if need_ref_logps and ref_logits is None:
+        if reference is not None and (ref_logps is not None or ref_logits is not None):
+            raise ValueError(
+                "pass the reference as ref_logps / ref_logits or as reference, not both"
+            )
+        if ref_logits is not None:
+            if ref_logits.shape != logits.shape:
+                raise ValueError(
+                    f"ref_logits {tuple(ref_logits.shape)} must match logits {tuple(logits.shape)}"
+                )
+            reference = self._reference_stats(ref_logits, frame, r, b, ref_logps)
+        elif reference is None:
+            reference = ReferenceStats(logps=ref_logps)
+        ref_logps = reference.logps
+        if ref_logps is not None and ref_logps.shape != (n,):
+            raise ValueError(f"ref_logps must be (R*B,) = ({n},), got {tuple(ref_logps.shape)}")
+        if self.needs_reference_logps and ref_logps is None:
             raise ValueError(
                 f"method {self.method.name!r} needs reference log-probs: pass ref_logps or ref_logits"
             )
@@ -208,38 +290,25 @@ class PreferenceObjective(nn.Module):
         plot_value = None
         if self.plot_loss is None:
             token_logps, _ = softmax_stats(logits, frame, chunk_size=self.chunk_size)
-            if need_ref_logps:
-                with torch.no_grad():
-                    ref_tok, _, _ = softmax_stats_forward(
-                        ref_logits.detach(), frame, chunk_size=self.chunk_size
-                    )
-                ref_logps = package_logprobs(ref_tok, frame).sums
         else:
             rows, plot_mask = self._plot_positions(frame, r, b)
             ids = self.plot_loss.resolve_ids(
                 self._subpreference_ids(subpreference_ids, b, rows), rows.shape[0], logits.device
             )
-            ref_pbar = None
-            if self.needs_reference_logits or need_ref_logps:
-                if ref_logits is None:
+            ref_pbar = reference.mean_softmax if self.needs_reference_logits else None
+            if self.needs_reference_logits:
+                if ref_pbar is None:
                     raise ValueError(
                         "loss.plot.target=anchored needs ref_logits (R*B, T, V): the reference "
-                        "model's logits on the same positions"
+                        "model's logits on the same positions (or their reference_stats)"
                     )
-                with torch.no_grad():
-                    ref_tok, _, ref_pbar = softmax_stats_forward(
-                        ref_logits.detach(),
-                        frame if need_ref_logps else None,
-                        rows if self.needs_reference_logits else None,
-                        plot_mask,
-                        "sequence",
-                        chunk_size=self.chunk_size,
+                if ref_pbar.shape != (rows.shape[0], logits.shape[-1]):
+                    raise ValueError(
+                        f"reference.mean_softmax {tuple(ref_pbar.shape)} must be (S, V) = "
+                        f"({rows.shape[0]}, {logits.shape[-1]}): compute it with "
+                        "reference_stats on the same labels"
                     )
-                if need_ref_logps:
-                    ref_logps = package_logprobs(ref_tok, frame).sums
-            row_targets = self.plot_loss.row_targets(
-                ids, ref_pbar if self.needs_reference_logits else None
-            )
+            row_targets = self.plot_loss.row_targets(ids, ref_pbar)
             token_logps, values = self.plot_loss.fused(logits, frame, rows, plot_mask, row_targets)
             values = self.plot_loss.normalized(values, ids)
             # no row left (every selected response is special tokens only): a zero that keeps

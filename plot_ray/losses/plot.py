@@ -177,8 +177,8 @@ class PlotLoss(nn.Module):
         target: ``global`` | ``anchored`` (the latter needs ``ref_logits``).
         aggregate: ``sequence`` | ``token``.
         divergence: ``wasserstein`` | ``kl`` | ``js``.
-        chunk_size: positions per softmax chunk (memory: a few ``chunk_size x V`` float32;
-            on CPU at most 32 positions).
+        chunk_size: positions per softmax chunk (memory: a few ``chunk_size x V`` float32);
+            None: the device's default (1024 on an accelerator, 32 on CPU).
         eps: the clamp of ``kl`` / ``js`` (None: the dtype's smallest normal number).
         normalize: ``reference``: divide each row's value by ``D_c``, the divergence between
             sub-preference ``c``'s corpus response-token distribution ``Qbar = (Q+ + Q-) / 2``
@@ -198,7 +198,7 @@ class PlotLoss(nn.Module):
         target: Target = "global",
         aggregate: Aggregate = "sequence",
         divergence: DivergenceName = "wasserstein",
-        chunk_size: int = 1024,
+        chunk_size: int | None = None,
         eps: float | None = None,
         normalize: str = "none",
         zero_tilt: bool = False,
@@ -218,7 +218,7 @@ class PlotLoss(nn.Module):
         self.aggregate = aggregate
         self.divergence_name = divergence
         self.divergence = make_divergence(divergence, geometry, eps)
-        self.chunk_size = int(chunk_size)
+        self.chunk_size = None if chunk_size is None else int(chunk_size)
         self.normalize = normalize
         # (C,) float64 factors, one per sub-preference: computed once, O(C * V)
         self.row_scale = (

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +20,72 @@ __all__ = [
     "zero_config",
     "reference_zero_config",
     "merge_user_config",
-    "use_cpu_accelerator_unless_gpu",
+    "select_accelerator",
+    "require_cuda",
+    "AcceleratorError",
 ]
 
 
-def use_cpu_accelerator_unless_gpu(use_gpu: bool) -> None:
-    """Make DeepSpeed run on the CPU (``DS_ACCELERATOR=cpu``) unless ``train.use_gpu``.
+class AcceleratorError(RuntimeError):
+    """``train.use_gpu`` and what the worker sees (CUDA devices, ``DS_ACCELERATOR``) disagree."""
 
-    DeepSpeed picks its accelerator once, when it is first imported, so this runs in each
-    worker before that; a ``DS_ACCELERATOR`` the user has set wins.
+
+def select_accelerator(use_gpu: bool) -> str:
+    """Fix DeepSpeed's accelerator for this process from ``train.use_gpu``: ``cuda`` or ``cpu``.
+
+    DeepSpeed picks its accelerator once, when it is first imported: ``DS_ACCELERATOR`` if set,
+    else CUDA if a device is visible, else, with only a warning, the CPU. So each worker calls
+    this before importing DeepSpeed. With ``use_gpu`` the process must see a CUDA device:
+    otherwise DeepSpeed and the recipe would fall back to the CPU under Ray Train's NCCL
+    process group, and training would fail later, far from the cause; this raises
+    :class:`AcceleratorError` instead, saying what to check. A ``DS_ACCELERATOR`` that
+    contradicts ``train.use_gpu`` (``cpu`` exported where a GPU job was submitted, say) is an
+    error as well, not silently overridden: the process group follows ``train.use_gpu`` (nccl
+    or gloo), and no other accelerator fits it. Returns the accelerator's name.
     """
-    if not use_gpu:
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    wanted = "cuda" if use_gpu else "cpu"
+    flag = f"train.use_gpu={'true' if use_gpu else 'false'}"
+    chosen = os.environ.get("DS_ACCELERATOR", wanted)
+    if chosen != wanted:
+        raise AcceleratorError(
+            f"{flag} needs DeepSpeed's {wanted} accelerator, but DS_ACCELERATOR={chosen} is set "
+            "in this worker's environment (exported on the driver, or in the job's "
+            f"runtime_env): unset it, or set train.use_gpu={'false' if use_gpu else 'true'}"
+        )
+    if use_gpu:
+        require_cuda(flag)
+    # Too late if something imported DeepSpeed already: it kept the accelerator it chose then.
+    real = sys.modules.get("deepspeed.accelerator.real_accelerator")
+    current = getattr(real, "ds_accelerator", None)
+    if current is not None and current.device_name() != wanted:
+        raise AcceleratorError(
+            f"{flag}, but DeepSpeed was imported in this process before plot-ray chose its "
+            f"accelerator and runs on {current.device_name()!r}: import DeepSpeed only after "
+            "plot_ray.train.deepspeed_config.select_accelerator"
+        )
+    os.environ["DS_ACCELERATOR"] = wanted
+    return wanted
+
+
+def require_cuda(flag: str = "train.use_gpu=true") -> None:
+    """Raise :class:`AcceleratorError` unless torch sees a CUDA device, naming what to check."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.device_count() > 0:
+        return
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    build = (
+        f"torch {torch.__version__} is a build without CUDA: install a CUDA build in the image"
+        if torch.version.cuda is None
+        else f"torch {torch.__version__} is built for CUDA {torch.version.cuda}"
+    )
+    raise AcceleratorError(
+        f"{flag}, but this process on {socket.gethostname()} sees no CUDA device "
+        f"(CUDA_VISIBLE_DEVICES={'unset' if visible is None else repr(visible)}; {build}). "
+        "Check that the node's GPUs work (nvidia-smi), that Ray gave this worker one (`ray "
+        "status` lists GPU resources) and that nothing in the job's runtime_env overrides "
+        "CUDA_VISIBLE_DEVICES; or set train.use_gpu=false to train on CPUs"
+    )
 
 
 def _on_cpu() -> bool:

@@ -12,9 +12,15 @@ One file, one recipe, read top to bottom:
     save_final()   consolidated Hugging Face weights (safetensors) + tokenizer
 
 Each optimizer step computes ``L = L_vanilla + alpha * L_PLOT`` on one concatenated forward of
-all responses of a micro-batch (see ``plot_ray.losses.objective`` for the layout). Ray appears
-only in checkpointing and reporting (``_checkpoint``, ``_report``); the rest is ordinary
-DeepSpeed code. Metrics never wait on Ray: rank 0 appends them to ``metrics.jsonl`` and
+all responses of a micro-batch (see ``plot_ray.losses.objective`` for the layout). For memory,
+the frozen reference model runs first, without gradient, and its ``(R*B, T, V)`` logits are
+reduced at once to what the objective reads (``ReferenceStats``: per-sequence log-probs, and
+each PLOT row's mean softmax for the anchored target) and freed; only then does the policy's
+forward allocate its own logits, so the two never live together (the step's peak is then the
+policy's logits and their gradient, in backward). With ``train.use_gpu`` each worker runs on
+the CUDA device Ray gave it, and fails at start if it sees none. Ray appears only in
+checkpointing and reporting (``_checkpoint``, ``_report``); the rest is ordinary DeepSpeed
+code. Metrics never wait on Ray: rank 0 appends them to ``metrics.jsonl`` and
 TensorBoard, and the driver follows that file for its progress bar. ``ray.train.report()``,
 whose every call after the first waits up to Ray Train's health-check interval, runs only with
 a checkpoint and, for Ray Tune's schedulers, every ``train.report_every`` steps if set. Every
@@ -53,7 +59,7 @@ from plot_ray.train.checkpoint import (
     save_rng,
     write_state,
 )
-from plot_ray.train.deepspeed_config import use_cpu_accelerator_unless_gpu
+from plot_ray.train.deepspeed_config import select_accelerator
 from plot_ray.train.validation import (
     EVAL_PREFIX,
     EvalTotals,
@@ -101,7 +107,7 @@ class PreferenceRecipe:
 
     def __init__(self, loop_config: dict[str, Any]):
         self.cfg = PlotRayConfig.model_validate(loop_config["cfg"])
-        use_cpu_accelerator_unless_gpu(self.cfg.train.use_gpu)  # before DeepSpeed is imported
+        select_accelerator(self.cfg.train.use_gpu)  # before DeepSpeed is imported
         self.run_dir = Path(loop_config["run_dir"])
         self.artifact_dir = loop_config["artifact_dir"]
         # The prepared eval split's sub-preference names; None: there is no eval split.
@@ -144,16 +150,17 @@ class PreferenceRecipe:
         torch.manual_seed(seed)
 
     def _device(self) -> torch.device:
+        """The CPU, or (``train.use_gpu``) the GPU Ray assigned to this worker, made current."""
+        if not self.cfg.train.use_gpu:
+            return torch.device("cpu")
+        import ray.train.torch
         from deepspeed.accelerator import get_accelerator
 
-        acc = get_accelerator()
-        if acc.device_name() == "cpu":
-            return torch.device("cpu")
-        import ray.train
-
-        local = ray.train.get_context().get_local_rank()
-        acc.set_device(local)
-        return torch.device(acc.device_name(local))
+        # Ray's GPU id as an index into CUDA_VISIBLE_DEVICES, which Ray Train shares among the
+        # workers of a node (so the local rank need not be that index)
+        device = ray.train.torch.get_device()
+        get_accelerator().set_device(device.index)
+        return device
 
     def _setup_counts(self):
         """The data artifact's token counts (checked against the tokenizer), for PLOT's targets."""
@@ -377,7 +384,22 @@ class PreferenceRecipe:
         ).logits
 
     @torch.no_grad()
+    def _reference_stats(self, batch, num_responses: int):
+        """What the objective reads from the reference model on this micro-batch
+        (``ReferenceStats``, or None without a reference): its logits are reduced at once and
+        freed before the policy's forward allocates its own."""
+        from plot_ray.losses import ReferenceStats
+
+        if "ref_logps" in batch:  # loss.reference=precomputed
+            return ReferenceStats(logps=batch["ref_logps"])
+        if self.reference is None:
+            return None
+        logits = self._forward(self.reference, batch)
+        return self.objective.reference_stats(logits, batch["labels"], num_responses)
+
+    @torch.no_grad()
     def _reference_outputs(self, batch) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """``(ref_logps, ref_logits)`` for :meth:`evaluate`, which scores rows one by one."""
         if "ref_logps" in batch:
             return batch["ref_logps"], None
         if self.reference is None:
@@ -411,21 +433,18 @@ class PreferenceRecipe:
 
     def compute_loss(self, batch: dict[str, torch.Tensor]):
         """The objective's output (``.loss``, a scalar; ``.metrics``) on one micro-batch already
-        on the device; reference outputs first, then the policy's forward."""
+        on the device: the reference's statistics first (its logits freed), then the policy's
+        forward."""
         num_responses = batch["input_ids"].shape[0] // batch["subpreference_ids"].shape[0]
-        ref_logps, ref_logits = self._reference_outputs(batch)
-        logits = self._forward(self.engine, batch)
-        out = self.objective(
-            logits,
+        reference = self._reference_stats(batch, num_responses)
+        return self.objective(
+            self._forward(self.engine, batch),
             batch["labels"],
             num_responses=num_responses,
-            ref_logps=ref_logps,
-            ref_logits=ref_logits,
             subpreference_ids=batch.get("subpreference_ids"),
             scores=batch.get("scores"),
+            reference=reference,
         )
-        del ref_logits  # (R*B, T, V): free it before backward, which never needs it
-        return out
 
     def micro_step(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, float], int] | None:
         """Forward and backward of one micro-batch (DeepSpeed steps the optimizer on the last of

@@ -3,7 +3,9 @@ precomputed``), so that training workers need no reference model in memory.
 
 Each row gains ``ref_logps``: the frozen reference model's summed log-probability of each of its
 responses (best first), exactly what the DPO-like losses need. The result is written as parquet
-under the run folder and reused when the run resumes. The anchored PLOT target needs the
+under the run folder and reused when the run resumes. With ``train.use_gpu`` the scoring actor
+takes one GPU and runs the model there (it refuses to start on a node without CUDA); its
+logits are reduced to the sums at once, batch by batch. The anchored PLOT target needs the
 reference's full logits and so cannot use this (the config rejects that combination).
 """
 
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from plot_ray.config import PlotRayConfig
 
-__all__ = ["ReferenceLogps", "add_reference_logps"]
+__all__ = ["ReferenceLogps", "add_reference_logps", "scoring_resources"]
 
 
 class ReferenceLogps:
@@ -28,9 +30,17 @@ class ReferenceLogps:
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
         torch.set_num_threads(1)
         cfg = PlotRayConfig.model_validate(cfg_dict)
-        self.model = load_causal_lm(
-            cfg.model.reference_path, cfg.model.dtype, cfg.model.trust_remote_code
-        ).eval()
+        self.device = torch.device("cpu")
+        if cfg.train.use_gpu:
+            from plot_ray.train.deepspeed_config import require_cuda
+
+            require_cuda()
+            self.device = torch.device("cuda")  # the GPU Ray gave this actor
+        self.model = (
+            load_causal_lm(cfg.model.reference_path, cfg.model.dtype, cfg.model.trust_remote_code)
+            .to(self.device)
+            .eval()
+        )
         self.pad_id = load_tokenizer(
             cfg.model.tokenizer_path, cfg.model.trust_remote_code
         ).pad_token_id
@@ -47,15 +57,22 @@ class ReferenceLogps:
 
         rows = table.to_pylist()
         batch = collate_preference_batch(rows, self.pad_id, None, self.max_length)
+        batch = {k: v.to(self.device) for k, v in batch.items()}
         with torch.no_grad():
             logits = self.model(
                 input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
             ).logits
             logps = sequence_logprobs(logits, batch["labels"]).sums
-        per_row = logps.float().view(-1, len(rows)).T  # (B, R), best response first
+        per_row = logps.float().cpu().view(-1, len(rows)).T  # (B, R), best response first
         return table.append_column(
             "ref_logps", pa.array(per_row.tolist(), type=pa.list_(pa.float32()))
         )
+
+
+def scoring_resources(cfg: PlotRayConfig) -> dict[str, float]:
+    """The scoring actor's Ray resources: one GPU with ``train.use_gpu``, a CPU share always."""
+    cpus = {"num_cpus": min(1.0, cfg.train.cpus_per_worker)}
+    return {**cpus, "num_gpus": 1.0} if cfg.train.use_gpu else cpus
 
 
 def add_reference_logps(cfg: PlotRayConfig, dataset, out_dir: Path):
@@ -73,7 +90,7 @@ def add_reference_logps(cfg: PlotRayConfig, dataset, out_dir: Path):
             batch_size=cfg.train.micro_batch_size,
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=1),
-            num_cpus=min(1.0, cfg.train.cpus_per_worker),
+            **scoring_resources(cfg),
         )
         scored.write_parquet(str(out_dir))
         done.touch()
