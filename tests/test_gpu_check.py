@@ -167,20 +167,30 @@ def test_a_stage_that_runs_out_of_time_is_recorded_as_failed(dry_run, tmp_path):
         assert after["stages"][name] == before["stages"][name]
 
 
+def test_without_a_gpu_the_plain_check_skips_as_make_bench_expects(tmp_path):
+    done = gpu_check(out=tmp_path / "x.json", work=tmp_path, env={"CUDA_VISIBLE_DEVICES": ""})
+    assert done.returncode == 0, done.stderr
+    assert last_line(done) == {"benchmark": "gpu_check", "skipped": "no GPU"}
+    assert not (tmp_path / "x.json").exists()
+
+
 @pytest.mark.slow
-def test_without_a_gpu_the_check_fails_at_preflight_and_skips_the_rest(tmp_path):
+def test_named_stages_without_a_gpu_fail_at_preflight_and_skip_the_rest(tmp_path):
+    out = tmp_path / "gpu_check.json"
     done = gpu_check(
-        out=tmp_path / "gpu_check.json", work=tmp_path / "work", env={"CUDA_VISIBLE_DEVICES": ""}
-    )
-    doc = json.loads((tmp_path / "gpu_check.json").read_text())
+        "--stages", "preflight,nccl,recipe_dpo", out=out, work=tmp_path / "work",
+        env={"CUDA_VISIBLE_DEVICES": ""},
+    )  # fmt: skip
+    doc = json.loads(out.read_text())
     assert done.returncode == 1
     assert doc["mode"] == "gpu"
     preflight = doc["stages"]["preflight"]
-    assert preflight["checks"]["cuda"]["status"] == "failed"
+    assert (preflight["status"], preflight["reason"]) == ("failed", "failed checks: cuda")
     assert "sees no CUDA device" in preflight["checks"]["cuda"]["detail"]
-    for name in STAGES[1:]:
+    assert list(doc["stages"]) == ["preflight", "nccl", "recipe_dpo"]
+    for name in ("nccl", "recipe_dpo"):
         assert doc["stages"][name]["status"] == "skipped"
-        assert doc["stages"][name]["reason"].startswith("no CUDA device (preflight: ")
+        assert doc["stages"][name]["reason"].startswith("no CUDA device (preflight: torch ")
 
 
 def test_an_unknown_stage_is_refused_with_the_list_of_stages(tmp_path):
