@@ -53,14 +53,17 @@ installed. The prepared data are made by plot-ray's tokenizer and counting code 
 (``plot-ray prepare`` runs the same code on Ray Data).
 
 On a GPU machine without network access, Python packages that its image lacks travel as wheels
-(pure-Python, a few MiB). Made on a machine with network access::
+(about 5 MiB for an image with torch and transformers but without DeepSpeed and pydantic).
+Made on a machine with network access (``--python-version``: the GPU machine's Python)::
 
     pip download --no-deps --only-binary=:all: --python-version 3.12 --platform \\
-        manylinux2014_x86_64 -d .whl pydantic pydantic-core annotated-types typing-inspection hjson
+        manylinux2014_x86_64 -d .whl pydantic==2.14.4 pydantic-core==2.50.5 annotated-types \\
+        typing-inspection typing-extensions hjson
     pip wheel --no-deps -w .whl deepspeed==0.19.8     # source only on PyPI; ops build at first use
 
 and installed there with ``pip install --no-index --no-deps --target /tmp/site .whl/*.whl``
-before ``PYTHONPATH=/tmp/site:. python benchmarks/gpu_check.py``.
+before ``PYTHONPATH=/tmp/site:. python benchmarks/gpu_check.py``. Preflight lists the versions
+it finds and warns about those outside pyproject.toml's ranges.
 
 Beside benchmarks/gpu_overhead.py: this check supersedes its training part (DPO vs DPO+PLOT step
 time and peak memory on a 1B-shaped model, here with Llama's real vocabulary and ZeRO-3 as the
