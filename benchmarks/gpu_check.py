@@ -1143,6 +1143,13 @@ def stage_recipe(st: Stage, name: str, alpha: float | None) -> None:
         st.metrics["losses"] = [round(x, 5) for x in losses]
         finite = all(map(lambda x: x == x and abs(x) != float("inf"), losses))
         st.expect("no_nan", finite and rows[-1]["nan_skips"] == 0, f"losses {losses}")
+        reported = [r["step"] for r in st.ray.reports]
+        st.expect(
+            "reports",
+            reported == [CHECKPOINT_STEP, RECIPE_STEPS],
+            f"ray.train.report() at steps {reported}: with a checkpoint each, at "
+            f"train.checkpoint_every={CHECKPOINT_STEP} and the last step",
+        )
         st.expect(
             "falling_loss",
             losses[-1] < losses[0],
@@ -1439,7 +1446,9 @@ def run_child(name: str, args: argparse.Namespace, work: Path, log_path: Path) -
             stderr=subprocess.STDOUT,
             env=child_env(args, work),
             cwd=REPO,
-            start_new_session=True,  # its own process group: a timeout ends its children too
+            # Its own process group, so that a timeout ends its children too (DeepSpeed's op
+            # builds), but the same session, so that whatever ends this run's session ends it.
+            process_group=0,
         )
         try:
             code = proc.wait(timeout=timeout)
@@ -1447,6 +1456,9 @@ def run_child(name: str, args: argparse.Namespace, work: Path, log_path: Path) -
         except subprocess.TimeoutExpired:
             stop_process_group(proc)
             code, timed_out = proc.returncode, True
+        except BaseException:  # Ctrl-C, or SIGTERM (see run_all): never leave a stage running
+            stop_process_group(proc)
+            raise
     if timed_out:
         result = {"status": "failed", "reason": f"timed out after {timeout:g} s"}
     elif result_file.is_file():
@@ -1530,6 +1542,8 @@ def run_all(args: argparse.Namespace) -> int:
         print(json.dumps({"benchmark": "gpu_check", "skipped": "no GPU"}))
         return 0
     mode = "dry-run" if args.dry_run else "gpu"
+    # A SIGTERM (a job's time limit) ends the stage in flight and records it as interrupted.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     selected = args.stages or list(STAGES)
     out = (args.out or default_out()).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -1547,7 +1561,12 @@ def run_all(args: argparse.Namespace) -> int:
             continue
         doc["stages"][name] = {"status": "running", "started": time.strftime("%Y-%m-%d %H:%M:%S")}
         write_doc(out, doc)
-        result = run_child(name, args, work, log_path)
+        try:
+            result = run_child(name, args, work, log_path)
+        except BaseException as exc:
+            doc["stages"][name] = {"status": "failed", "reason": f"interrupted ({exc!r})"}
+            write_doc(out, doc)
+            raise
         doc["stages"][name] = result
         write_doc(out, doc)
         print(
