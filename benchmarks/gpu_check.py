@@ -42,6 +42,13 @@ failure ``error`` and ``log_tail``. Exit status 1 if any stage failed. Last line
 ``{"benchmark": "gpu_check", "passed": ..., "failed": ..., "skipped": ..., "time_ratio": ...,
 "memory_ratio": ...}``.
 
+Time on one H100, estimated (the check has not run on a GPU yet): about 7 minutes, most of it
+model loading, the FusedAdam build and the recipe stages' checkpoints (~17 GB each for the 1B
+model; removed when a stage ends). Each stage's time limit is in ``STAGES``; ``--layers``
+shrinks the model. Without an NVIDIA device, a plain run prints ``{"benchmark": "gpu_check",
+"skipped": "no GPU"}`` and exits 0 (``make bench`` runs every benchmark); named ``--stages`` run
+anyway, and preflight says what is missing.
+
 ``--dry-run`` hides any GPU and runs every stage on the CPU at toy sizes (small vocabulary and
 model, few steps, gloo instead of NCCL, DeepSpeed's CPU accelerator), so that CI executes every
 code path that does not need CUDA; what does need it is ``skipped: needs CUDA``, never passed
