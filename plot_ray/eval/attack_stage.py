@@ -83,28 +83,38 @@ class AttackActor:
         seed: int,
         refusal: RefusalJudge,
         attacker: str | None = None,
+        device: str = "cpu",
+        trust_remote_code: bool = False,
     ):
         import os
 
         import torch
 
         from plot_ray.models import load_causal_lm, load_tokenizer
+        from plot_ray.models.devices import checked_device
 
+        device = checked_device(device)
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         torch.set_num_threads(threads)
         self.specs = {name: spec for name, (spec, _) in attacks.items()}
         self.cfgs = {name: spec.make_config(p) for name, (spec, p) in attacks.items()}
-        model_obj = load_causal_lm(model, dtype=dtype).eval()
+
+        def load(path: str):
+            return load_causal_lm(
+                path, dtype=dtype, trust_remote_code=trust_remote_code, device_map=device
+            ).eval()
+
+        model_obj = load(model)
         model_obj.requires_grad_(False)
         extra: dict[str, Any] = {}
         if any(spec.needs_attacker for spec in self.specs.values()):
             extra = {
-                "attacker": load_causal_lm(attacker, dtype=dtype).eval(),
-                "attacker_tokenizer": load_tokenizer(attacker),
+                "attacker": load(attacker),
+                "attacker_tokenizer": load_tokenizer(attacker, trust_remote_code=trust_remote_code),
             }
         self.target = Target(
             model=model_obj,
-            tokenizer=load_tokenizer(model),
+            tokenizer=load_tokenizer(model, trust_remote_code=trust_remote_code),
             seed=seed,
             refusal=refusal,
             **extra,

@@ -163,6 +163,19 @@ class EngineSettings:
             trust_remote_code=ev.trust_remote_code,
         )
 
+    @property
+    def device(self) -> str:
+        """The torch device of every model an actor of these settings holds."""
+        return "cuda" if self.use_gpu else "cpu"
+
+    def bundle(self) -> dict[str, float]:
+        """What Ray reserves for one replica (engine or model-holding actor)."""
+        return {"CPU": self.cpus_per_engine, **({"GPU": 1.0} if self.use_gpu else {})}
+
+    def placement(self) -> dict[str, str]:
+        """The ``device`` and ``dtype`` constructor arguments of every model-holding actor."""
+        return {"device": self.device, "dtype": self.dtype}
+
     def sampling(self) -> dict[str, Any]:
         """vLLM's sampling parameters for every request of the pass."""
         out: dict[str, Any] = {"temperature": 0.0, "max_tokens": self.max_new_tokens}
@@ -214,18 +227,21 @@ class HFGenerator:
         import torch
 
         from plot_ray.models import load_causal_lm, load_tokenizer
+        from plot_ray.models.devices import checked_device
 
         self.s = EngineSettings(**settings)
+        self.device = checked_device(self.s.device)
         if not self.s.use_gpu:
             torch.set_num_threads(self.s.threads_per_engine)
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        self.device = "cuda" if self.s.use_gpu else "cpu"
         self.tok = load_tokenizer(model, trust_remote_code=self.s.trust_remote_code)
         self.tok.padding_side = "left"
         self.model = load_causal_lm(
-            model, dtype=self.s.dtype, trust_remote_code=self.s.trust_remote_code
-        )
-        self.model.to(self.device).eval()
+            model,
+            dtype=self.s.dtype,
+            trust_remote_code=self.s.trust_remote_code,
+            device_map=self.device,  # the weights load straight onto the device
+        ).eval()
         self.calls = 0
 
     def _generate(self, prompts: list[str], seed: int | None):
