@@ -451,12 +451,12 @@ class GenerationConfig(_Section):
     greedily with ``max_new_tokens`` 512 (scaled down here for tiny models)."""
 
     engine: Literal["auto", "vllm", "hf"] = "auto"  # auto: vLLM on GPUs, size-based on CPUs
-    num_engines: int = Field(default=1, ge=1)  # engine replicas (one GPU each on GPU clusters)
+    num_engines: int = Field(default=1, ge=1)  # engine replicas (one GPU each with eval.use_gpu)
     batch_size: int = Field(default=32, ge=1)
     max_new_tokens: int = Field(default=64, ge=1)
     temperature: float = Field(default=0.0, ge=0)  # 0: greedy
     top_p: float = Field(default=1.0, gt=0, le=1)
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: fp32 on CPU
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 GPU, fp32 CPU
     max_model_len: int = Field(default=1024, ge=16)
     enforce_eager: bool = True  # vLLM: no CUDA graphs / torch.compile
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)  # vLLM on GPUs
@@ -483,7 +483,8 @@ class EvalConfig(_Section):
     ``attack_params.<attack>`` sets the fields of each one's settings class; both are checked
     against the registry here. Judges: ``judge`` names a registered harmful judge or is a
     classifier model's path; ``refusal_judge`` a registered refusal judge (None: the judge's
-    own). Generation: ``generation`` (:class:`GenerationConfig`).
+    own). Generation: ``generation`` (:class:`GenerationConfig`). Placement: ``use_gpu`` puts
+    every engine and model-holding actor on a GPU of its own.
     """
 
     models: list[EvalModel] = Field(default_factory=list)
@@ -511,6 +512,10 @@ class EvalConfig(_Section):
     logic_style: Literal["gsm8k", "math"] = "gsm8k"  # "#### N" or the last \\boxed{}
     seed: int = 0
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    # Engines, scorers and attack actors on GPUs (one each, eval.generation.num_engines of
+    # them; a cluster that lacks them is asked to scale up, see cluster.resource_timeout_s);
+    # false: on CPUs
+    use_gpu: bool = False
     trust_remote_code: bool = False
     # judging and scoring
     judge: str = "synthetic"  # a registered judge (plot_ray/eval/judges) or a classifier path

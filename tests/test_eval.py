@@ -378,8 +378,9 @@ def test_a_classifier_llm_judges_through_the_engine(ray_local, synth_dir, tiny_m
 
 
 def test_engine_auto_picks_by_device_and_model_size(tiny_model_dir, tmp_path):
-    """vLLM on GPUs; on CPUs HF generate for small models (vLLM's per-step overhead dominates)
-    and vLLM from 20M parameters (measured crossover, benchmarks/eval_throughput.py)."""
+    """vLLM on GPUs (eval.use_gpu); on CPUs HF generate for small models (vLLM's per-step
+    overhead dominates) and vLLM from 20M parameters (measured crossover,
+    benchmarks/eval_throughput.py)."""
     from transformers import LlamaConfig
 
     from plot_ray.eval.engines import VLLM_CPU_MIN_PARAMETERS, EngineSettings, estimated_parameters
@@ -389,25 +390,26 @@ def test_engine_auto_picks_by_device_and_model_size(tiny_model_dir, tmp_path):
     tiny = str(tiny_model_dir)
     n = sum(p.numel() for p in load_causal_lm(tiny).parameters())
     assert estimated_parameters(tiny) == pytest.approx(n, rel=0.02)
-    cpu = EngineSettings.resolve(ev, model=tiny, use_gpu=False, cpus=2)
+    cpu = EngineSettings.resolve(ev, model=tiny, cpus=2)
     assert (cpu.engine, cpu.dtype, cpu.threads_per_engine, cpu.cpus_per_engine) == (
         "hf",
         "float32",
         1,
         0.8,
     )
-    gpu = EngineSettings.resolve(ev, model=tiny, use_gpu=True, cpus=16)
+    gpu_ev = load_config(overrides={"eval.generation.num_engines": 2, "eval.use_gpu": True}).eval
+    gpu = EngineSettings.resolve(gpu_ev, model=tiny, cpus=16)
     assert (gpu.engine, gpu.dtype, gpu.cpus_per_engine) == ("vllm", "bfloat16", 1.0)
     big = tmp_path / "big"
     LlamaConfig(
         hidden_size=768, intermediate_size=2048, num_hidden_layers=8, vocab_size=4096
     ).save_pretrained(big)
     assert estimated_parameters(str(big)) >= VLLM_CPU_MIN_PARAMETERS
-    assert EngineSettings.resolve(ev, model=str(big), use_gpu=False, cpus=2).engine == "vllm"
+    assert EngineSettings.resolve(ev, model=str(big), cpus=2).engine == "vllm"
     forced = load_config(
         overrides={"eval.generation.engine": "vllm", "eval.generation.dtype": "bfloat16"}
     ).eval
-    assert EngineSettings.resolve(forced, model=tiny, use_gpu=False, cpus=2).dtype == "bfloat16"
+    assert EngineSettings.resolve(forced, model=tiny, cpus=2).dtype == "bfloat16"
 
 
 # ------------------------------------------------------------------- optimisation attacks

@@ -1,6 +1,6 @@
 """The attacks that need a model, on Ray: shared attacks once, per-target attacks per model.
 
-    run_shared_attacks(store, behaviors, ev, cpus, progress, say) -> harmful case rows
+    run_shared_attacks(store, behaviors, ev, settings, progress, say) -> harmful case rows
     run_target_attacks(store, model, path, behaviors, ev, settings, progress) -> harmful case rows
 
 Which attacks run here, and how, is read from their specs (:mod:`plot_ray.eval.attacks`,
@@ -17,8 +17,9 @@ behaviours without a file.
 **Per-target attacks** (SFS and the gradient attacks GCG, PEZ, GBDA, UAT) need the target
 itself: its gradients, or its loss on the target string and its greedy completions. One actor
 pool serves all of a model's attacks: each actor holds a Hugging Face replica of the target
-(and, when an attack needs it, of the attacker; one GPU each on a GPU cluster, a share of the
-cores here), loaded once, and the (attack, behaviour) pairs are spread over the pool. Each
+(and, when an attack needs it, of the attacker; on its own GPU in the evaluation's dtype with
+``eval.use_gpu``, else on a share of the cores), loaded once, and the (attack, behaviour) pairs
+are spread over the pool (:func:`attack_actor_kwargs`). Each
 behaviour's test cases land in ``results/<model>/attacks/<attack>/<behavior>.parquet`` the
 moment it finishes (test case, final and initial target loss, steps, the loss trace, the test
 cases saved at intermediate steps, why it stopped); a rerun attacks only the behaviours without
@@ -43,6 +44,7 @@ from plot_ray.eval.pipeline import Progress, Stage, actor_pool_kwargs, stream
 
 __all__ = [
     "AttackActor",
+    "attack_actor_kwargs",
     "engine_sampler",
     "run_shared_attacks",
     "run_target_attacks",
@@ -83,28 +85,38 @@ class AttackActor:
         seed: int,
         refusal: RefusalJudge,
         attacker: str | None = None,
+        device: str = "cpu",
+        trust_remote_code: bool = False,
     ):
         import os
 
         import torch
 
         from plot_ray.models import load_causal_lm, load_tokenizer
+        from plot_ray.models.devices import checked_device
 
+        device = checked_device(device)
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         torch.set_num_threads(threads)
         self.specs = {name: spec for name, (spec, _) in attacks.items()}
         self.cfgs = {name: spec.make_config(p) for name, (spec, p) in attacks.items()}
-        model_obj = load_causal_lm(model, dtype=dtype).eval()
+
+        def load(path: str):
+            return load_causal_lm(
+                path, dtype=dtype, trust_remote_code=trust_remote_code, device_map=device
+            ).eval()
+
+        model_obj = load(model)
         model_obj.requires_grad_(False)
         extra: dict[str, Any] = {}
         if any(spec.needs_attacker for spec in self.specs.values()):
             extra = {
-                "attacker": load_causal_lm(attacker, dtype=dtype).eval(),
-                "attacker_tokenizer": load_tokenizer(attacker),
+                "attacker": load(attacker),
+                "attacker_tokenizer": load_tokenizer(attacker, trust_remote_code=trust_remote_code),
             }
         self.target = Target(
             model=model_obj,
-            tokenizer=load_tokenizer(model),
+            tokenizer=load_tokenizer(model, trust_remote_code=trust_remote_code),
             seed=seed,
             refusal=refusal,
             **extra,
@@ -146,18 +158,36 @@ def _result_rows(attack: str, behavior: dict, results: list[dict]) -> list[dict]
     ]
 
 
+def attack_actor_kwargs(path: str, specs: list[AttackSpec], ev, settings) -> dict:
+    """:class:`AttackActor`'s constructor arguments for the attacks ``specs`` against the model
+    at ``path``: the target (and the attacker, when an attack needs it) on the pool's device, in
+    the evaluation's dtype."""
+    from plot_ray.eval.engines import resolve_model_path
+    from plot_ray.eval.judges import refusal_judge
+
+    return {
+        "model": path,
+        "attacks": {s.name: (s, dict(ev.attack_params.get(s.name, {}))) for s in specs},
+        "threads": settings.threads_per_engine,
+        **settings.placement(),
+        "seed": ev.seed,
+        "refusal": refusal_judge(ev.judge, ev.refusal_judge),
+        "attacker": (
+            resolve_model_path(ev.attacker) if any(s.needs_attacker for s in specs) else None
+        ),
+        "trust_remote_code": ev.trust_remote_code,
+    }
+
+
 def run_target_attacks(
     store, model_name: str, path: str, behaviors: list[dict], ev, settings, progress: Progress
 ) -> list[dict]:
     """Attack every behaviour not yet attacked with every per-target attack of
     ``eval.attacks`` (one actor pool for all of them); returns the harmful-task case rows of all
     of them (final and intermediate test cases)."""
-    from plot_ray.eval.engines import resolve_model_path
-    from plot_ray.eval.judges import refusal_judge
     from plot_ray.eval.tasks import harmful_case
 
     specs = ev.attack_specs("per_target")
-    params = {s.name: dict(ev.attack_params.get(s.name, {})) for s in specs}
     cfgs = {s.name: ev.attack_settings(s.name) for s in specs}
     folders = {s.name: store.root / "results" / model_name / "attacks" / s.name for s in specs}
     pending: dict[tuple[str, int], list[dict]] = {}
@@ -168,17 +198,7 @@ def run_target_attacks(
                 pending[(spec.name, i)] = [{**b, "attack": spec.name}]
     if pending:
         todo = [s for s in specs if any(name == s.name for name, _ in pending)]
-        kwargs = {
-            "model": path,
-            "attacks": {s.name: (s, params[s.name]) for s in todo},
-            "threads": settings.threads_per_engine,
-            "dtype": settings.dtype,
-            "seed": ev.seed,
-            "refusal": refusal_judge(ev.judge, ev.refusal_judge),
-            "attacker": (
-                resolve_model_path(ev.attacker) if any(s.needs_attacker for s in todo) else None
-            ),
-        }
+        kwargs = attack_actor_kwargs(path, todo, ev, settings)
 
         def transform(ds):
             return ds.map_batches(AttackActor, **actor_pool_kwargs(kwargs, settings, 1))
@@ -242,11 +262,12 @@ def engine_sampler(model: str, settings):
 
 
 def run_shared_attacks(
-    store, behaviors: list[dict], ev, cpus, progress: Progress, say
+    store, behaviors: list[dict], ev, settings, progress: Progress, say
 ) -> list[dict]:
     """The test cases of every shared attack of ``eval.attacks`` (sampled once, given to every
-    model); returns the harmful-task case rows. Behaviours with a file are not sampled again."""
-    from plot_ray.eval.engines import EngineSettings, resolve_model_path
+    model) on the attacker's engine pool of ``settings``; returns the harmful-task case rows.
+    Behaviours with a file are not sampled again."""
+    from plot_ray.eval.engines import resolve_model_path
     from plot_ray.eval.tasks import harmful_case
     from plot_ray.models import load_tokenizer
 
@@ -258,7 +279,6 @@ def run_shared_attacks(
         pending = [b for b in behaviors if not (folder / f"{b['behavior_id']}.parquet").is_file()]
         if pending:
             path = resolve_model_path(ev.attacker)
-            settings = EngineSettings.resolve(ev, model=path, cpus=cpus)
             say(f"{spec.name}: {len(pending)} behaviours from the attacker {path}")
             progress.start(f"attacker: {spec.name}", len(pending))
             ctx = SharedContext(

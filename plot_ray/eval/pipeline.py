@@ -117,16 +117,18 @@ def stream(
 
 
 def actor_pool_kwargs(kwargs: dict, settings, batch_size: int) -> dict:
-    """``map_batches`` arguments for a pool of ``settings.num_engines`` model-holding actors
-    (one GPU each on a GPU cluster, a share of the cores on CPUs)."""
+    """``map_batches`` arguments for a pool of ``settings.num_engines`` model-holding actors,
+    each reserving ``settings.bundle()`` (one GPU with ``eval.use_gpu``, else a share of the
+    cores); ``kwargs`` are the actor's constructor arguments."""
     import ray
 
+    bundle = settings.bundle()
     return dict(
         fn_constructor_kwargs=kwargs,
         batch_size=batch_size,
         compute=ray.data.ActorPoolStrategy(size=settings.num_engines),
-        num_cpus=settings.cpus_per_engine,
-        num_gpus=1 if settings.use_gpu else 0,
+        num_cpus=bundle["CPU"],
+        num_gpus=bundle.get("GPU", 0),
         batch_format="numpy",
     )
 

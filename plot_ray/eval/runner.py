@@ -30,7 +30,14 @@ from plot_ray.eval.pipeline import Progress, Stage, actor_pool, shards, stream
 from plot_ray.eval.store import ResultStore
 from plot_ray.eval.tasks import build_cases
 
-__all__ = ["GENERATION_TASKS", "eval_dir", "run_eval"]
+__all__ = [
+    "GENERATION_TASKS",
+    "eval_dir",
+    "nll_scorer_kwargs",
+    "pool_settings",
+    "reward_scorer_kwargs",
+    "run_eval",
+]
 
 GENERATION_TASKS = ("harmful", "benign", "logic")  # perplexity scores references, no generation
 COMPLETIONS, SCORES = "completions", "scores"
@@ -125,12 +132,23 @@ def _harmful_scoring(ev: EvalConfig, s: EngineSettings, refusal) -> Stage:
     return judge.stage().then(_with_refusal(refusal))
 
 
+def reward_scorer_kwargs(ev: EvalConfig, s: EngineSettings) -> dict:
+    """:class:`~plot_ray.models.reward.RewardScorer`'s constructor arguments: the reward model
+    on the pool's device, in the evaluation's dtype."""
+    return {
+        "path": ev.reward_model,
+        **s.placement(),
+        "num_threads": s.threads_per_engine,
+        "trust_remote_code": ev.trust_remote_code,
+    }
+
+
 def _benign_scoring(ev: EvalConfig, s: EngineSettings, refusal) -> Stage:
     if not ev.reward_model:
         return Stage(finish=_with_refusal(refusal))
     from plot_ray.models.reward import RewardScorer
 
-    kwargs = {"path": ev.reward_model, "num_threads": s.threads_per_engine}
+    kwargs = reward_scorer_kwargs(ev, s)
     return Stage(
         transform=lambda ds: actor_pool(ds, RewardScorer, kwargs, s, s.batch_size),
         finish=_with_refusal(refusal),
@@ -149,6 +167,17 @@ def _logic_scoring(ev: EvalConfig) -> Stage:
     return Stage(finish=grade)
 
 
+def nll_scorer_kwargs(path: str, s: EngineSettings) -> dict:
+    """:class:`~plot_ray.eval.scorers.NLLScorer`'s constructor arguments: the evaluated model
+    on the pool's device, in the evaluation's dtype."""
+    return {
+        "model": path,
+        **s.placement(),
+        "threads": s.threads_per_engine,
+        "trust_remote_code": s.trust_remote_code,
+    }
+
+
 def _perplexity_scoring(path: str, s: EngineSettings) -> Stage:
     from plot_ray.eval.scorers import NLLScorer
     from plot_ray.models import load_tokenizer
@@ -159,7 +188,7 @@ def _perplexity_scoring(path: str, s: EngineSettings) -> Stage:
         prompts = chat_prompts(tok, [r["message"] for r in rows])
         return [{**r, "prompt": p} for r, p in zip(rows, prompts, strict=True)]
 
-    kwargs = {"model": path, "dtype": s.dtype, "threads": s.threads_per_engine}
+    kwargs = nll_scorer_kwargs(path, s)
     return Stage(
         prepare=with_prompts,
         transform=lambda ds: actor_pool(ds, NLLScorer, kwargs, s, s.batch_size),
@@ -208,6 +237,35 @@ def _model_cases(store, model: EvalModel, path: str, cases, s: EngineSettings, e
 
 
 # ---------------------------------------------------------------------------------- run
+def pool_settings(
+    cfg: PlotRayConfig, path: str, what: str, cpus: float | None = None, say=print
+) -> EngineSettings:
+    """The engine settings of the pools that hold ``path`` (engines, scorers, attack actors:
+    one at a time, ``eval.generation.num_engines`` replicas each), once the cluster can hold
+    them.
+
+    With ``eval.use_gpu`` a cluster that lacks the GPUs is asked for them (the autoscaler's
+    ``request_resources``) and given ``cluster.resource_timeout_s`` to provide them; a local
+    instance is checked once. Either way a missing GPU is an error, never a switch to CPUs. CPU
+    pools are sized from the CPUs there are (``cpus``), so they have nothing to wait for."""
+    from plot_ray.cluster import resource_timeout_s, wait_for_resources
+
+    s = EngineSettings.resolve(cfg.eval, model=path, cpus=cpus)
+    if s.use_gpu:
+        wait_for_resources(
+            [s.bundle()] * s.num_engines,
+            what=f"{what} (eval.use_gpu: eval.generation.num_engines={s.num_engines} x 1 GPU)",
+            timeout_s=resource_timeout_s(cfg.cluster),
+            hint=(
+                "add GPU nodes (or connect to a cluster that has them: cluster.address or "
+                "RAY_ADDRESS), lower eval.generation.num_engines, or set eval.use_gpu=false to "
+                "evaluate on CPUs"
+            ),
+            say=say,
+        )
+    return s
+
+
 def run_eval(
     cfg: PlotRayConfig,
     *,
@@ -260,11 +318,19 @@ def run_eval(
             from plot_ray.eval.attack_stage import run_shared_attacks
             from plot_ray.eval.tasks import eval_behaviors
 
-            shared = run_shared_attacks(store, eval_behaviors(ev), ev, cpus, bar, say)
+            attacker = resolve_model_path(ev.attacker)
+            shared = run_shared_attacks(
+                store,
+                eval_behaviors(ev),
+                ev,
+                pool_settings(cfg, attacker, "the attacker's engine pool", cpus, say),
+                bar,
+                say,
+            )
             cases = {**cases, "harmful": cases["harmful"] + shared}
         for model in ev.models:
             path = resolve_model_path(model.path)
-            settings = EngineSettings.resolve(ev, model=path, cpus=cpus)
+            settings = pool_settings(cfg, path, f"evaluating {model.name!r}", cpus, say)
             store.check_model_settings(model.name, _model_settings(path, settings, ev))
             say(
                 f"{model.name}: engine {settings.engine} x{settings.num_engines} "

@@ -357,6 +357,7 @@ class RewardScorer:
 
     ``__call__`` takes a numpy batch (``dict[str, np.ndarray]``) and returns it with a float32
     ``reward`` column added. Column names are arguments for corpora that name them otherwise.
+    The model sits on ``device`` (``"cuda"`` in an actor that Ray gave a GPU) in ``dtype``.
     """
 
     def __init__(
@@ -375,8 +376,10 @@ class RewardScorer:
 
         import torch
 
+        from plot_ray.models.devices import checked_device
         from plot_ray.models.loading import load_reward_model, load_tokenizer
 
+        device = checked_device(device)  # a GPU actor never scores on the CPU
         # Several actors share the machine's cores; the Rust tokenizer's own pool would add more.
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         if num_threads is not None:
@@ -387,7 +390,8 @@ class RewardScorer:
             dtype=dtype,
             trust_remote_code=trust_remote_code,
             pad_token_id=self.tokenizer.pad_token_id,
-        ).to(device)
+            device_map=device,  # the weights load straight onto the device, in ``dtype``
+        )
         self.batch_size = batch_size
         self.max_length = max_length
         self.prompt_column = prompt_column

@@ -497,6 +497,7 @@ def hf_sampler(model, tokenizer, max_batch: int = 64) -> SampleFn:
             for start in range(0, len(prompts), per_call):
                 chunk = prompts[start : start + per_call]
                 enc = tokenizer(chunk, add_special_tokens=False, padding=True, return_tensors="pt")
+                enc = enc.to(model.device)
                 kwargs: dict[str, Any] = {
                     "max_new_tokens": int(s["max_tokens"]),
                     "num_return_sequences": n,
@@ -532,7 +533,7 @@ def hf_greedy(model, tokenizer, max_new_tokens: int = 32) -> GreedyFn:
         import torch
 
         prompt = chat_prompts(tokenizer, [test_case])[0]
-        enc = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
+        enc = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").to(model.device)
         with torch.no_grad():
             gen = model.generate(
                 **enc,
@@ -571,12 +572,15 @@ def hf_target_loss(model, tokenizer, batch_size: int = 32) -> TargetLossFn:
                 ids[i, : len(seq)] = torch.tensor(seq)
                 mask[i, : len(seq)] = 1
             with torch.no_grad():
-                logits = model(input_ids=ids, attention_mask=mask).logits.float()
+                logits = model(
+                    input_ids=ids.to(model.device), attention_mask=mask.to(model.device)
+                ).logits
             t = len(target_ids)
-            tgt = torch.tensor(target_ids)
+            tgt = torch.tensor(target_ids, device=logits.device)
             for i, seq in enumerate(seqs):
-                # Logits at positions L-t-1 .. L-2 predict the target tokens at L-t .. L-1.
-                row = logits[i, len(seq) - t - 1 : len(seq) - 1]
+                # Logits at positions L-t-1 .. L-2 predict the target tokens at L-t .. L-1;
+                # only those rows go to float32, not the whole batch's logits.
+                row = logits[i, len(seq) - t - 1 : len(seq) - 1].float()
                 out.append(float(torch.nn.functional.cross_entropy(row, tgt)))
         return out
 
