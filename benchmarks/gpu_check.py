@@ -116,11 +116,12 @@ def job_config(path: Path, overrides: dict[str, Any]):
     return load_config(path, overrides=overrides)
 
 
-def cpu_accelerator_unless_gpu(use_gpu: bool) -> None:
-    """What every training worker does before DeepSpeed is imported."""
-    from plot_ray.train.deepspeed_config import use_cpu_accelerator_unless_gpu
+def select_accelerator(use_gpu: bool) -> str:
+    """What every training worker does before DeepSpeed is imported (fails without CUDA when
+    ``use_gpu``)."""
+    from plot_ray.train.deepspeed_config import select_accelerator as select
 
-    use_cpu_accelerator_unless_gpu(use_gpu)
+    return select(use_gpu)
 
 
 def deepspeed_config(cfg) -> dict:
@@ -293,7 +294,8 @@ def engine_settings(ev, model: Path, use_gpu: bool):
     """Generation settings as evaluation resolves them for a cluster with (or without) GPUs."""
     from plot_ray.eval.engines import EngineSettings
 
-    return EngineSettings.resolve(ev, model=str(model), use_gpu=use_gpu, cpus=os.cpu_count())
+    ev = ev.model_copy(update={"use_gpu": use_gpu})
+    return EngineSettings.resolve(ev, model=str(model), cpus=os.cpu_count())
 
 
 def hf_generator(model: Path, settings):
@@ -311,16 +313,19 @@ def chat_prompts(tokenizer, messages: list[str]) -> list[str]:
 
 def nll_scorer(model: Path, settings):
     """The perplexity scorer, with the arguments that evaluation's runner gives it."""
+    from plot_ray.eval.runner import nll_scorer_kwargs
     from plot_ray.eval.scorers import NLLScorer
 
-    return NLLScorer(model=str(model), dtype=settings.dtype, threads=settings.threads_per_engine)
+    return NLLScorer(**nll_scorer_kwargs(str(model), settings))
 
 
-def reward_scorer(path: Path, settings):
+def reward_scorer(ev, path: Path, settings):
     """The reward-model scorer, with the arguments that evaluation's runner gives it."""
+    from plot_ray.eval.runner import reward_scorer_kwargs
     from plot_ray.models.reward import RewardScorer
 
-    return RewardScorer(path=str(path), num_threads=settings.threads_per_engine)
+    ev = ev.model_copy(update={"reward_model": str(path)})
+    return RewardScorer(**reward_scorer_kwargs(ev, settings))
 
 
 def build_reward_model(tokenizer, out: Path) -> None:
@@ -427,6 +432,12 @@ class TableShard:
             yield out
 
 
+def _first_device():
+    import torch
+
+    return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+
+
 class RayStandIn:
     """Installs the stand-in modules. ``shards`` are what ``get_dataset_shard`` hands out,
     ``checkpoint`` what ``get_checkpoint()`` returns, ``reports`` what the recipe reported,
@@ -442,8 +453,10 @@ class RayStandIn:
         modules = {
             name: _placeholder_module(name)
             for name in ("ray", "ray.data", "ray.data.block", "ray.data.datasource",
-                         "ray.data.collate_fn", "ray.train")
+                         "ray.data.collate_fn", "ray.train", "ray.train.torch")
         }  # fmt: skip
+        # the only worker's device: the one GPU (Ray Train's get_device, made current)
+        modules["ray.train.torch"].get_device = _first_device
         train = modules["ray.train"]
         train.get_context = lambda: _Context()
         train.get_checkpoint = lambda: self.checkpoint
@@ -687,7 +700,7 @@ def training_rows(rows, count: int):
 def stage_preflight(st: Stage) -> None:
     import torch
 
-    cpu_accelerator_unless_gpu(not st.dry_run)
+    select_accelerator(not st.dry_run)
     st.metrics["versions"] = package_versions()
     st.metrics["torch_cuda"] = torch.version.cuda
     mismatched = version_mismatches(st.metrics["versions"])
@@ -830,7 +843,7 @@ def stage_nccl(st: Stage) -> None:
     import torch
     import torch.distributed as dist
 
-    cpu_accelerator_unless_gpu(not st.dry_run)
+    select_accelerator(not st.dry_run)
     with process_group(st) as backend:
         st.metrics["backend"] = backend
         if not st.dry_run:
@@ -883,7 +896,7 @@ def stage_fused_adam(st: Stage) -> str | None:
         return NEEDS_CUDA
     import torch
 
-    cpu_accelerator_unless_gpu(True)
+    select_accelerator(True)
     from deepspeed.ops.op_builder import FusedAdamBuilder
 
     started = time.perf_counter()
@@ -1122,7 +1135,7 @@ def stage_recipe(st: Stage, name: str, alpha: float | None) -> None:
     DPO+PLOT against DPO on its engine)."""
     import pyarrow.parquet as pq
 
-    cpu_accelerator_unless_gpu(not st.dry_run)
+    select_accelerator(not st.dry_run)
     ws = ensure_workspace(st)
     run_dir = ws.runs / name
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -1309,7 +1322,7 @@ def stage_generation(st: Stage) -> None:
     if on_device(st, "nll_scorer_device", scorer.model):
         nll = scorer({"prompt": prompts, "reference": references})["nll"]
         st.expect("nll_scorer", bool(np.isfinite(nll).all()), f"NLL {nll.tolist()[:3]} ...")
-    reward = reward_scorer(ws.reward_model, settings)
+    reward = reward_scorer(ev, ws.reward_model, settings)
     if on_device(st, "reward_scorer_device", reward.model):
         scores = reward({"prompt": prompts, "completion": out["completion"]})["reward"]
         detail = f"rewards {scores.tolist()[:3]} ..."
