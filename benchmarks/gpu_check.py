@@ -700,7 +700,6 @@ def training_rows(rows, count: int):
 def stage_preflight(st: Stage) -> None:
     import torch
 
-    select_accelerator(not st.dry_run)
     st.metrics["versions"] = package_versions()
     st.metrics["torch_cuda"] = torch.version.cuda
     mismatched = version_mismatches(st.metrics["versions"])
@@ -716,6 +715,7 @@ def stage_preflight(st: Stage) -> None:
     else:
         st.expect("bf16", torch.cuda.is_bf16_supported(), "torch.cuda.is_bf16_supported()")
         nvcc_check(st)
+    select_accelerator(not st.dry_run)  # after the CUDA check: it raises without a device
     gen = torch.Generator(device=st.device).manual_seed(0)
     a = torch.randn(256, 256, device=st.device, generator=gen)
     b = torch.randn(256, 256, device=st.device, generator=gen)
