@@ -1,18 +1,25 @@
 """What a plot-ray training checkpoint holds, and how it is checked, written and read.
 
-A checkpoint folder (one per reported step, merged by Ray Train from all workers) contains
+A checkpoint folder, ``<storage_path>/<run_name>/checkpoint_<step>`` (one per reported step),
+is written in place by every worker, straight into Ray Train's storage, and then reported
+without a copy (``CheckpointUploadMode.NO_UPLOAD``). It contains
 
-    plot_ray_state.json         step, micro-batches consumed, world size, ZeRO stage (rank 0)
     deepspeed/…, latest         DeepSpeed's own state: weights, optimizer partitions, scheduler
+                                (under ZeRO each worker writes its own partitions)
     rng_rank{r}.pt              each worker's RNG states (python, numpy, torch)
     hf_model/                   the final checkpoint only: consolidated safetensors + tokenizer
+    plot_ray_state.json         step, micro-batches consumed, world size, ZeRO stage: written
+                                by rank 0 last, once every worker's files are complete
 
-Everything plot-ray reads back itself goes through ``torch.load(weights_only=True)``.
+A folder without ``plot_ray_state.json`` is a write that was cut short and never counts as a
+checkpoint. Everything plot-ray reads back itself goes through
+``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import shutil
@@ -25,6 +32,7 @@ import torch
 __all__ = [
     "CheckpointError",
     "TrainState",
+    "checkpoint_dir_name",
     "DEEPSPEED_TAG",
     "STATE_FILE",
     "HF_MODEL_DIR",
@@ -41,7 +49,7 @@ __all__ = [
 DEEPSPEED_TAG = "deepspeed"
 STATE_FILE = "plot_ray_state.json"
 HF_MODEL_DIR = "hf_model"
-CHECKPOINT_DIR_RE = re.compile(r"^checkpoint_\d{6}$")
+CHECKPOINT_DIR_RE = re.compile(r"^checkpoint_\d{6,}$")
 # Ray Train's record of the checkpoints it registered for a run.
 RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"
 # In the run's log folder: one JSON line per start of the worker group (the first start, each
@@ -62,8 +70,17 @@ class TrainState:
     nan_skips: int = 0
 
 
+def checkpoint_dir_name(step: int) -> str:
+    """The checkpoint folder of optimizer step ``step`` (matches ``CHECKPOINT_DIR_RE``)."""
+    return f"checkpoint_{step:06d}"
+
+
 def write_state(directory: Path, state: TrainState) -> None:
-    (directory / STATE_FILE).write_text(json.dumps(asdict(state), indent=2) + "\n")
+    """Mark ``directory`` complete: write the state file under another name, then rename it, so
+    that a worker killed mid-write never leaves a state file that reads as complete."""
+    partial = Path(directory) / f".{STATE_FILE}.partial"
+    partial.write_text(json.dumps(asdict(state), indent=2) + "\n")
+    os.replace(partial, Path(directory) / STATE_FILE)
 
 
 def read_state(directory: Path) -> TrainState:

@@ -36,7 +36,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
-import tempfile
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,8 +52,10 @@ from plot_ray.train.checkpoint import (
     ATTEMPTS_FILE,
     DEEPSPEED_TAG,
     HF_MODEL_DIR,
+    STATE_FILE,
     CheckpointError,
     TrainState,
+    checkpoint_dir_name,
     load_rng,
     read_state,
     save_rng,
@@ -599,39 +601,73 @@ class PreferenceRecipe:
                     self.tb.add_scalar(k, v, self.step)
 
     def _report(self, metrics: dict[str, Any], checkpoint=None) -> None:
-        """Hand metrics (and a checkpoint) to Ray Train; every worker calls this together."""
+        """Hand metrics (and a checkpoint) to Ray Train; every worker calls this together.
+
+        A checkpoint is already in its place in Ray Train's storage (:meth:`_checkpoint`), so
+        Ray Train registers it where it lies instead of copying it (``NO_UPLOAD``)."""
         import ray.train
 
         if checkpoint is None:
             ray.train.report(metrics)
         else:
             ray.train.report(
-                metrics, checkpoint=checkpoint, checkpoint_dir_name=f"checkpoint_{self.step:06d}"
+                metrics,
+                checkpoint=checkpoint,
+                checkpoint_upload_mode=ray.train.CheckpointUploadMode.NO_UPLOAD,
             )
+
+    def _checkpoint_dir(self) -> Path:
+        """This step's checkpoint folder in the run's folder of Ray Train's storage
+        (``<storage_path>/<run_name>/checkpoint_<step>``), the path Ray Train names its own
+        checkpoints by, so that restores and ``Result.checkpoint`` find it."""
+        import ray.train
+
+        storage = ray.train.get_context().get_storage()
+        return Path(storage.experiment_fs_path) / checkpoint_dir_name(self.step)
 
     def _checkpoint(self, metrics: dict[str, Any]) -> None:
         """DeepSpeed's state, every worker's RNG, plot-ray's step counters and, at the last
-        step, the consolidated HF model, reported to Ray Train as one checkpoint."""
+        step, the consolidated HF model, written by every worker straight into the run's
+        storage (no local copy to upload while the other workers wait), reported to Ray Train
+        as one checkpoint.
+
+        Rank 0 writes the state file that marks the folder complete only after every worker's
+        files are written, so a write cut short by a lost worker never reads as a checkpoint.
+        """
         from ray.train import Checkpoint
 
-        with tempfile.TemporaryDirectory(prefix="plot-ray-ckpt-") as tmp:
-            tmp = Path(tmp)
-            self.engine.save_checkpoint(str(tmp), tag=DEEPSPEED_TAG)
-            save_rng(tmp, self.rank)
-            if self.step == self.cfg.train.max_steps and self.cfg.train.save_hf_model:
-                self.save_final(tmp / HF_MODEL_DIR)
-            if self.rank == 0:
-                write_state(
-                    tmp,
-                    TrainState(
-                        step=self.step,
-                        consumed_micro_batches=self.consumed,
-                        world_size=self.world_size,
-                        zero_stage=self.cfg.deepspeed.zero_stage,
-                        nan_skips=self.nan_skips,
-                    ),
-                )
-            self._report(metrics, checkpoint=Checkpoint.from_directory(str(tmp)))
+        directory = self._checkpoint_dir()
+        if self.rank == 0:
+            # A folder of this step can only be left from an attempt that died before Ray Train
+            # registered it (a restore starts from an earlier step): its files are stale, and
+            # its state file goes first, so that it never reads as complete again.
+            (directory / STATE_FILE).unlink(missing_ok=True)
+            shutil.rmtree(directory, ignore_errors=True)
+        self._barrier()
+        # Rank 0 creates the folder; every worker writes its own partitions into it.
+        self.engine.save_checkpoint(str(directory), tag=DEEPSPEED_TAG)
+        save_rng(directory, self.rank)
+        if self.step == self.cfg.train.max_steps and self.cfg.train.save_hf_model:
+            self.save_final(directory / HF_MODEL_DIR)
+        self._barrier()  # every worker's files are written
+        if self.rank == 0:
+            write_state(
+                directory,
+                TrainState(
+                    step=self.step,
+                    consumed_micro_batches=self.consumed,
+                    world_size=self.world_size,
+                    zero_stage=self.cfg.deepspeed.zero_stage,
+                    nan_skips=self.nan_skips,
+                ),
+            )
+        # Ray Train registers the checkpoint once every worker has reported, after rank 0's
+        # state file.
+        self._report(metrics, checkpoint=Checkpoint.from_directory(str(directory)))
+
+    def _barrier(self) -> None:
+        if dist.is_initialized():
+            dist.barrier()
 
     # ---------------------------------------------------------------------------- save
     def save_final(self, out: Path) -> None:

@@ -19,6 +19,7 @@ it as a second dataset that Ray Train does not split; see :mod:`plot_ray.train.v
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 from contextlib import contextmanager, nullcontext
@@ -233,8 +234,12 @@ def eval_split_subpreferences(cfg: PlotRayConfig) -> list[str] | None:
 
 def storage_path(cfg: PlotRayConfig) -> str:
     """Where Ray Train keeps a run's checkpoints: ``cluster.storage_path``, else
-    ``train.output_dir``; the run's folder is ``<storage_path>/<train.run_name>``."""
-    return cfg.cluster.storage_path or str(Path(cfg.train.output_dir).resolve())
+    ``train.output_dir``, as an absolute path (Ray Train takes a relative one for a URI and
+    fails); the run's folder is ``<storage_path>/<train.run_name>``, and the workers write
+    their checkpoints straight into it."""
+    if cfg.cluster.storage_path:
+        return os.path.abspath(cfg.cluster.storage_path)
+    return str(Path(cfg.train.output_dir).resolve())
 
 
 def training_cpus(cfg: PlotRayConfig) -> float:
