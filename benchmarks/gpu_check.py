@@ -383,7 +383,13 @@ class StandInCheckpoint:
 
 
 class _Context:
-    """``ray.train.get_context()`` of the only worker."""
+    """``ray.train.get_context()`` of the only worker, whose run's storage is ``storage``."""
+
+    def __init__(self, storage: Path):
+        self.storage = storage
+
+    def get_storage(self) -> types.SimpleNamespace:
+        return types.SimpleNamespace(experiment_fs_path=str(self.storage))
 
     def get_world_rank(self) -> int:
         return 0
@@ -458,7 +464,9 @@ class RayStandIn:
         # the only worker's device: the one GPU (Ray Train's get_device, made current)
         modules["ray.train.torch"].get_device = _first_device
         train = modules["ray.train"]
-        train.get_context = lambda: _Context()
+        train.get_context = lambda: _Context(self.storage)
+        # the recipe's upload mode: its checkpoints are already in the run's storage
+        train.CheckpointUploadMode = types.SimpleNamespace(NO_UPLOAD="NO_UPLOAD")
         train.get_checkpoint = lambda: self.checkpoint
         train.get_dataset_shard = self.shards.__getitem__
         train.report = self.report
@@ -469,17 +477,17 @@ class RayStandIn:
                 setattr(modules[parent], child, module)
             sys.modules[name] = module
 
-    def report(self, metrics: dict, checkpoint=None, checkpoint_dir_name: str | None = None):
-        """Keep the metrics; move a checkpoint's files into ``storage/checkpoint_dir_name``
-        (Ray Train copies them to its storage; a move is the same and saves a copy of the
-        optimizer state). The recipe's temporary folder stays, empty, for it to remove."""
+    def report(self, metrics: dict, checkpoint=None, checkpoint_upload_mode=None):
+        """Keep the metrics and the checkpoint, which the recipe wrote in place in the run's
+        storage (``checkpoint_upload_mode=NO_UPLOAD``: Ray Train registers it where it lies)."""
         self.reports.append(dict(metrics))
         if checkpoint is None:
             return
-        dest = self.storage / (checkpoint_dir_name or f"checkpoint_{len(self.reports):06d}")
-        dest.mkdir(parents=True, exist_ok=False)
-        for entry in Path(checkpoint.path).iterdir():
-            shutil.move(str(entry), str(dest / entry.name))
+        if checkpoint_upload_mode != "NO_UPLOAD" or Path(checkpoint.path).parent != self.storage:
+            raise RuntimeError(
+                f"the recipe reported {checkpoint.path} with {checkpoint_upload_mode}; it writes "
+                f"checkpoints in place under {self.storage} and reports them with NO_UPLOAD"
+            )
 
 
 # ================================================================= sizes and workspace
