@@ -95,6 +95,8 @@ REASONS: dict[str, str] = {
     "too_few_responses": "a ranked row has fewer than 2 responses",
     "hh_missing_assistant": "an HH-RLHF transcript has no 'Assistant:' turn",
     "hh_split_failed": "the HH-RLHF transcripts do not share a prompt up to the final reply",
+    "inconsistent_labels": "a row's own labels contradict each other (PKU-SafeRLHF: the "
+    "response flagged unsafe is named the safer one)",
     "template_error": "the tokenizer's chat template rejected the prompt",
     "prompt_too_long": "prompt longer than data.max_prompt_length (length_policy=drop)",
     "too_long": "prompt + response longer than data.max_length (length_policy=drop)",
