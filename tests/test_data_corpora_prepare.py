@@ -1,6 +1,7 @@
 """The public corpora, configured as users write them (hub name + subset or folder + split or
 slice + format or column mapping), through one real ``prepare`` run (real local Ray, tiny
-tokenizer; ~9 s beside the session fixtures). The fixtures are the hand-written rows of ``tests/data/corpora/``."""
+tokenizer; ~9 s beside the session fixtures). The fixtures are the hand-written rows of
+``tests/data/corpora/``."""
 
 from __future__ import annotations
 
