@@ -273,7 +273,8 @@ def _check_file_source(index: int, source: DataSource) -> None:
     if hub_only:
         raise ValueError(
             f"{_where(index, source)}: `{hub_only[0]}` applies to hub sources (reader hf_hub) "
-            "only; this source is read as files"
+            "only; this source is read as files (for a local copy of a hub dataset repository, "
+            "set `reader: hf_hub`)"
         )
     if any(c in source.split for c in "[]+"):
         raise ValueError(
