@@ -82,16 +82,21 @@ def test_pku_saferlhf_chosen_is_the_response_named_safer():
         ["Ask your neighbour to share it.", "Guess the password until it works."],
         None,
         "pair",
+        note="one_safe",  # counted per source by prepare
     )
     assert detect_format(neighbour) == "pku_saferlhf"
 
 
 def test_pku_saferlhf_both_or_neither_safe_is_kept_in_the_annotated_order():
     both, neither = PKU_TRAIN[1], PKU_TRAIN[2]
-    assert pku_safety_case(both) == "both_safe" and both["safer_response_id"] == 0
-    assert normalize_record(both).responses == [both["response_0"], both["response_1"]]
-    assert pku_safety_case(neither) == "neither_safe" and neither["safer_response_id"] == 1
-    assert normalize_record(neither).responses == [neither["response_1"], neither["response_0"]]
+    assert both["safer_response_id"] == 0 and neither["safer_response_id"] == 1
+    row = normalize_record(both)
+    assert (row.responses, row.note) == ([both["response_0"], both["response_1"]], "both_safe")
+    row = normalize_record(neither)
+    assert (row.responses, row.note) == (
+        [neither["response_1"], neither["response_0"]],
+        "neither_safe",
+    )
 
 
 def test_pku_saferlhf_safety_cases_of_the_fixture_are_counted():

@@ -65,12 +65,13 @@ def corpora(ray_local, tiny_model_dir, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:  # load_dataset writes its Arrow cache here
         mp.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path_factory.mktemp("hf-cache")))
         mp.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-        result = run_prepare(cfg, progress=False, print_fn=lambda _: None)
-    return out, result
+        printed: list[str] = []
+        result = run_prepare(cfg, progress=False, print_fn=printed.append)
+    return out, result, "\n".join(printed)
 
 
 def test_each_corpus_yields_its_usable_rows_and_quarantines_the_rest(corpora):
-    _, result = corpora
+    _, result, printed = corpora
     by_name = {s.name.split("/data/corpora/", 1)[1]: s for s in result.sources}
     assert {name: (s.rows_in, s.rows_out) for name, s in by_name.items()} == {
         "pku-saferlhf:alpaca-7b": (4, 3),  # one row names the unsafe reply the safer one
@@ -80,6 +81,14 @@ def test_each_corpus_yields_its_usable_rows_and_quarantines_the_rest(corpora):
         "renamed/train.jsonl": (3, 2),  # one row lacks the column mapped to `chosen`
     }
     assert by_name["pku-saferlhf:alpaca-7b"].quarantined == {"inconsistent_labels": 1}
+    # the kept PKU-SafeRLHF pairs counted by safety case; other formats note nothing
+    assert by_name["pku-saferlhf:alpaca-7b"].notes == {
+        "both_safe": 1,
+        "neither_safe": 1,
+        "one_safe": 1,
+    }
+    assert not any(s.notes for name, s in by_name.items() if not name.startswith("pku"))
+    assert "usable rows by case: both_safe 1, neither_safe 1, one_safe 1" in printed
     assert by_name["renamed/train.jsonl"].quarantined == {"missing_field": 1}
     assert result.quarantine_reasons == {
         "identical_responses": 1,
@@ -89,7 +98,7 @@ def test_each_corpus_yields_its_usable_rows_and_quarantines_the_rest(corpora):
 
 
 def test_a_renamed_column_tags_rows_with_their_sub_preference(corpora):
-    out, result = corpora
+    out, result, _ = corpora
     assert result.subpreferences == ["harmlessness", "helpfulness", "logic"]
     rows = pq.read_table(out / "tokenized").to_pylist()
     assert Counter(r["subpreference_id"] for r in rows) == {0: 5, 1: 5, 2: 2}
@@ -97,5 +106,5 @@ def test_a_renamed_column_tags_rows_with_their_sub_preference(corpora):
 
 
 def test_eval_sources_take_the_same_settings(corpora):
-    _, result = corpora
+    _, result, _ = corpora
     assert [(s.rows_in, s.rows_out) for s in result.eval.sources] == [(1, 1), (1, 1)]

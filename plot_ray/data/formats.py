@@ -26,7 +26,8 @@ formats (``DataSource.format``; ``auto`` picks one per record from its keys):
     neither is, are kept: ``safer_response_id`` is the annotators' comparison of the two and
     still orders them (a pair of two unsafe replies teaches the less harmful one). Rows whose
     safety flags contradict ``safer_response_id`` (the unsafe one named safer) are quarantined
-    as ``inconsistent_labels``. :func:`pku_safety_case` names the case of a row, for counting.
+    as ``inconsistent_labels``. Each row's case (:func:`pku_safety_case`) is its ``note``:
+    ``prepare`` counts them per source (``notes`` in the summary).
 
 The public corpora by their published form: UltraFeedback-binarized (``prompt``, ``chosen`` /
 ``rejected`` message lists that repeat the prompt, ``score_chosen`` / ``score_rejected``) is
@@ -88,6 +89,8 @@ class NormalizedRow:
     responses: list[str]
     scores: list[float] | None
     kind: str  # "pair" | "ranked" | "sft"
+    # a label that prepare counts per source (summary `notes`), e.g. PKU-SafeRLHF's safety case
+    note: str | None = None
 
 
 # ------------------------------------------------------------------------- field helpers
@@ -410,7 +413,7 @@ def _pku_saferlhf(record: dict) -> NormalizedRow:
         )
     responses = [replies[safer], replies[1 - safer]]
     _check_distinct(responses)
-    return NormalizedRow(prompt, responses, None, "pair")
+    return NormalizedRow(prompt, responses, None, "pair", note=pku_safety_case(record))
 
 
 _NORMALIZERS = {

@@ -443,9 +443,11 @@ def _summaries(sources: list[ResolvedSource], results: list[dict]) -> dict[int, 
             summary.truncated += st["truncated"]
             summary.quarantined = dict(Counter(summary.quarantined) + Counter(st["quarantined"]))
             summary.kinds = dict(Counter(summary.kinds) + Counter(st["kinds"]))
+            summary.notes = dict(Counter(summary.notes) + Counter(st["notes"]))
     for s in summaries.values():
         s.quarantined = dict(sorted(s.quarantined.items()))
         s.kinds = dict(sorted(s.kinds.items()))
+        s.notes = dict(sorted(s.notes.items()))
     return summaries
 
 

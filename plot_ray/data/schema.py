@@ -16,8 +16,9 @@ Normalised rows (what every reader and format becomes; see :mod:`plot_ray.data.f
 
 In Arrow (:data:`NORMALIZED_SCHEMA`, what :func:`plot_ray.data.read_normalized` returns) these
 columns come with ``source_index``, ``subpreference_id`` and ``file_index`` / ``row_index``
-(locating the row in its file), plus ``reason`` / ``detail`` / ``record``, which are null for
-usable rows and say why a row is quarantined otherwise.
+(locating the row in its file), plus ``reason`` / ``detail`` / ``record``, which say why a row is quarantined; for usable rows
+``reason`` and ``record`` are null and ``detail`` holds the format's note, if any (counted per
+source as ``notes``, e.g. PKU-SafeRLHF's ``both_safe``).
 
 Tokenized shards (``{output_dir}/tokenized/part-*.parquet``, :data:`TOKENIZED_SCHEMA`)
 ----------------------------------------------------------------------------------------

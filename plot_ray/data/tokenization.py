@@ -114,7 +114,7 @@ class Normalizer:
             cols["responses"].append(row.responses)
             cols["scores"].append(row.scores)
             cols["reason"].append(None)
-            cols["detail"].append(None)
+            cols["detail"].append(row.note)  # usable rows: the format's note, counted per source
             cols["record"].append(None)
         return pa.Table.from_pydict(cols, schema=NORMALIZED_SCHEMA)
 
