@@ -65,7 +65,7 @@ class _Section(BaseModel):
 
 
 # ---------------------------------------------------------------------------------- data
-DataFormat = Literal["auto", "trl", "hh_rlhf", "ranked", "sft"]
+DataFormat = Literal["auto", "trl", "hh_rlhf", "ranked", "sft", "pku_saferlhf"]
 DataReader = Literal["auto", "jsonl", "json", "parquet", "csv", "hf_disk", "hf_hub"]
 # Over-long rows: cut the response (then the prompt) to data.max_length, or quarantine them.
 LengthPolicy = Literal["truncate", "drop"]
@@ -81,8 +81,25 @@ class DataSource(_Section):
     reader: DataReader = "auto"
     # "default": each row's own `subpreference` field where it has one, else "default".
     subpreference: str = "default"
-    split: str = "train"  # hub / save_to_disk split
+    # A split, or for hub / save_to_disk sources a slice of one (`train[:5%]`, `test[100:200]`)
+    split: str = "train"
     limit: int | None = Field(default=None, ge=1)
+    # Hub sources only (passed to `datasets.load_dataset`): the subset (config) name, the folder
+    # inside the dataset repo (HH-RLHF's `harmless-base`) and a git revision to pin.
+    subset: str | None = None
+    data_dir: str | None = None
+    revision: str | None = None
+    # {schema field: source column}: renames the source's columns before format detection,
+    # e.g. {prompt: question, chosen: response_a, rejected: response_b}.
+    columns: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("columns")
+    @classmethod
+    def _columns_named(cls, value: dict[str, str]) -> dict[str, str]:
+        for field_name, column in value.items():
+            if not field_name.strip() or not column.strip():
+                raise ValueError(f"empty name in the mapping {field_name!r}: {column!r}")
+        return value
 
 
 class DataConfig(_Section):

@@ -259,7 +259,7 @@ def test_every_configurable_format_has_a_normaliser_and_no_other():
     from plot_ray.data.formats import _NORMALIZERS, FORMATS
 
     assert set(get_args(DataFormat)) == {"auto", *FORMATS}
-    assert set(_NORMALIZERS) == set(FORMATS) == {"trl", "hh_rlhf", "ranked", "sft"}
+    assert set(_NORMALIZERS) == set(FORMATS) == {"trl", "hh_rlhf", "ranked", "sft", "pku_saferlhf"}
 
 
 def test_every_configurable_reader_is_implemented_and_no_other():

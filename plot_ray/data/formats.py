@@ -19,10 +19,24 @@ formats (``DataSource.format``; ``auto`` picks one per record from its keys):
     given, best first.
 ``sft``
     ``prompt`` + ``response`` (or ``completion``), or ``messages`` ending in an assistant turn.
+``pku_saferlhf``
+    PKU-SafeRLHF as published: ``prompt``, ``response_0``, ``response_1``,
+    ``safer_response_id`` (0 or 1), ``is_response_0_safe`` / ``is_response_1_safe``, ...;
+    chosen = the safer response, rejected = the other. Rows where both responses are safe, or
+    neither is, are kept: ``safer_response_id`` is the annotators' comparison of the two and
+    still orders them (a pair of two unsafe replies teaches the less harmful one). Rows whose
+    safety flags contradict ``safer_response_id`` (the unsafe one named safer) are quarantined
+    as ``inconsistent_labels``. Each row's case (:func:`pku_safety_case`) is its ``note``:
+    ``prepare`` counts them per source (``notes`` in the summary).
 
-Auto-detection: ``responses`` → ranked; ``chosen``/``rejected`` with ``prompt`` → trl, without
-it → hh_rlhf for strings and trl (implicit prompt) for message lists; ``messages``,
-``response`` or ``completion`` → sft.
+The public corpora by their published form: UltraFeedback-binarized (``prompt``, ``chosen`` /
+``rejected`` message lists that repeat the prompt, ``score_chosen`` / ``score_rejected``) is
+``trl``; Anthropic HH-RLHF is ``hh_rlhf``; PKU-SafeRLHF is ``pku_saferlhf``. Other column names
+are renamed by ``DataSource.columns`` (:func:`map_columns`) before any of this.
+
+Auto-detection: ``responses`` → ranked; ``safer_response_id`` → pku_saferlhf;
+``chosen``/``rejected`` with ``prompt`` → trl, without it → hh_rlhf for strings and trl
+(implicit prompt) for message lists; ``messages``, ``response`` or ``completion`` → sft.
 """
 
 from __future__ import annotations
@@ -40,7 +54,9 @@ __all__ = [
     "NormalizedRow",
     "RowRejected",
     "detect_format",
+    "map_columns",
     "normalize_record",
+    "pku_safety_case",
     "split_hh_transcripts",
     "parse_hh_turns",
 ]
@@ -73,6 +89,8 @@ class NormalizedRow:
     responses: list[str]
     scores: list[float] | None
     kind: str  # "pair" | "ranked" | "sft"
+    # a label that prepare counts per source (summary `notes`), e.g. PKU-SafeRLHF's safety case
+    note: str | None = None
 
 
 # ------------------------------------------------------------------------- field helpers
@@ -149,11 +167,33 @@ def _check_distinct(responses: list[str]) -> None:
         seen[key] = i
 
 
+def map_columns(record: dict, columns: dict[str, str]) -> dict:
+    """``record`` with its source columns renamed to schema fields (``{field: column}``).
+
+    The mapped columns are read first and then replaced, so a mapping may swap two names
+    (``{chosen: rejected, rejected: chosen}``); unmapped columns are kept as they are.
+    """
+    if not columns:
+        return record
+    missing = [column for column in columns.values() if column not in record]
+    if missing:
+        field_name = next(f for f, c in columns.items() if c == missing[0])
+        raise RowRejected(
+            "missing_field", f"column {missing[0]!r} (mapped to {field_name!r}) is missing"
+        )
+    values = {field_name: record[column] for field_name, column in columns.items()}
+    out = {k: v for k, v in record.items() if k not in set(columns.values())}
+    out.update(values)
+    return out
+
+
 # ------------------------------------------------------------------------------ formats
 def detect_format(record: dict) -> str:
     """The format a record is written in, from its keys (see the module docstring)."""
     if "responses" in record:
         return "ranked"
+    if "safer_response_id" in record:
+        return "pku_saferlhf"
     if "chosen" in record or "rejected" in record:
         if "prompt" in record:
             return "trl"
@@ -347,16 +387,55 @@ def _sft(record: dict) -> NormalizedRow:
     return NormalizedRow(prompt, [_response(_field(record, name), name)], None, "sft")
 
 
-_NORMALIZERS = {"trl": _trl, "hh_rlhf": _hh_rlhf, "ranked": _ranked, "sft": _sft}
+def _response_id(record: dict, name: str) -> int:
+    value = _field(record, name)
+    if isinstance(value, bool) or value not in (0, 1):
+        raise RowRejected("bad_type", f"field {name!r} must be 0 or 1, got {value!r}")
+    return int(value)
 
 
-def normalize_record(record: Any, fmt: str = "auto") -> NormalizedRow:
-    """One record in ``fmt`` (or ``auto``) → a :class:`NormalizedRow`.
+def pku_safety_case(record: dict) -> str:
+    """``"one_safe"``, ``"both_safe"``, ``"neither_safe"`` or ``"unlabelled"`` (no flags)."""
+    flags = [record.get(f"is_response_{i}_safe") for i in (0, 1)]
+    if not all(isinstance(f, bool) for f in flags):
+        return "unlabelled"
+    return {2: "both_safe", 1: "one_safe", 0: "neither_safe"}[sum(flags)]
+
+
+def _pku_saferlhf(record: dict) -> NormalizedRow:
+    prompt = _messages(_field(record, "prompt"), "prompt")
+    replies = [_response(_field(record, f"response_{i}"), f"response_{i}") for i in (0, 1)]
+    safer = _response_id(record, "safer_response_id")
+    if pku_safety_case(record) == "one_safe" and not record[f"is_response_{safer}_safe"]:
+        raise RowRejected(
+            "inconsistent_labels",
+            f"safer_response_id is {safer} but only response_{1 - safer} is flagged safe",
+        )
+    responses = [replies[safer], replies[1 - safer]]
+    _check_distinct(responses)
+    return NormalizedRow(prompt, responses, None, "pair", note=pku_safety_case(record))
+
+
+_NORMALIZERS = {
+    "trl": _trl,
+    "hh_rlhf": _hh_rlhf,
+    "ranked": _ranked,
+    "sft": _sft,
+    "pku_saferlhf": _pku_saferlhf,
+}
+
+
+def normalize_record(
+    record: Any, fmt: str = "auto", columns: dict[str, str] | None = None
+) -> NormalizedRow:
+    """One record in ``fmt`` (or ``auto``), its columns renamed by ``columns`` first
+    (:func:`map_columns`) → a :class:`NormalizedRow`.
 
     Raises :class:`RowRejected` (with the quarantine reason) for a record that cannot be used.
     """
     if not isinstance(record, dict):
         raise RowRejected("malformed", f"a record must be an object, got {type(record).__name__}")
+    record = map_columns(record, columns or {})
     if fmt == "auto":
         fmt = detect_format(record)
     try:

@@ -36,7 +36,7 @@ import ray.data
 
 from plot_ray.config import DataConfig, PlotRayConfig
 from plot_ray.data.counts import ARTIFACT_STEM, TokenCounts, sparse_to_dense
-from plot_ray.data.formats import RowRejected
+from plot_ray.data.formats import RowRejected, map_columns
 from plot_ray.data.readers import READ_CPUS, ResolvedSource, read_raw, resolve_sources
 from plot_ray.data.report import (
     PrepareResult,
@@ -330,19 +330,26 @@ def _discover_tags(sources: list[ResolvedSource]) -> set[str]:
     if not sources:
         return set()
     tags = _raw_dataset(sources).map_batches(
-        _row_tags, batch_format="pyarrow", batch_size=None, num_cpus=READ_CPUS
+        _row_tags,
+        fn_kwargs={"columns": {s.index: s.columns for s in sources}},
+        batch_format="pyarrow",
+        batch_size=None,
+        num_cpus=READ_CPUS,
     )
     # A few names per block: collect them here (Dataset.unique would start a shuffle).
     return {row["subpreference"] for row in tags.take_all()}
 
 
-def _row_tags(raw: pa.Table) -> pa.Table:
-    """The distinct ``subpreference`` values that one block of raw records names."""
+def _row_tags(raw: pa.Table, columns: dict[int, dict[str, str]]) -> pa.Table:
+    """The distinct ``subpreference`` values that one block of raw records names (after each
+    source's column mapping)."""
     names: set[str] = set()
-    for data in raw.column("record").to_pylist():
+    for src, data in zip(
+        raw.column("source_index").to_pylist(), raw.column("record").to_pylist(), strict=True
+    ):
         try:
-            names.add(row_subpreference(json.loads(data)))
-        except (ValueError, RowRejected):  # malformed rows are quarantined later
+            names.add(row_subpreference(map_columns(json.loads(data), columns[src])))
+        except (ValueError, TypeError, AttributeError, RowRejected):  # quarantined later
             continue
     return pa.table({"subpreference": pa.array(sorted(names), pa.string())})
 
@@ -436,9 +443,11 @@ def _summaries(sources: list[ResolvedSource], results: list[dict]) -> dict[int, 
             summary.truncated += st["truncated"]
             summary.quarantined = dict(Counter(summary.quarantined) + Counter(st["quarantined"]))
             summary.kinds = dict(Counter(summary.kinds) + Counter(st["kinds"]))
+            summary.notes = dict(Counter(summary.notes) + Counter(st["notes"]))
     for s in summaries.values():
         s.quarantined = dict(sorted(s.quarantined.items()))
         s.kinds = dict(sorted(s.kinds.items()))
+        s.notes = dict(sorted(s.notes.items()))
     return summaries
 
 

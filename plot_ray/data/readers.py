@@ -9,8 +9,17 @@ json       one JSON array of records per file (JSON Lines content is accepted to
 parquet    Parquet files, read by row group
 csv        CSV with a header row (string fields; chat message lists need jsonl/parquet)
 hf_disk    a Hugging Face ``save_to_disk`` folder (a ``DatasetDict`` folder picks ``split``)
-hf_hub     a Hugging Face hub name through ``datasets.load_dataset(path, split=split)``
+hf_hub     a Hugging Face hub name (or a local dataset repository folder) through
+           ``datasets.load_dataset(path, name=subset, data_dir=data_dir, revision=revision)``
 =========  ===================================================================================
+
+Both Hugging Face readers take a split or a slice of one in ``datasets``' own syntax
+(``train[:5%]``, ``test[100:200]``, ``train[-1000:]``): the whole split is loaded and the read
+tasks read only the rows of the slice, so row ids are those of the whole split. File readers
+take a split name only (it picks the files named after it); for them ``limit`` caps the rows.
+``subset``, ``data_dir`` and ``revision`` are for hub sources only; ``columns`` (any reader)
+renames source columns to the format's fields, and a mapped column that the source does not
+have is an error before anything is read (for jsonl, checked on the first record).
 
 A source path may be a file, a glob, a folder or (hub) a dataset name; remote URIs
 (``s3://``, ``gs://``) work for file readers through pyarrow's filesystems. In a folder of data
@@ -93,6 +102,9 @@ class ResolvedSource:
     files: tuple[str, ...]
     file_keys: tuple[str, ...]  # stable per-file names that feed row ids
     fingerprint: dict[str, Any] = field(default_factory=dict)
+    columns: dict[str, str] = field(default_factory=dict)  # {schema field: source column}
+    # (first, stop) row of each file to read, for a split slice; empty: every row
+    row_ranges: tuple[tuple[int, int], ...] = ()
 
     @property
     def tags_per_row(self) -> bool:
@@ -106,7 +118,15 @@ class ResolvedSource:
 
     @property
     def name(self) -> str:
-        return self.path if self.split == "train" else f"{self.path}[{self.split}]"
+        where = "/".join(p for p in (self.path, self.fingerprint.get("data_dir")) if p)
+        subset = self.fingerprint.get("subset")
+        where = f"{where}:{subset}" if subset else where
+        return where if self.split == "train" else f"{where}[{self.split}]"
+
+
+def _where(index: int, source: DataSource) -> str:
+    """How errors name a source: its position in the list and its path."""
+    return f"data source {index} ({source.path!r})"
 
 
 def row_id(file_key: str, row_index: int) -> int:
@@ -192,6 +212,7 @@ def resolve_source(index: int, source: DataSource) -> ResolvedSource:
             reader = "hf_hub"
     if reader in HF_READERS:
         return _resolve_hf(index, source, reader)
+    _check_file_source(index, source)
     if local and not exists:
         raise FileNotFoundError(f"data source {source.path!r}: no such file or folder")
 
@@ -232,7 +253,7 @@ def resolve_source(index: int, source: DataSource) -> ResolvedSource:
     keys = tuple(
         f"{source.path}|{source.split}|{os.path.relpath(f, root) if local else f}" for f in files
     )
-    return _resolved(
+    resolved = _resolved(
         index,
         source,
         reader=reader,
@@ -241,6 +262,62 @@ def resolve_source(index: int, source: DataSource) -> ResolvedSource:
         file_keys=keys,
         fingerprint={"reader": reader, "files": [_stat(fs, f) for f in files]},
     )
+    if source.columns:
+        _check_columns(index, source, _file_columns(reader, uris[0]))
+    return resolved
+
+
+def _check_file_source(index: int, source: DataSource) -> None:
+    """File readers take a split name only, and none of the hub's settings."""
+    hub_only = [k for k in ("subset", "data_dir", "revision") if getattr(source, k) is not None]
+    if hub_only:
+        raise ValueError(
+            f"{_where(index, source)}: `{hub_only[0]}` applies to hub sources (reader hf_hub) "
+            "only; this source is read as files (for a local copy of a hub dataset repository, "
+            "set `reader: hf_hub`)"
+        )
+    if any(c in source.split for c in "[]+"):
+        raise ValueError(
+            f"{_where(index, source)}: split {source.split!r} is a slice, which hub and "
+            "save_to_disk sources support; for files give a split name and cap the rows with "
+            "`limit`"
+        )
+
+
+def _file_columns(reader: str, path: str) -> list[str] | None:
+    """The column names of a data file (jsonl: its first record's keys); None if unknown."""
+    if reader == "parquet":
+        import pyarrow.parquet as pq
+
+        with _open(path, random_access=True) as f:
+            return pq.ParquetFile(f).schema_arrow.names
+    if reader == "jsonl":
+        with _open(path) as stream:
+            for line in _lines(stream):
+                if line.strip():
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        return None  # quarantined as malformed when read
+                    return list(record) if isinstance(record, dict) else None
+        return None
+    if reader == "csv":
+        import pyarrow.csv as pcsv
+
+        with _open(path) as stream:
+            return pcsv.open_csv(stream).schema.names
+    return None
+
+
+def _check_columns(index: int, source: DataSource, present: list[str] | None) -> None:
+    if present is None:
+        return
+    for field_name, column in source.columns.items():
+        if column not in present:
+            raise ValueError(
+                f"{_where(index, source)}: columns.{field_name} names the column {column!r}, "
+                f"which the source does not have; its columns: {', '.join(present)}"
+            )
 
 
 def _resolved(index: int, source: DataSource, **found) -> ResolvedSource:
@@ -252,51 +329,73 @@ def _resolved(index: int, source: DataSource, **found) -> ResolvedSource:
         subpreference=source.subpreference,
         split=source.split,
         limit=source.limit,
+        columns=dict(source.columns),
         **found,
     )
 
 
 def _resolve_hf(index: int, source: DataSource, reader: str) -> ResolvedSource:
-    """Both Hugging Face readers: find the Arrow files behind the requested split."""
+    """Both Hugging Face readers: find the Arrow files behind the requested split (slice)."""
     import datasets
 
+    where = _where(index, source)
+    if "+" in source.split:
+        raise ValueError(
+            f"{where}: split {source.split!r} names several splits; list each as its own source"
+        )
+    try:  # datasets' own slice syntax and rounding
+        instruction = datasets.ReadInstruction.from_spec(source.split)
+    except (ValueError, AssertionError) as exc:
+        raise ValueError(
+            f"{where}: split {source.split!r} is not a split name or a slice such as "
+            f"'train[:5%]' ({exc})"
+        ) from None
+    split = source.split.split("[", 1)[0].split("(", 1)[0].strip()
     if reader == "hf_disk":
+        if source.subset or source.data_dir or source.revision:
+            raise ValueError(
+                f"{where}: `subset`, `data_dir` and `revision` apply to hub sources "
+                "(reader hf_hub), not to a save_to_disk folder"
+            )
         obj = datasets.load_from_disk(os.path.expanduser(source.path))
     else:
-        try:
-            obj = datasets.load_dataset(source.path, split=source.split)
-        except Exception as exc:  # datasets raises many types (hub, network, builder errors)
-            raise ValueError(
-                f"data source {source.path!r}: not a local file or folder, and loading it with "
-                f"datasets.load_dataset(..., split={source.split!r}) failed: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+        obj = _load_hub(where, source, split)
     if isinstance(obj, datasets.DatasetDict):
-        if source.split not in obj:
-            raise ValueError(
-                f"data source {source.path!r}: no split {source.split!r}; it has "
-                f"{', '.join(sorted(obj))}"
-            )
-        obj = obj[source.split]
+        if split not in obj:
+            raise ValueError(f"{where}: no split {split!r}; it has {', '.join(sorted(obj))}")
+        obj = obj[split]
     if obj._indices is not None:  # a selection/shuffle view: write it out flat first
         obj = obj.flatten_indices()
     files = tuple(f["filename"] for f in obj.cache_files)
     if not files:
         raise ValueError(
-            f"data source {source.path!r}: the dataset is held in memory, not in Arrow files; "
-            "save it with `save_to_disk` and use reader=hf_disk"
+            f"{where}: the dataset is held in memory, not in Arrow files; save it with "
+            "`save_to_disk` and use reader=hf_disk"
         )
+    (part,) = instruction.to_absolute({split: obj.num_rows})
+    if part.to <= part.from_:
+        raise ValueError(
+            f"{where}: split {source.split!r} has no rows (the split holds {obj.num_rows})"
+        )
+    if source.columns:
+        _check_columns(index, source, obj.column_names)
+    ranges = () if (part.from_, part.to) == (0, obj.num_rows) else _file_ranges(files, part)
+    # keys name the whole split, so that a slice's rows keep the ids they have in it
+    settings = {k: getattr(source, k) for k in ("subset", "data_dir", "revision")}
+    prefix = "|".join([source.path, *(f"{k}={v}" for k, v in settings.items() if v), split])
     return _resolved(
         index,
         source,
         reader="arrow",
         requested_reader=reader,
         files=files,
-        file_keys=tuple(f"{source.path}|{source.split}|{i}" for i in range(len(files))),
+        file_keys=tuple(f"{prefix}|{i}" for i in range(len(files))),
+        row_ranges=ranges,
         fingerprint={
             "reader": reader,
+            **{k: v for k, v in settings.items() if v},
             "dataset_fingerprint": getattr(obj, "_fingerprint", None),
-            "num_rows": obj.num_rows,
+            "num_rows": part.to - part.from_,
             "files": [
                 {"file": f, "size": os.path.getsize(f), "mtime_ns": os.stat(f).st_mtime_ns}
                 for f in files
@@ -305,12 +404,46 @@ def _resolve_hf(index: int, source: DataSource, reader: str) -> ResolvedSource:
     )
 
 
+def _load_hub(where: str, source: DataSource, split: str):
+    """``datasets.load_dataset`` for a hub source's whole ``split``; errors name the source."""
+    import datasets
+
+    kwargs = {k: getattr(source, k) for k in ("data_dir", "revision") if getattr(source, k)}
+    call = f"datasets.load_dataset({source.path!r}, name={source.subset!r}, split={split!r}" + (
+        "".join(f", {k}={v!r}" for k, v in kwargs.items()) + ")"
+    )
+    try:
+        return datasets.load_dataset(source.path, name=source.subset, split=split, **kwargs)
+    except Exception as exc:  # datasets raises many types (hub, network, builder errors)
+        hint = ""
+        if source.subset and "config" in str(exc).lower():
+            hint = f" (is `subset: {source.subset}` one of the dataset's subsets?)"
+        raise ValueError(f"{where}: {call} failed{hint}: {type(exc).__name__}: {exc}") from exc
+
+
+def _file_ranges(files: tuple[str, ...], part) -> tuple[tuple[int, int], ...]:
+    """Per-file (first, stop) rows for the split rows [part.from_, part.to)."""
+    ranges = []
+    offset = 0
+    for path in files:
+        with pa.memory_map(path) as source:
+            try:
+                rows = sum(b.num_rows for b in pa.ipc.open_stream(source))
+            except pa.ArrowInvalid:
+                rows = pa.ipc.open_file(source).count_rows()
+        first = min(max(part.from_ - offset, 0), rows)
+        stop = min(max(part.to - offset, 0), rows)
+        ranges.append((first, stop))
+        offset += rows
+    return tuple(ranges)
+
+
 def resolve_sources(sources: list[DataSource]) -> list[ResolvedSource]:
     if not sources:
         raise ValueError("data.sources is empty: list at least one corpus to prepare")
-    seen: dict[tuple[str, str], int] = {}
+    seen: dict[tuple, int] = {}
     for i, s in enumerate(sources):
-        key = (s.path, s.split)
+        key = (s.path, s.subset, s.data_dir, s.split)
         if key in seen:
             raise ValueError(
                 f"data.sources.{i} repeats data.sources.{seen[key]} ({s.path!r}, split "
@@ -345,8 +478,11 @@ def _json_bytes(row: dict) -> bytes:
     return json.dumps(row, ensure_ascii=False, default=str).encode("utf-8")
 
 
-def _records(reader: str, path: str, rows_per_block: int) -> Iterator[tuple[int, bytes]]:
-    """(row index, record as JSON bytes) for every row of one file, in file order."""
+def _records(
+    reader: str, path: str, rows_per_block: int, first: int = 0
+) -> Iterator[tuple[int, bytes]]:
+    """(row index, record as JSON bytes) for every row of one file, in file order (Arrow files:
+    from row ``first``, the start of a split slice)."""
     if reader == "jsonl":
         with _open(path) as stream:
             for i, line in enumerate(_lines(stream)):
@@ -373,11 +509,13 @@ def _records(reader: str, path: str, rows_per_block: int) -> Iterator[tuple[int,
         for i, row in enumerate(data):
             yield i, _json_bytes(row) if isinstance(row, dict) else json.dumps(row).encode()
     else:
-        for i, row in enumerate(_table_rows(reader, path, rows_per_block)):
+        for i, row in enumerate(_table_rows(reader, path, rows_per_block, first), start=first):
             yield i, _json_bytes(row)
 
 
-def _table_rows(reader: str, path: str, rows_per_block: int) -> Iterator[dict]:
+def _table_rows(reader: str, path: str, rows_per_block: int, first: int = 0) -> Iterator[dict]:
+    if first and reader != "arrow":
+        raise ValueError(f"reader {reader!r} cannot start at row {first}")
     if reader == "parquet":
         import pyarrow.parquet as pq
 
@@ -400,13 +538,22 @@ def _table_rows(reader: str, path: str, rows_per_block: int) -> Iterator[dict]:
                 file_reader = pa.ipc.open_file(f)
                 batches = (file_reader.get_batch(i) for i in range(file_reader.num_record_batches))
             for batch in batches:
-                yield from batch.to_pylist()
+                if first >= batch.num_rows:  # before the slice: skip without decoding
+                    first -= batch.num_rows
+                    continue
+                yield from batch.slice(first).to_pylist()
+                first = 0
     else:
         raise ValueError(f"unknown reader {reader!r}")
 
 
 def _read_file(
-    source_index: int, file_index: int, reader: str, path: str, rows_per_block: int
+    source_index: int,
+    file_index: int,
+    reader: str,
+    path: str,
+    rows_per_block: int,
+    row_range: tuple[int, int] | None = None,
 ) -> Iterator[pa.Table]:
     rows: list[int] = []
     records: list[bytes] = []
@@ -422,7 +569,10 @@ def _read_file(
             }
         )
 
-    for i, record in _records(reader, path, rows_per_block):
+    first, stop = row_range or (0, None)
+    for i, record in _records(reader, path, rows_per_block, first):
+        if stop is not None and i >= stop:
+            break
         rows.append(i)
         records.append(record)
         if len(rows) >= rows_per_block:
@@ -458,7 +608,13 @@ class RecordFilesDatasource(Datasource):
                 exec_stats=None,
             )
             read = functools.partial(
-                _read_file, src.index, i, src.reader, path, self._rows_per_block
+                _read_file,
+                src.index,
+                i,
+                src.reader,
+                path,
+                self._rows_per_block,
+                src.row_ranges[i] if src.row_ranges else None,
             )
             tasks.append(ReadTask(read, meta, per_task_row_limit=per_task_row_limit))
         return tasks

@@ -54,6 +54,7 @@ class SourceSummary:
     truncated: int = 0
     quarantined: dict[str, int] = field(default_factory=dict)
     kinds: dict[str, int] = field(default_factory=dict)
+    notes: dict[str, int] = field(default_factory=dict)  # usable rows per format note
     fingerprint: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -162,6 +163,10 @@ class PrepareResult:
             f"{'total':<40} {'':<16} {self.rows_in:>8} {self.rows_out:>8} "
             f"{self.num_quarantined:>8} {self.truncated:>9}"
         )
+        for s in self.sources:
+            if s.notes:
+                notes = ", ".join(f"{note} {n}" for note, n in s.notes.items())
+                lines.append(f"{s.name}: usable rows by case: {notes}")
         if self.num_quarantined:
             lines.append(f"quarantined by reason (see {self.quarantine_path}):")
             for reason, n in self.quarantine_reasons.items():

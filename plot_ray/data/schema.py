@@ -16,8 +16,9 @@ Normalised rows (what every reader and format becomes; see :mod:`plot_ray.data.f
 
 In Arrow (:data:`NORMALIZED_SCHEMA`, what :func:`plot_ray.data.read_normalized` returns) these
 columns come with ``source_index``, ``subpreference_id`` and ``file_index`` / ``row_index``
-(locating the row in its file), plus ``reason`` / ``detail`` / ``record``, which are null for
-usable rows and say why a row is quarantined otherwise.
+(locating the row in its file), plus ``reason`` / ``detail`` / ``record``, which say why a row is quarantined; for usable rows
+``reason`` and ``record`` are null and ``detail`` holds the format's note, if any (counted per
+source as ``notes``, e.g. PKU-SafeRLHF's ``both_safe``).
 
 Tokenized shards (``{output_dir}/tokenized/part-*.parquet``, :data:`TOKENIZED_SCHEMA`)
 ----------------------------------------------------------------------------------------
@@ -95,6 +96,8 @@ REASONS: dict[str, str] = {
     "too_few_responses": "a ranked row has fewer than 2 responses",
     "hh_missing_assistant": "an HH-RLHF transcript has no 'Assistant:' turn",
     "hh_split_failed": "the HH-RLHF transcripts do not share a prompt up to the final reply",
+    "inconsistent_labels": "a row's own labels contradict each other (PKU-SafeRLHF: the "
+    "response flagged unsafe is named the safer one)",
     "template_error": "the tokenizer's chat template rejected the prompt",
     "prompt_too_long": "prompt longer than data.max_prompt_length (length_policy=drop)",
     "too_long": "prompt + response longer than data.max_length (length_policy=drop)",

@@ -142,9 +142,11 @@ def _write_atomic(table: pa.Table, fs, path: str) -> None:
 
 
 def _source_stats(table: pa.Table) -> dict[int, dict[str, Any]]:
-    """Per source index: rows in/out, truncated, quarantined per reason, usable rows per kind."""
+    """Per source index: rows in/out, truncated, quarantined per reason, usable rows per kind
+    and per note (the format's label of a usable row, in ``detail``)."""
     src = table.column("source_index").to_numpy()
     reasons = table.column("reason").to_pylist()
+    details = table.column("detail").to_pylist()
     kinds = table.column("kind").to_pylist()
     truncated = table.column("truncated").to_numpy(zero_copy_only=False)
     out: dict[int, dict[str, Any]] = {}
@@ -158,6 +160,7 @@ def _source_stats(table: pa.Table) -> dict[int, dict[str, Any]]:
             "truncated": int(truncated[mask].sum()),
             "quarantined": dict(quarantined),
             "kinds": dict(Counter(kinds[i] for i in idx if reasons[i] is None)),
+            "notes": dict(Counter(details[i] for i in idx if reasons[i] is None and details[i])),
         }
     return out
 

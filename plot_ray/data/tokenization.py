@@ -24,7 +24,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from plot_ray.config import LengthPolicy
-from plot_ray.data.formats import RowRejected, normalize_record
+from plot_ray.data.formats import RowRejected, map_columns, normalize_record
 from plot_ray.data.readers import ResolvedSource, row_id
 from plot_ray.data.schema import NORMALIZED_SCHEMA, WORK_SCHEMA
 
@@ -64,7 +64,7 @@ class Normalizer:
     def __init__(self, sources: Sequence[ResolvedSource], subpreferences: Sequence[str]):
         self._sub_ids = {name: i for i, name in enumerate(subpreferences)}
         self._sources = {
-            s.index: (s.format, s.file_keys, s.path, s.subpreference, s.tags_per_row)
+            s.index: (s.format, s.file_keys, s.path, s.subpreference, s.tags_per_row, s.columns)
             for s in sources
         }
 
@@ -77,7 +77,7 @@ class Normalizer:
             raw.column("record").to_pylist(),
             strict=True,
         ):
-            fmt, keys, path, sub, per_row = self._sources[src]
+            fmt, keys, path, sub, per_row, columns = self._sources[src]
             cols["row_id"].append(row_id(keys[file_index], row_index))
             cols["source_index"].append(src)
             cols["file_index"].append(file_index)
@@ -88,6 +88,8 @@ class Normalizer:
                     record = json.loads(data.decode("utf-8"))
                 except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                     raise RowRejected("malformed", f"not valid JSON / UTF-8: {exc}") from None
+                if isinstance(record, dict):
+                    record = map_columns(record, columns)
                 if per_row:
                     sub = row_subpreference(record)
                 row = normalize_record(record, fmt)
@@ -112,7 +114,7 @@ class Normalizer:
             cols["responses"].append(row.responses)
             cols["scores"].append(row.scores)
             cols["reason"].append(None)
-            cols["detail"].append(None)
+            cols["detail"].append(row.note)  # usable rows: the format's note, counted per source
             cols["record"].append(None)
         return pa.Table.from_pydict(cols, schema=NORMALIZED_SCHEMA)
 
