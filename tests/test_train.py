@@ -669,13 +669,15 @@ def test_precomputed_reference_logps_match_the_model_and_train(
     ray_local, prepared_dir, tiny_model_dir, runs
 ):
     """``loss.reference=precomputed``: one Ray Data pass scores every response with the frozen
-    reference; the scores equal a direct computation, and DPO trains on them."""
+    reference before training; DPO trains on them, and the stored scores equal a direct
+    computation."""
     import torch
 
     from plot_ray.data import collate_preference_batch, load_tokenized_dataset
     from plot_ray.losses import sequence_logprobs
     from plot_ray.models import load_causal_lm, load_tokenizer
     from plot_ray.train.reference import add_reference_logps
+    from plot_ray.train.trainer import run_log_dir
 
     cfg = train_config(
         prepared_dir,
@@ -689,7 +691,14 @@ def test_precomputed_reference_logps_match_the_model_and_train(
             "train.save_hf_model": False,
         },
     )
-    scored = add_reference_logps(cfg, load_tokenized_dataset(prepared_dir), runs / "ref-logps")
+    run = run_training(cfg)
+    assert [m["step"] for m in run.metrics] == [1, 2]
+    assert run.metrics[0]["loss/vanilla"] == pytest.approx(0.6931, abs=1e-3)  # policy == reference
+
+    # the scores the run stored (complete: read back, not computed again)
+    stored_dir = run_log_dir(cfg) / "reference_logps"
+    assert (stored_dir.parent / "reference_logps.complete").is_file()
+    scored = add_reference_logps(cfg, load_tokenized_dataset(prepared_dir), stored_dir)
     rows = scored.take(3)
     pad_id = load_tokenizer(str(tiny_model_dir)).pad_token_id
     batch = collate_preference_batch(rows, pad_id=pad_id, num_responses=None, max_length=160)
@@ -705,7 +714,3 @@ def test_precomputed_reference_logps_match_the_model_and_train(
         )
     stored = torch.tensor([list(r["ref_logps"]) for r in rows])
     torch.testing.assert_close(stored, direct, rtol=1e-4, atol=1e-3)
-
-    run = run_training(cfg)
-    assert [m["step"] for m in run.metrics] == [1, 2]
-    assert run.metrics[0]["loss/vanilla"] == pytest.approx(0.6931, abs=1e-3)  # policy == reference
