@@ -9,7 +9,24 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["checked_device"]
+__all__ = ["checked_device", "cuda_visibility"]
+
+
+def cuda_visibility() -> str:
+    """What this process sees of CUDA, for the errors of a GPU that is not there (an eval actor
+    here, a training worker in :func:`plot_ray.train.deepspeed_config.require_cuda`)."""
+    import torch
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    build = (
+        "a build without CUDA: install a CUDA build in the image"
+        if torch.version.cuda is None
+        else f"built for CUDA {torch.version.cuda}"
+    )
+    return (
+        f"CUDA_VISIBLE_DEVICES={'unset' if visible is None else repr(visible)}; "
+        f"torch {torch.__version__}, {build}"
+    )
 
 
 def checked_device(device: str) -> str:
@@ -26,11 +43,8 @@ def checked_device(device: str) -> str:
     if not torch.cuda.is_available() or index >= torch.cuda.device_count():
         raise RuntimeError(
             f"device={device!r}, but this process sees {torch.cuda.device_count()} CUDA "
-            f"device(s) (torch {torch.__version__}, built for CUDA "
-            f"{torch.version.cuda or 'none'}, CUDA_VISIBLE_DEVICES="
-            f"{os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}). A model placed for a GPU "
-            "does not fall back to the CPU: run it on a GPU node (a Ray actor reserved with "
-            "num_gpus=1 gets one) with a CUDA build of torch, or ask for the CPU "
-            "(eval.use_gpu=false)"
+            f"device(s) ({cuda_visibility()}). A model placed for a GPU does not fall back to "
+            "the CPU: run it on a GPU node (a Ray actor reserved with num_gpus=1 gets one) with "
+            "a CUDA build of torch, or ask for the CPU (eval.use_gpu=false)"
         )
     return device

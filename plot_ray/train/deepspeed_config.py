@@ -73,15 +73,11 @@ def require_cuda(flag: str = "train.use_gpu=true") -> None:
 
     if torch.cuda.is_available() and torch.cuda.device_count() > 0:
         return
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    build = (
-        f"torch {torch.__version__} is a build without CUDA: install a CUDA build in the image"
-        if torch.version.cuda is None
-        else f"torch {torch.__version__} is built for CUDA {torch.version.cuda}"
-    )
+    from plot_ray.models.devices import cuda_visibility
+
     raise AcceleratorError(
         f"{flag}, but this process on {socket.gethostname()} sees no CUDA device "
-        f"(CUDA_VISIBLE_DEVICES={'unset' if visible is None else repr(visible)}; {build}). "
+        f"({cuda_visibility()}). "
         "Check that the node's GPUs work (nvidia-smi), that Ray gave this worker one (`ray "
         "status` lists GPU resources) and that nothing in the job's runtime_env overrides "
         "CUDA_VISIBLE_DEVICES; or set train.use_gpu=false to train on CPUs"
