@@ -275,9 +275,12 @@ def test_every_case_is_counted_and_its_temporary_directory_removed(hostile):
 
 
 @needs_namespaces
-def test_the_program_sees_no_host_files_no_capabilities_and_no_other_processes():
+def test_the_program_sees_no_host_files_no_capabilities_and_no_other_processes(monkeypatch):
+    monkeypatch.setenv("PLOT_RAY_SANDBOX_SECRET", "token")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
     probe = (
         "import os\n"
+        "print(sorted(os.environ))\n"
         "status = open('/proc/self/status').read()\n"
         "print(sorted(os.listdir('/')), os.path.exists('/etc'), os.path.exists('/work'))\n"
         "print([line.split()[1] for line in status.splitlines() if line.startswith('CapEff')])\n"
@@ -285,7 +288,10 @@ def test_the_program_sees_no_host_files_no_capabilities_and_no_other_processes()
     )
     result = run_program(probe, LIMITS)
     assert result.status == "passed", result.stderr
-    listing, caps, pids = result.stdout.splitlines()
+    env, listing, caps, pids = result.stdout.splitlines()
+    assert env == str(
+        sorted(["HOME", "LANG", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "PATH", "TMPDIR"])
+    )
     assert "False False" in listing and "'sandbox'" in listing
     assert caps == "['0000000000000000']"
     assert pids == "['1', '2'] 1000 /sandbox"
@@ -326,3 +332,12 @@ def test_process_isolation_socket_guard_stops_the_socket_module_but_not_raw_sock
 def test_default_workers_respects_cpus_and_worst_case_memory():
     assert 1 <= default_workers() <= max(1, (os.cpu_count() or 1) // 2)
     assert default_workers(Limits(memory_bytes=1 << 40)) == 1
+
+
+def test_bad_limits_and_isolation_are_refused_by_name():
+    with pytest.raises(ValueError, match="max_processes must be >= 3"):
+        Limits(max_processes=2)
+    with pytest.raises(ValueError, match="wall_seconds must be > 0"):
+        Limits(wall_seconds=0)
+    with pytest.raises(ValueError, match="isolation must be one of"):
+        run_program("pass", isolation="none")

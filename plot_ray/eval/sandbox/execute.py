@@ -32,6 +32,7 @@ Status = Literal[
     "passed", "failed", "timeout", "crashed", "memory", "output_limit", "sandbox_error"
 ]
 Isolation = Literal["namespaces", "process"]
+ISOLATIONS = ("namespaces", "process")
 DEVICES = ("/dev/null", "/dev/zero", "/dev/random", "/dev/urandom")
 SETUP_FAILED = 125
 TAIL_BYTES = 4096
@@ -147,6 +148,8 @@ def run_program(
     ``marker`` is added to the harness's command line (tests find the program's processes by
     it); a random one is used when empty.
     """
+    if isolation not in ISOLATIONS:
+        raise ValueError(f"sandbox isolation must be one of {ISOLATIONS}, got {isolation!r}")
     marker = marker or f"plot-ray-sandbox-{secrets.token_hex(8)}"
     work_dir = tempfile.mkdtemp(prefix="plot-ray-sandbox-")
     start = time.monotonic()
