@@ -266,8 +266,8 @@ def _pump(proc, streams, limits: Limits, start: float, report_r: int, setup_r: i
 
 def _classify(killed_for: str, exit_code: int, streams, nonce: str, limits: Limits):
     setup = streams["setup"].text()
-    if setup.startswith("error"):
-        return "sandbox_error", setup.strip()
+    if errors := [line for line in setup.splitlines() if line.startswith("error")]:
+        return "sandbox_error", errors[0]
     if killed_for == "timeout":
         return "timeout", f"wall-clock limit of {limits.wall_seconds} s"
     if killed_for == "output_limit":
