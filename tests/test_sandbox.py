@@ -177,6 +177,12 @@ def hostile(tmp_path_factory):
         "huge_output": "import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n",
         "exits_before_tests": "import os\nos._exit(0)\nassert False\n",
         "segfault": "import ctypes\nctypes.string_at(0)\n",
+        "forged_report": (  # a pass line on every open fd, the report pipe included
+            "import os\nfor fd in map(int, os.listdir('/proc/self/fd')):\n    try:\n"
+            '        os.write(fd, b\'{"outcome": "passed", "nonce": "guess"}\\n\')\n'
+            "    except OSError:\n        pass\nos._exit(0)\n"
+        ),
+        "odd_exit_code": "import os\nos._exit(200)\n",  # > 128, yet no signal
     }
     markers = {name: f"plot-ray-sandbox-test-{uuid.uuid4().hex}" for name in programs}
     names = list(programs)
@@ -254,6 +260,15 @@ def test_huge_output_is_capped(hostile):
 def test_exiting_before_the_tests_or_crashing_is_not_a_pass(hostile):
     early, crash = hostile["results"]["exits_before_tests"], hostile["results"]["segfault"]
     assert (early.status, early.exit_code) == ("failed", 0)
+    forged = hostile["results"]["forged_report"]
+    assert '"nonce": "guess"' in forged.stdout  # it did write its line everywhere
+    assert (forged.status, forged.detail) == ("failed", "exit code 0 without a report")
+    odd = hostile["results"]["odd_exit_code"]
+    assert (odd.status, odd.exit_code, odd.detail) == (
+        "failed",
+        200,
+        "exit code 200 without a report",
+    )
     assert crash.status == "crashed" and "SIGSEGV" in crash.detail
 
 
@@ -264,7 +279,7 @@ def test_every_case_is_counted_and_its_temporary_directory_removed(hostile):
     summary = summarize({name: [r] for name, r in results.items()})
     assert summary["counts"] == {
         "passed": 0,
-        "failed": 3,
+        "failed": 5,
         "timeout": 2,
         "crashed": 1,
         "memory": 1,

@@ -204,6 +204,10 @@ def _supervise(
             env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
             cwd=work_dir,
         )
+    except BaseException:
+        os.close(report_r)
+        os.close(setup_r)
+        raise
     finally:
         for fd in child_fds:
             os.close(fd)
@@ -211,7 +215,7 @@ def _supervise(
     killed_for = _pump(proc, streams, limits, start, report_r, setup_r)
     exit_code = proc.wait()
     runtime = time.monotonic() - start
-    status, detail = _classify(killed_for, exit_code, streams, nonce, limits)
+    status, detail = _classify(killed_for, exit_code, runtime, streams, nonce, limits)
     return SandboxResult(
         status,
         runtime,
@@ -264,7 +268,17 @@ def _pump(proc, streams, limits: Limits, start: float, report_r: int, setup_r: i
     return killed_for
 
 
-def _classify(killed_for: str, exit_code: int, streams, nonce: str, limits: Limits):
+def _signal_name(exit_code: int) -> str:
+    """The signal that ended the launcher's chain (a negative code, or 128 + n relayed by it);
+    ``""`` for an ordinary exit."""
+    number = -exit_code if exit_code < 0 else exit_code - 128 if exit_code > 128 else 0
+    try:
+        return signal.Signals(number).name if number else ""
+    except ValueError:  # an exit code above 128 that is no signal
+        return ""
+
+
+def _classify(killed_for: str, exit_code: int, runtime: float, streams, nonce: str, limits):
     setup = streams["setup"].text()
     if errors := [line for line in setup.splitlines() if line.startswith("error")]:
         return "sandbox_error", errors[0]
@@ -274,23 +288,26 @@ def _classify(killed_for: str, exit_code: int, streams, nonce: str, limits: Limi
         return "output_limit", f"more than {limits.output_bytes} bytes of output"
     if "ready" not in setup:
         return "sandbox_error", f"the launcher exited with {exit_code} before the program started"
-    try:
-        report = json.loads(streams["report"].text().splitlines()[0])
+    try:  # the harness writes last; anything before it came from the program
+        report = json.loads(streams["report"].text().splitlines()[-1])
     except (IndexError, ValueError):
         report = {}
-    signal_number = exit_code - 128 if exit_code > 128 else -exit_code if exit_code < 0 else 0
-    if report.get("outcome") == "passed" and report.get("nonce") == nonce and exit_code == 0:
+    report = report if isinstance(report, dict) else {}
+    outcome, signal_name = report.get("outcome"), _signal_name(exit_code)
+    if outcome == "passed" and report.get("nonce") == nonce and exit_code == 0:
         return "passed", "the program and its tests ran to the end"
-    if report.get("outcome") == "exception":
-        if report.get("type") == "MemoryError":
-            return "memory", f"MemoryError under the {limits.memory_bytes}-byte limit"
+    if outcome == "exception" and report.get("type") == "MemoryError":
+        return "memory", f"MemoryError under the {limits.memory_bytes}-byte limit"
+    if outcome == "exception":
         return "failed", f"{report.get('type')}: {report.get('message')}"
-    if report.get("outcome") == "exit":
+    if outcome == "exit":
         return "failed", f"the program exited ({report.get('code')}) before its tests finished"
-    if signal_number in (signal.SIGXCPU, signal.SIGKILL):
-        return "timeout", f"CPU-time limit of {limits.cpu_seconds} s (signal {signal_number})"
-    if signal_number:
-        return "crashed", f"killed by signal {signal.Signals(signal_number).name}"
+    if signal_name == "SIGXCPU" or (signal_name == "SIGKILL" and runtime >= limits.cpu_seconds):
+        return "timeout", f"CPU-time limit of {limits.cpu_seconds} s ({signal_name})"
+    if signal_name == "SIGKILL":
+        return "crashed", "killed by SIGKILL before the CPU limit (the kernel's OOM killer?)"
+    if signal_name:
+        return "crashed", f"killed by {signal_name}"
     return "failed", f"exit code {exit_code} without a report"
 
 

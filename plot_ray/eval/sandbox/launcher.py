@@ -79,12 +79,15 @@ def _prctl(option: int, value: int) -> None:
     _call(libc.prctl(option, value, 0, 0, 0), f"prctl {option}")
 
 
-def _set_limits(limits: dict) -> None:
+def _set_limits(limits: dict, count_processes: bool) -> None:
+    """``count_processes``: only inside a user namespace does RLIMIT_NPROC count the program's
+    processes alone (outside it counts every process of the user, the evaluator's included)."""
     cpu = int(limits["cpu_seconds"])
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     resource.setrlimit(resource.RLIMIT_AS, (limits["memory_bytes"],) * 2)
     resource.setrlimit(resource.RLIMIT_FSIZE, (limits["file_bytes"],) * 2)
-    resource.setrlimit(resource.RLIMIT_NPROC, (limits["max_processes"],) * 2)
+    if count_processes:
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits["max_processes"],) * 2)
     resource.setrlimit(resource.RLIMIT_NOFILE, (limits["max_open_files"],) * 2)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
@@ -173,7 +176,7 @@ def _drop_privileges() -> None:
 
 def _run_harness(spec: dict, setup_w: int, work_dir: str) -> int:
     """Fork the harness with the limits set; wait for it and return its exit code."""
-    _set_limits(spec["limits"])
+    _set_limits(spec["limits"], count_processes=spec["isolation"] == "namespaces")
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
     os.chdir(work_dir)
     env = {
