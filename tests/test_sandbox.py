@@ -300,10 +300,14 @@ def test_the_program_sees_no_host_files_no_capabilities_and_no_other_processes(m
         "print(sorted(os.listdir('/')), os.path.exists('/etc'), os.path.exists('/work'))\n"
         "print([line.split()[1] for line in status.splitlines() if line.startswith('CapEff')])\n"
         "print(sorted(p for p in os.listdir('/proc') if p.isdigit()), os.getuid(), os.getcwd())\n"
+        "import ctypes\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "print(libc.unshare(0x10000000), ctypes.get_errno())\n"  # a nested user namespace
     )
     result = run_program(probe, LIMITS)
     assert result.status == "passed", result.stderr
-    env, listing, caps, pids = result.stdout.splitlines()
+    env, listing, caps, pids, nested = result.stdout.splitlines()
+    assert nested == "-1 28"  # ENOSPC: max_user_namespaces is 0 in the jail
     assert env == str(
         sorted(["HOME", "LANG", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "PATH", "TMPDIR"])
     )
