@@ -53,6 +53,8 @@ KEPT_FLAGS = {
     os.ST_RELATIME: MS_RELATIME,
 }
 PIVOT_ROOT_SYSCALL = {"x86_64": 155, "aarch64": 41}
+# The host's top-level folders the jail holds, read-only (symlinks to them are copied as links).
+SYSTEM_DIRS = ("/usr", "/bin", "/lib", "/lib64", "/sbin")
 # The uid and gid the program has inside its user namespace (not 0: it keeps no capabilities).
 INSIDE_ID = 1000
 
@@ -116,7 +118,7 @@ def _prepare_root(spec: dict) -> None:
     """Mount points of the new root, made on the host (inside the namespace, root may be
     unmapped and could not create files on a tmpfs)."""
     root = spec["root"]
-    for top in ("/usr", "/bin", "/lib", "/lib64", "/sbin"):
+    for top in SYSTEM_DIRS:
         if os.path.islink(top):
             os.symlink(os.readlink(top), root + top)
         elif os.path.isdir(top):
@@ -134,14 +136,12 @@ def _build_root(spec: dict) -> None:
     root, limits = spec["root"], spec["limits"]
     _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing propagates back to the host
     _mount(root, root, None, MS_BIND | MS_REC)
-    binds = [
-        top for top in ("/usr", "/bin", "/lib", "/lib64", "/sbin") if os.path.isdir(root + top)
-    ]
-    binds += [spec["python_prefix"]] if not spec["python_prefix"].startswith("/usr/") else []
+    prefix = spec["python_prefix"]
+    binds = [top for top in SYSTEM_DIRS if os.path.isdir(top) and not os.path.islink(top)]
+    binds += [] if prefix == "/usr" or prefix.startswith("/usr/") else [prefix]
     for path in binds:
-        if not os.path.islink(root + path):
-            _mount(path, root + path, None, MS_BIND | MS_REC)
-            _remount_read_only(root + path)
+        _mount(path, root + path, None, MS_BIND | MS_REC)
+        _remount_read_only(root + path)
     for device in spec["devices"]:
         _mount(device, root + device, None, MS_BIND)
     size = limits["work_dir_bytes"]
