@@ -57,7 +57,7 @@ from torch import Tensor, nn
 
 from plot_ray.losses.chunked import softmax_stats, softmax_stats_forward
 from plot_ray.losses.ot import ExactGeometry, TokenGeometry
-from plot_ray.losses.preference import PreferenceTargets
+from plot_ray.losses.preference import PreferenceTargets, resolve_subpreference_ids
 
 if TYPE_CHECKING:  # pragma: no cover
     from plot_ray.config import PlotConfig
@@ -302,17 +302,7 @@ class PlotLoss(nn.Module):
     # ------------------------------------------------------------------------- targets
     def resolve_ids(self, subpreference_ids: Tensor | None, rows: int, device) -> Tensor:
         """Validated ``(rows,)`` long sub-preference ids on ``device`` (None: all 0)."""
-        if subpreference_ids is None:
-            return torch.zeros(rows, dtype=torch.long, device=device)
-        ids = torch.as_tensor(subpreference_ids, device=device).long().flatten()
-        if ids.shape[0] != rows:
-            raise ValueError(f"{ids.shape[0]} subpreference_ids for {rows} rows")
-        if rows and (int(ids.min()) < 0 or int(ids.max()) >= len(self.targets)):
-            raise ValueError(
-                f"subpreference_ids must be in [0, {len(self.targets)}) "
-                f"({self.targets.names}), got {ids.tolist()}"
-            )
-        return ids
+        return resolve_subpreference_ids(subpreference_ids, rows, self.targets.names, device)
 
     def row_targets(self, ids: Tensor, ref_mean_softmax: Tensor | None = None) -> Tensor:
         """``(S, V)`` targets ``P_b`` for rows with sub-preferences ``ids (S,)``."""
