@@ -5,7 +5,7 @@ e.g. ``loss.alpha=0.5 train.num_workers=2``. Everything is validated up front: u
 wrong types and impossible values raise :class:`ConfigError` naming the dotted key and what is
 allowed, before any Ray worker starts.
 
-Sections: ``data``, ``model``, ``loss`` (the vanilla method and its PLOT term), ``train``,
+Sections: ``data``, ``model``, ``loss`` (the vanilla method, its PLOT term and DEFT's), ``train``,
 ``deepspeed``, ``tune``, ``eval`` and ``cluster``. The meaning of every ``loss`` and
 ``loss.plot`` key, with the formulas, is in docs/plot.md.
 

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from plot_ray.losses.chunked import softmax_stats, softmax_stats_forward
+from plot_ray.losses.chunked import position_weights, softmax_stats, softmax_stats_forward
 from plot_ray.losses.preference import PreferenceTargets, resolve_subpreference_ids
 
 __all__ = [
@@ -75,17 +75,8 @@ def distribution_reward(logits: Tensor, mask: Tensor, scores: Tensor) -> Tensor:
 
     Returns ``(B,)`` in float32 (float64 for float64 logits), differentiable in ``logits``.
     """
-    if logits.dim() != 3 or mask.shape != logits.shape[:2]:
-        raise ValueError(
-            f"logits must be (B, T, V) and mask (B, T); got {tuple(logits.shape)} and "
-            f"{tuple(mask.shape)}"
-        )
-    mask = mask.bool()
-    empty = torch.nonzero(~mask.any(1)).flatten().tolist()
-    if empty:
-        raise ValueError(f"rows {empty} have no positions in the DEFT mask")
-    acc = torch.float64 if logits.dtype == torch.float64 else torch.float32
-    weights = mask.to(acc) / mask.sum(1, keepdim=True)
+    weights = position_weights(logits, mask, "DEFT")  # (B, T): 1/n_b on the mask
+    acc = weights.dtype
     p = torch.softmax(logits.to(acc), -1)
     scores = scores.to(acc).expand(logits.shape[0], logits.shape[-1])
     expected = torch.einsum("btv,bv->bt", p, scores)  # E_{p_t}[s], per position

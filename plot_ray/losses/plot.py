@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import Tensor, nn
 
-from plot_ray.losses.chunked import softmax_stats, softmax_stats_forward
+from plot_ray.losses.chunked import position_weights, softmax_stats, softmax_stats_forward
 from plot_ray.losses.ot import ExactGeometry, TokenGeometry
 from plot_ray.losses.preference import PreferenceTargets, resolve_subpreference_ids
 
@@ -371,23 +371,15 @@ class PlotLoss(nn.Module):
         itself: autograd through the closed form for :class:`TokenGeometry`, the divergence's
         own gradient otherwise (the exact LP's dual potential; KL / JS with their clamps).
         """
-        if logits.dim() != 3 or mask.shape != logits.shape[:2]:
-            raise ValueError(
-                f"logits must be (B, T, V) and mask (B, T); got {tuple(logits.shape)} and "
-                f"{tuple(mask.shape)}"
-            )
+        weights = position_weights(logits, mask, "PLOT")  # (B, T): 1/n_b on the mask
         if logits.shape[-1] != self.targets.vocab_size:
             raise ValueError(
                 f"logits have V={logits.shape[-1]}, targets V={self.targets.vocab_size}"
             )
         mask = mask.bool()
-        empty = torch.nonzero(~mask.any(1)).flatten().tolist()
-        if empty:
-            raise ValueError(f"rows {empty} have no positions in the PLOT mask")
-        acc = torch.float64 if logits.dtype == torch.float64 else torch.float32
+        acc = weights.dtype
         b = logits.shape[0]
         ids = self.resolve_ids(subpreference_ids, b, logits.device)
-        weights = mask.to(acc) / mask.sum(1, keepdim=True)  # (B, T): 1/n_b on the mask
         ref_pbar = None
         if self.target == "anchored":
             if ref_logits is None or ref_logits.shape != logits.shape:
