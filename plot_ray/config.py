@@ -205,6 +205,8 @@ class DeftConfig(_Section):
                         (scored by the reference model once, before training); 1 = no filter
     ``filter_score``    a row's score for the filter: ``margin`` (best response's reward minus
                         the worst's; SFT rows: the response's reward) or ``chosen`` (the best's)
+    ``filter_scope``    ``subpreference``: the top fraction of each sub-preference's rows (their
+                        token scores have scales of their own); ``global``: of all rows
     ==================  ========================================================================
     """
 
@@ -212,6 +214,7 @@ class DeftConfig(_Section):
     responses: Literal["chosen", "rejected", "all"] = "chosen"
     keep_fraction: float = Field(default=1.0, gt=0, le=1)
     filter_score: Literal["margin", "chosen"] = "margin"
+    filter_scope: Literal["subpreference", "global"] = "subpreference"
 
     @property
     def filters(self) -> bool:

@@ -175,7 +175,9 @@ def test_deft_needs_targets_and_a_rejected_response_to_read():
         _cfg(**{"loss.method": "sft", "loss.deft.weight": 1.0, "loss.deft.responses": "rejected"})
     with pytest.raises(ConfigError, match="loss.deft.keep_fraction"):
         _cfg(**{"loss.deft.keep_fraction": 0})
-    with pytest.raises(ConfigError, match="loss.deft.wieght: unknown key; allowed: filter_score"):
+    with pytest.raises(
+        ConfigError, match="loss.deft.wieght: unknown key; allowed: filter_scope, filter_score"
+    ):
         _cfg(**{"loss.deft.wieght": 1})
 
 
@@ -197,6 +199,16 @@ def test_the_filter_keeps_the_top_fraction_ties_by_row_id_whatever_the_order():
         select_top_fraction([0.1, float("nan")], 0.5)
 
 
+def test_the_filter_per_sub_preference_keeps_that_fraction_of_each():
+    # group 0 scores high, group 1 low: globally half of 6 would be group 0's three rows
+    scores = [0.9, 0.8, 0.7, 0.1, 0.0, -0.2]
+    groups = [0, 0, 0, 1, 1, 1]
+    assert select_top_fraction(scores, 0.5).tolist() == [True] * 3 + [False] * 3
+    # per group: ceil(1.5) = 2 of each
+    kept = select_top_fraction(scores, 0.5, groups=groups).tolist()
+    assert kept == [True, True, False, True, True, False]
+
+
 def test_row_scores_and_the_report_count_what_was_kept():
     best, worst = [0.3, 0.1, 0.2], [0.1, 0.4, float("nan")]  # the third row has one response
     assert row_scores(best, worst, "margin").tolist() == pytest.approx([0.2, -0.3, 0.2])
@@ -210,6 +222,7 @@ def test_row_scores_and_the_report_count_what_was_kept():
     assert report["per_subpreference"]["harmless"] == {
         "scored": 1,
         "kept": 1,
+        "threshold": pytest.approx(0.2),
         "mean_score": pytest.approx(0.2),
         "mean_score_kept": pytest.approx(0.2),
     }

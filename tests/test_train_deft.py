@@ -33,6 +33,7 @@ def test_dpo_with_deft_trains_on_the_top_quarter_and_records_the_rest(
             "loss.deft.weight": 1.0,
             "loss.deft.keep_fraction": 0.25,
             "train.run_name": "deft",
+            "train.eval_batch_size": 32,  # rows per forward of the filter's scoring pass
             "train.save_hf_model": False,
         },
     )
@@ -46,12 +47,16 @@ def test_dpo_with_deft_trains_on_the_top_quarter_and_records_the_rest(
     assert run.metrics[0]["loss/vanilla"] == pytest.approx(math.log(2), abs=1e-3)
 
     # the filter: every prepared row scored, the top quarter kept, the rest listed with why
+    # the filter: every prepared row scored, the top quarter of each sub-preference kept, the
+    # rest listed with why
     prepared = json.loads((prepared_dir / "summary.json").read_text())
     n = prepared["rows_out"]
     report = json.loads((run.run_dir / "deft_filter.json").read_text())
     assert report["rows_scored"] == n
-    assert report["rows_kept"] == math.ceil(0.25 * n)
     assert report["rows_kept"] + report["rows_filtered"] == n
+    for name, sub in report["per_subpreference"].items():
+        assert sub["kept"] == math.ceil(0.25 * sub["scored"]), name
+    assert sum(s["scored"] for s in report["per_subpreference"].values()) == n
     assert sum(s["kept"] for s in report["per_subpreference"].values()) == report["rows_kept"]
     assert run.summary["deft_filter"]["rows_kept"] == report["rows_kept"]
 
@@ -62,8 +67,11 @@ def test_dpo_with_deft_trains_on_the_top_quarter_and_records_the_rest(
     assert set(kept.row_id).isdisjoint(filtered.row_id)
     assert set(kept.row_id) | set(filtered.row_id) == set(scored.row_id)
     assert (filtered.reason == "deft_filter").all()
-    assert kept.deft_score.min() >= filtered.deft_score.max()
-    assert kept.deft_score.min() == pytest.approx(report["threshold"])
+    names = TokenCounts.load(prepared_dir).subpreferences
+    for c, name in enumerate(names):
+        kept_c = kept[kept.subpreference_id == c].deft_score
+        assert kept_c.min() >= filtered[filtered.subpreference == name].deft_score.max()
+        assert kept_c.min() == pytest.approx(report["per_subpreference"][name]["threshold"])
     np.testing.assert_allclose(
         scored.deft_score, scored.deft_reward_best - scored.deft_reward_worst, atol=1e-12
     )

@@ -83,8 +83,9 @@ def distribution_reward(logits: Tensor, mask: Tensor, scores: Tensor) -> Tensor:
     return (expected * weights).sum(1)
 
 
-def select_top_fraction(scores, keep_fraction: float, row_ids=None) -> np.ndarray:
-    """Which rows DEFT's filter keeps: the ``ceil(keep_fraction * n)`` highest ``scores``.
+def select_top_fraction(scores, keep_fraction: float, row_ids=None, groups=None) -> np.ndarray:
+    """Which rows DEFT's filter keeps: the ``ceil(keep_fraction * n)`` highest ``scores``, or
+    with ``groups`` (e.g. each row's sub-preference id) that many of each group's ``n`` rows.
 
     Ties are broken by the smaller ``row_ids`` (default: the position), so the kept set does
     not depend on the order the rows arrive in. Returns a bool mask ``(n,)``. Non-finite scores
@@ -98,14 +99,15 @@ def select_top_fraction(scores, keep_fraction: float, row_ids=None) -> np.ndarra
         raise ValueError(f"rows at positions {bad[:5].tolist()} have non-finite DEFT scores")
     n = values.shape[0]
     ids = np.arange(n) if row_ids is None else np.asarray(row_ids, dtype=np.int64).reshape(-1)
-    if ids.shape[0] != n:
-        raise ValueError(f"{ids.shape[0]} row ids for {n} scores")
+    group = np.zeros(n, np.int64) if groups is None else np.asarray(groups).reshape(-1)
+    if ids.shape[0] != n or group.shape[0] != n:
+        raise ValueError(f"{ids.shape[0]} row ids and {group.shape[0]} groups for {n} scores")
     keep = np.zeros(n, dtype=bool)
-    if n == 0:
-        return keep
-    k = min(n, math.ceil(keep_fraction * n - 1e-9))  # 0.5 of 4 rows is 2, not 3
-    order = np.lexsort((ids, -values))  # by score, highest first; then by id
-    keep[order[:k]] = True
+    for g in np.unique(group):
+        members = np.flatnonzero(group == g)
+        k = math.ceil(keep_fraction * members.size - 1e-9)  # 0.5 of 4 rows is 2, not 3
+        order = np.lexsort((ids[members], -values[members]))  # highest score, then smaller id
+        keep[members[order[:k]]] = True
     return keep
 
 

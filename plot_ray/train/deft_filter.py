@@ -5,14 +5,16 @@ docs/plot.md, "DEFT", defines the reward; :mod:`plot_ray.losses.deft` computes i
 training starts, one Ray Data pass (the same kind of pass as ``loss.reference=precomputed``)
 runs the frozen reference model (``model.reference_name_or_path``, by default the model the
 policy starts from, so the policy's output distribution at step 0) over the best and the worst
-response of each row and appends
+response of each row, ``train.eval_batch_size`` rows per forward (default
+``train.micro_batch_size``), and appends
 
     deft_reward_best, deft_reward_worst (null for rows with one response), deft_score
 
 where ``deft_score`` is ``best - worst`` (``loss.deft.filter_score=margin``; rows with one
 response: ``best``) or ``best`` (``chosen``). The driver then keeps the
-``ceil(keep_fraction * n)`` highest scores over the whole training split (ties: smaller
-``row_id`` first) and writes, under the run's log folder:
+``ceil(keep_fraction * n)`` highest scores of each sub-preference's ``n`` rows
+(``loss.deft.filter_scope=subpreference``) or of the whole training split (``global``), ties to
+the smaller ``row_id``, and writes, under the run's log folder:
 
 ==========================  ===========================================================
 ``deft_scored/``            every row with its rewards and score (parquet; reused on resume)
@@ -160,6 +162,7 @@ def filter_report(
         per_sub[name] = {
             "scored": int(mine.sum()),
             "kept": int((mine & keep).sum()),
+            "threshold": stats(scores[mine & keep])["min"],
             "mean_score": stats(scores[mine])["mean"],
             "mean_score_kept": stats(scores[mine & keep])["mean"],
         }
@@ -176,22 +179,35 @@ def filter_report(
     }
 
 
-def _filtered_rows(table, keep: np.ndarray, subpreferences: list[str], threshold, report):
-    """The rows left out, one per row, with why (:data:`FILTERED_ROWS`)."""
+def _filtered_rows(table, keep: np.ndarray, subpreferences: list[str], report, per_sub: bool):
+    """The rows left out, one per row, with why (:data:`FILTERED_ROWS`): ``rank`` is the row's
+    place (1 = best) among the rows it competed with (its sub-preference's, or all)."""
     import pyarrow as pa
 
-    order = np.lexsort((table["row_id"].to_numpy(), -table["deft_score"].to_numpy()))
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(1, len(order) + 1)
+    scores_all, ids = table["deft_score"].to_numpy(), table["row_id"].to_numpy()
+    group = table["subpreference_id"].to_numpy() if per_sub else np.zeros(len(ids), np.int64)
+    rank = np.empty(len(ids), dtype=np.int64)
+    threshold = np.full(len(ids), np.nan)
+    for g in np.unique(group):
+        members = np.flatnonzero(group == g)
+        order = members[np.lexsort((ids[members], -scores_all[members]))]
+        rank[order] = np.arange(1, members.size + 1)
+        kept_here = keep[members]
+        threshold[members] = scores_all[members][kept_here].min() if kept_here.any() else np.nan
     out = table.filter(pa.array(~keep))
-    ranks = rank[~keep]
-    scores = out["deft_score"].to_numpy()
-    detail = [
-        f"score {s:.6g} ranks {r} of {report['rows_scored']}, below the {report['rows_kept']} "
-        f"kept (loss.deft.keep_fraction={report['keep_fraction']}; threshold {threshold:.6g})"
-        for s, r in zip(scores.tolist(), ranks.tolist(), strict=True)
-    ]
     names = [subpreferences[int(i)] for i in out["subpreference_id"].to_numpy()]
+    among = [f"the {n}'s" if per_sub else "all" for n in names]
+    detail = [
+        f"score {s:.6g} ranks {r} among {a} rows, below the top "
+        f"loss.deft.keep_fraction={report['keep_fraction']} (kept from {t:.6g} up)"
+        for s, r, a, t in zip(
+            out["deft_score"].to_numpy().tolist(),
+            rank[~keep].tolist(),
+            among,
+            threshold[~keep].tolist(),
+            strict=True,
+        )
+    ]
     return pa.table(
         {
             "row_id": out["row_id"],
@@ -199,7 +215,7 @@ def _filtered_rows(table, keep: np.ndarray, subpreferences: list[str], threshold
             "deft_reward_best": out["deft_reward_best"],
             "deft_reward_worst": out["deft_reward_worst"],
             "deft_score": out["deft_score"],
-            "rank": pa.array(ranks, pa.int64()),
+            "rank": pa.array(rank[~keep], pa.int64()),
             "reason": pa.array([REASON] * len(names), pa.string()),
             "detail": pa.array(detail, pa.string()),
         }
@@ -240,7 +256,8 @@ def filter_training_rows(cfg: PlotRayConfig, dataset, out_dir: Path, artifact_di
         dataset.map_batches(
             DistributionRewards,
             fn_constructor_args=(cfg.to_dict(), str(artifact_dir)),
-            batch_size=cfg.train.micro_batch_size,
+            # a forward without gradient, as validation's: its batch size
+            batch_size=cfg.train.eval_batch_size or cfg.train.micro_batch_size,
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=1),
             **scoring_resources(cfg),
@@ -252,7 +269,13 @@ def filter_training_rows(cfg: PlotRayConfig, dataset, out_dir: Path, artifact_di
         columns = ["row_id", "subpreference_id", "deft_reward_best", "deft_reward_worst"]
         table = pq.read_table(str(scored_dir), columns=[*columns, "deft_score"])
         keep_fraction = cfg.loss.deft.keep_fraction
-        keep = select_top_fraction(table["deft_score"].to_numpy(), keep_fraction, table["row_id"])
+        per_sub = cfg.loss.deft.filter_scope == "subpreference"
+        keep = select_top_fraction(
+            table["deft_score"].to_numpy(),
+            keep_fraction,
+            table["row_id"].to_numpy(),
+            table["subpreference_id"].to_numpy() if per_sub else None,
+        )
         subpreferences = TokenCounts.load(artifact_dir).subpreferences
         report = filter_report(
             table["deft_score"].to_numpy(),
@@ -263,12 +286,13 @@ def filter_training_rows(cfg: PlotRayConfig, dataset, out_dir: Path, artifact_di
         )
         report.update(
             filter_score=cfg.loss.deft.filter_score,
+            filter_scope=cfg.loss.deft.filter_scope,
             scored_by=cfg.model.reference_path,
             scored_rows=str(scored_dir),
             kept_rows=str(kept_dir),
             filtered_rows=str(out_dir / FILTERED_ROWS),
         )
-        filtered = _filtered_rows(table, keep, subpreferences, report["threshold"], report)
+        filtered = _filtered_rows(table, keep, subpreferences, report, per_sub)
         tmp = out_dir / f".{FILTERED_ROWS}.tmp-{os.getpid()}"
         pq.write_table(filtered, tmp)
         os.replace(tmp, out_dir / FILTERED_ROWS)
