@@ -218,7 +218,7 @@ def test_row_scores_and_the_report_count_what_was_kept():
     report = filter_report(scores, keep, [0, 1, 1], ["harmless", "logic"], 0.5)
     assert (report["rows_scored"], report["rows_kept"], report["rows_filtered"]) == (3, 2, 1)
     assert report["kept_fraction"] == pytest.approx(2 / 3)
-    assert report["threshold"] == pytest.approx(0.2)
+    assert report["score_kept"]["min"] == pytest.approx(0.2)
     assert report["per_subpreference"]["harmless"] == {
         "scored": 1,
         "kept": 1,

@@ -22,7 +22,8 @@ the smaller ``row_id``, and writes, under the run's log folder:
 ``deft_filtered.parquet``   one row per row left out: ``row_id``, ``subpreference``, the
                             rewards, ``deft_score``, ``rank``, ``reason`` and ``detail``
 ``deft_filter.json``        the counts: rows scored / kept / filtered, the kept fraction,
-                            the threshold score, per sub-preference counts and mean scores
+                            score statistics; per sub-preference the rows scored and kept,
+                            the lowest kept score (``threshold``) and the mean scores
 ==========================  ===========================================================
 
 ``.complete`` markers beside the folders say a pass finished; a killed pass is redone from the
@@ -172,7 +173,6 @@ def filter_report(
         "rows_kept": k,
         "rows_filtered": n - k,
         "kept_fraction": k / n if n else 0.0,
-        "threshold": float(scores[keep].min()) if k else None,
         "score": stats(scores),
         "score_kept": stats(scores[keep]),
         "per_subpreference": per_sub,

@@ -190,7 +190,8 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     if deft:
         lines.append(
             f"DEFT filter kept {deft['rows_kept']} of {deft['rows_scored']} rows "
-            f"({deft['kept_fraction']:.1%}, loss.deft.keep_fraction={deft['keep_fraction']}); "
+            f"({deft['kept_fraction']:.1%}, loss.deft.keep_fraction={deft['keep_fraction']} "
+            f"per {'sub-preference' if deft.get('filter_scope') == 'subpreference' else 'run'}); "
             f"the {deft['rows_filtered']} left out, with why: {deft['filtered_rows']}"
         )
     final_eval = summary.get("eval")
