@@ -279,8 +279,9 @@ class LossConfig(_Section):
 
     @property
     def needs_token_counts(self) -> bool:
-        """PLOT's targets and DEFT's reward are built from the data artifact's token counts."""
-        return self.alpha > 0 or self.deft.weight > 0 or self.deft.filters
+        """PLOT's targets and DEFT's loss term are built from the data artifact's token counts
+        (DEFT's filter reads them in its own scoring pass, before training)."""
+        return self.alpha > 0 or self.deft.weight > 0
 
     @model_validator(mode="after")
     def _deft_rejected_needs_a_pair(self) -> LossConfig:

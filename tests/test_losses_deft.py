@@ -145,6 +145,39 @@ def test_gradcheck_of_dpo_plus_plot_plus_deft_in_float64():
     assert torch.autograd.gradcheck(deft_only, (logits.clone().requires_grad_(),), atol=1e-7)
 
 
+@pytest.mark.parametrize(
+    "plot_aggregate, deft_responses",
+    [("sequence", "chosen"), ("token", "chosen"), ("sequence", "all")],
+    ids=["one-pass-shared-with-plot", "beside-token-plot", "other-rows-than-plot"],
+)
+def test_plot_plus_deft_equals_the_sum_of_the_reference_terms(plot_aggregate, deft_responses):
+    logits, labels, targets, ref = _random_case(6, seed=3)
+    keys = {"loss.method": "dpo", "loss.plot.aggregate": plot_aggregate}
+    both = {"loss.alpha": 0.7, "loss.deft.weight": 1.5, "loss.deft.responses": deft_responses}
+    geometry = build_geometry(torch.randn(V, 3, dtype=torch.float64), _cfg().plot)
+    objective = build_objective(_cfg(**keys, **both), geometry, targets, special_token_ids=[5])
+    shared = (plot_aggregate, deft_responses) == ("sequence", "chosen")
+    assert objective._deft_shares_plot_rows == shared
+    ids = torch.tensor([1, 0, 1])
+    leaf, vanilla_leaf = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    out = objective(leaf, labels, 2, ref_logits=ref, subpreference_ids=ids)
+    out.loss.backward()
+    build_objective(_cfg(**keys)).forward(vanilla_leaf, labels, 2, ref_logits=ref).loss.backward()
+    # the references: each term by plain autograd on its own rows
+    frame = torch.cat([labels[:, 1:], torch.full((6, 1), -100)], 1)
+    mask = (frame != -100) & (frame != 5)
+    oracle_leaf = logits.clone().requires_grad_()
+    chosen, deft_rows = [0, 1, 2], ([0, 1, 2] if deft_responses == "chosen" else list(range(6)))
+    plot = objective.plot_loss.per_sequence(
+        oracle_leaf[chosen], mask[chosen], ids, ref_logits=ref[chosen]
+    ).mean()
+    deft = objective.deft_loss(oracle_leaf[deft_rows], mask[deft_rows], ids.repeat(2)[deft_rows])
+    (0.7 * plot + 1.5 * deft).backward()
+    torch.testing.assert_close(out.plot, plot.detach(), atol=1e-10, rtol=0)
+    torch.testing.assert_close(out.metrics["loss/deft"], deft.detach(), atol=1e-12, rtol=0)
+    torch.testing.assert_close(leaf.grad - vanilla_leaf.grad, oracle_leaf.grad, atol=1e-10, rtol=0)
+
+
 @pytest.mark.parametrize("alpha", [0.0, 0.5])
 def test_deft_weight_zero_is_the_objective_without_deft_bit_for_bit(alpha):
     logits, labels, targets, ref = _random_case(4, seed=2)

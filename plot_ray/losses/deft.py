@@ -158,14 +158,17 @@ class DeftLoss(nn.Module):
         rows: Tensor,
         mask: Tensor,
         ids: Tensor,
-    ) -> tuple[Tensor, Tensor]:
+        return_mean_softmax: bool = False,
+    ) -> tuple[Tensor, ...]:
         """Token log-probs of all rows (empty when ``labels`` is None) and the rewards ``(S,)``
         of ``rows`` in one chunked pass (labels and rows in the logits frame, as in
-        :mod:`plot_ray.losses.chunked`)."""
+        :mod:`plot_ray.losses.chunked`); with ``return_mean_softmax`` also the rows' mean
+        softmax ``(S, V)`` (differentiable), which PLOT's ``sequence`` aggregate reads too."""
         logps, pbar = softmax_stats(
             logits, labels, rows, mask, "sequence", chunk_size=self.chunk_size
         )
-        return logps, self.rewards(pbar, ids)
+        rewards = self.rewards(pbar, ids)
+        return (logps, rewards, pbar) if return_mean_softmax else (logps, rewards)
 
     @torch.no_grad()
     def score(self, logits: Tensor, rows: Tensor, mask: Tensor, ids: Tensor) -> Tensor:

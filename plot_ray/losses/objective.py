@@ -110,6 +110,13 @@ class PreferenceObjective(nn.Module):
         if self.deft_weight > 0 and deft_loss is None:
             raise ValueError("loss.deft.weight > 0 needs a DeftLoss (use build_objective)")
         self.deft_loss = deft_loss if self.deft_weight > 0 else None
+        # PLOT's sequence aggregate over the same responses reads the mean softmax DEFT scores
+        self._deft_shares_plot_rows = (
+            self.deft_loss is not None
+            and self.plot_loss is not None
+            and self.plot_loss.aggregate == "sequence"
+            and loss_cfg.deft.responses == loss_cfg.plot.responses
+        )
         self.responses = loss_cfg.plot.responses
         self.chunk_size = loss_cfg.plot.chunk_size
         # (K,) long, the ids whose positions PLOT leaves out; a buffer so it follows .to()
@@ -337,14 +344,24 @@ class PreferenceObjective(nn.Module):
                         "reference_stats on the same labels"
                     )
             row_targets = self.plot_loss.row_targets(ids, ref_pbar)
-            token_logps, values = self.plot_loss.fused(logits, frame, rows, plot_mask, row_targets)
+            if self._deft_shares_plot_rows:
+                # PLOT compares the same rows' mean softmax that DEFT scores: one pass for both
+                token_logps, rewards, pbar = self.deft_loss.fused(
+                    logits, frame, rows, plot_mask, ids, return_mean_softmax=True
+                )
+                values = self.plot_loss.sequence_values(pbar, row_targets)
+                deft_value = _negated_mean(rewards)
+            else:
+                token_logps, values = self.plot_loss.fused(
+                    logits, frame, rows, plot_mask, row_targets
+                )
             values = self.plot_loss.normalized(values, ids)
             # no row left (every selected response is special tokens only): a zero that keeps
             # the graph, so the loss and its gradient are exactly the vanilla ones
             plot_value = values.mean() if values.numel() else values.sum()
-            if self.deft_loss is not None:
-                # With PLOT too, DEFT takes a pass of its own (a second gradient tensor of the
-                # logits' size: docs/plot.md, "DEFT")
+            if self.deft_loss is not None and deft_value is None:
+                # DEFT on other rows or beside PLOT's token aggregate: a pass of its own (a
+                # second gradient tensor of the logits' size: docs/plot.md, "DEFT")
                 _, rewards = self.deft_loss.fused(logits, None, deft_rows, deft_mask, deft_ids)
                 deft_value = _negated_mean(rewards)
 

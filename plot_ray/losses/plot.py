@@ -354,8 +354,13 @@ class PlotLoss(nn.Module):
             self.chunk_size,
         )
         if self.aggregate == "sequence":
-            out = divergence_value(self.divergence, out, row_targets.to(out.dtype))
+            out = self.sequence_values(out, row_targets)
         return logps, out
+
+    def sequence_values(self, mean_softmax: Tensor, row_targets: Tensor) -> Tensor:
+        """Raw ``sequence`` values ``D(pbar_s, P_s)`` ``(S,)`` from the rows' mean softmax
+        ``(S, V)`` (differentiable in it), e.g. one that DEFT's pass computed on the same rows."""
+        return divergence_value(self.divergence, mean_softmax, row_targets.to(mean_softmax.dtype))
 
     def per_sequence(
         self,
