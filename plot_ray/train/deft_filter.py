@@ -196,7 +196,7 @@ def _filtered_rows(table, keep: np.ndarray, subpreferences: list[str], report, p
         threshold[members] = scores_all[members][kept_here].min() if kept_here.any() else np.nan
     out = table.filter(pa.array(~keep))
     names = [subpreferences[int(i)] for i in out["subpreference_id"].to_numpy()]
-    among = [f"the {n}'s" if per_sub else "all" for n in names]
+    among = [f"the {n!r}" if per_sub else "all" for n in names]
     detail = [
         f"score {s:.6g} ranks {r} among {a} rows, below the top "
         f"loss.deft.keep_fraction={report['keep_fraction']} (kept from {t:.6g} up)"
