@@ -5,7 +5,7 @@ e.g. ``loss.alpha=0.5 train.num_workers=2``. Everything is validated up front: u
 wrong types and impossible values raise :class:`ConfigError` naming the dotted key and what is
 allowed, before any Ray worker starts.
 
-Sections: ``data``, ``model``, ``loss`` (the vanilla method and its PLOT term), ``train``,
+Sections: ``data``, ``model``, ``loss`` (the vanilla method, its PLOT term and DEFT's), ``train``,
 ``deepspeed``, ``tune``, ``eval`` and ``cluster``. The meaning of every ``loss`` and
 ``loss.plot`` key, with the formulas, is in docs/plot.md.
 
@@ -38,6 +38,7 @@ __all__ = [
     "DataConfig",
     "ModelConfig",
     "PlotConfig",
+    "DeftConfig",
     "LossConfig",
     "TrainConfig",
     "DeepSpeedConfig",
@@ -190,8 +191,40 @@ class PlotConfig(_Section):
     seed: int = 0  # sliced directions
 
 
+class DeftConfig(_Section):
+    """DEFT (distribution-guided efficient fine-tuning, Zhu et al., arXiv 2604.01787): a
+    distribution reward that scores the model's output distribution against ``Q_diff``, used
+    as a term in the loss and to keep the top fraction of the training rows; docs/plot.md,
+    "DEFT", defines every key.
+
+    ==================  ========================================================================
+    ``weight``          weight of ``L_DEFT = -(mean distribution reward)``; 0 = not computed
+    ``responses``       which responses ``L_DEFT`` reads: ``chosen`` (PRO: the best),
+                        ``rejected`` (the worst) or ``all``
+    ``keep_fraction``   the fraction of training rows kept, the highest filter scores first
+                        (scored by the reference model once, before training); 1 = no filter
+    ``filter_score``    a row's score for the filter: ``margin`` (best response's reward minus
+                        the worst's; SFT rows: the response's reward) or ``chosen`` (the best's)
+    ``filter_scope``    ``subpreference``: the top fraction of each sub-preference's rows (their
+                        token scores have scales of their own); ``global``: of all rows
+    ==================  ========================================================================
+    """
+
+    weight: float = Field(default=0.0, ge=0)
+    responses: Literal["chosen", "rejected", "all"] = "chosen"
+    keep_fraction: float = Field(default=1.0, gt=0, le=1)
+    filter_score: Literal["margin", "chosen"] = "margin"
+    filter_scope: Literal["subpreference", "global"] = "subpreference"
+
+    @property
+    def filters(self) -> bool:
+        """Whether training keeps only a top fraction of the rows."""
+        return self.keep_fraction < 1
+
+
 class LossConfig(_Section):
-    """``L = L_vanilla(method) + alpha * L_PLOT``; docs/plot.md, "Vanilla methods".
+    """``L = L_vanilla(method) + alpha * L_PLOT + deft.weight * L_DEFT``; docs/plot.md,
+    "Vanilla methods" and "DEFT".
 
     Which keys each method reads (``lambda`` etc. below are the formulas' symbols):
 
@@ -228,6 +261,7 @@ class LossConfig(_Section):
     orpo_lambda: float = Field(default=0.1, ge=0)
     reference: Literal["model", "precomputed"] = "model"
     plot: PlotConfig = Field(default_factory=PlotConfig)
+    deft: DeftConfig = Field(default_factory=DeftConfig)
 
     @field_validator("method")
     @classmethod
@@ -242,6 +276,22 @@ class LossConfig(_Section):
     def needs_reference_logits(self) -> bool:
         """The anchored PLOT target tilts the reference model's own output distribution."""
         return self.alpha > 0 and self.plot.target == "anchored"
+
+    @property
+    def needs_token_counts(self) -> bool:
+        """PLOT's targets and DEFT's loss term are built from the data artifact's token counts
+        (DEFT's filter reads them in its own scoring pass, before training)."""
+        return self.alpha > 0 or self.deft.weight > 0
+
+    @model_validator(mode="after")
+    def _deft_rejected_needs_a_pair(self) -> LossConfig:
+        single = _method_registry()[self.method].num_responses == 1
+        if self.deft.weight > 0 and self.deft.responses == "rejected" and single:
+            raise ValueError(
+                f"loss.deft.responses=rejected, but loss.method={self.method} has no rejected "
+                "responses: use loss.deft.responses=chosen"
+            )
+        return self
 
     @model_validator(mode="after")
     def _ipo_has_no_label_smoothing(self) -> LossConfig:

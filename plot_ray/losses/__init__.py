@@ -1,4 +1,4 @@
-"""Losses: the vanilla preference methods and the PLOT term, in pure PyTorch (no Ray).
+"""Losses: the vanilla preference methods, the PLOT term and DEFT's, in pure PyTorch (no Ray).
 
 docs/plot.md is the specification: every formula and config key that these modules implement.
 
@@ -12,12 +12,21 @@ docs/plot.md is the specification: every formula and config key that these modul
 - :mod:`~plot_ray.losses.methods`: SFT, DPO, IPO, PRO, AOT, SimPO, ORPO and their registry
   (the one list of methods; the config validates against it).
 - :mod:`~plot_ray.losses.logprobs`: logits + labels -> per-token / per-sequence log-probs.
-- :mod:`~plot_ray.losses.objective`: ``L_vanilla + alpha * L_PLOT`` (:func:`build_objective`).
+- :mod:`~plot_ray.losses.deft`: DEFT's distribution reward (:class:`DeftLoss`,
+  :func:`distribution_reward`) and its data filter's selection (:func:`select_top_fraction`).
+- :mod:`~plot_ray.losses.objective`: ``L_vanilla + alpha * L_PLOT + deft.weight * L_DEFT``
+  (:func:`build_objective`).
 - :mod:`~plot_ray.losses.chunked`: the memory-lean kernel both of the above run on, and
   :data:`IGNORE_INDEX` (-100, the label of positions no loss reads).
 """
 
 from plot_ray.losses.chunked import IGNORE_INDEX
+from plot_ray.losses.deft import (
+    DeftLoss,
+    distribution_reward,
+    preference_scores,
+    select_top_fraction,
+)
 from plot_ray.losses.logprobs import SequenceLogProbs, sequence_logprobs, shift_labels
 from plot_ray.losses.methods import (
     METHODS,
@@ -72,6 +81,10 @@ __all__ = [
     "KLDivergence",
     "JSDivergence",
     "anchored_target",
+    "DeftLoss",
+    "distribution_reward",
+    "preference_scores",
+    "select_top_fraction",
     "sft_loss",
     "dpo_loss",
     "ipo_loss",

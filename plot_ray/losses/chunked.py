@@ -31,6 +31,7 @@ __all__ = [
     "softmax_stats",
     "softmax_stats_forward",
     "default_chunk_size",
+    "position_weights",
     "IGNORE_INDEX",
 ]
 
@@ -69,6 +70,23 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
 def default_chunk_size(device: torch.device | str) -> int:
     """Positions per chunk when none is given: 32 on CPU, 1024 on an accelerator."""
     return _CPU_CHUNK if torch.device(device).type == "cpu" else _ACCELERATOR_CHUNK
+
+
+def position_weights(logits: Tensor, mask: Tensor, term: str) -> Tensor:
+    """``(B, T)`` weights ``1/n_b`` on each row's masked positions (0 elsewhere), in the
+    accumulation dtype, for the plain-autograd reference paths (``term`` names the loss in
+    errors). Checks that ``logits`` are ``(B, T, V)``, ``mask`` ``(B, T)`` and no row is empty."""
+    if logits.dim() != 3 or mask.shape != logits.shape[:2]:
+        raise ValueError(
+            f"logits must be (B, T, V) and mask (B, T); got {tuple(logits.shape)} and "
+            f"{tuple(mask.shape)}"
+        )
+    mask = mask.bool()
+    empty = torch.nonzero(~mask.any(1)).flatten().tolist()
+    if empty:
+        raise ValueError(f"rows {empty} have no positions in the {term} mask")
+    acc = _acc_dtype(logits.dtype)
+    return mask.to(acc) / mask.sum(1, keepdim=True)
 
 
 def _spans(active: Tensor) -> list[tuple[int, int]]:

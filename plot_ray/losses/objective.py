@@ -1,6 +1,8 @@
-"""The training objective ``L = L_vanilla + alpha * L_PLOT``, built from the config.
+"""The training objective ``L = L_vanilla + alpha * L_PLOT + deft.weight * L_DEFT``, built
+from the config.
 
-docs/plot.md defines both terms and every option.
+docs/plot.md defines the terms and every option. DEFT's term (:mod:`plot_ray.losses.deft`)
+is built only with ``loss.deft.weight > 0``; at 0 the objective is the one below, bit for bit.
 
 The train loop does one concatenated forward over all responses of a batch of ``B`` prompts:
 ``R`` groups of ``B`` rows, rows ``[k*B:(k+1)*B]`` holding the k-th response of each prompt,
@@ -46,6 +48,7 @@ import torch
 from torch import Tensor, nn
 
 from plot_ray.losses.chunked import IGNORE_INDEX, softmax_stats, softmax_stats_forward
+from plot_ray.losses.deft import DeftLoss
 from plot_ray.losses.logprobs import check_labels, package_logprobs, shift_labels
 from plot_ray.losses.methods import MethodBatch, get_method
 from plot_ray.losses.methods import num_responses as method_num_responses
@@ -86,13 +89,15 @@ class ReferenceStats:
 
 
 class PreferenceObjective(nn.Module):
-    """``L_vanilla(method) + alpha * L_PLOT`` on one concatenated batch (see the module doc)."""
+    """``L_vanilla(method) + alpha * L_PLOT + deft.weight * L_DEFT`` on one concatenated batch
+    (see the module doc)."""
 
     def __init__(
         self,
         loss_cfg: LossConfig,
         plot_loss: PlotLoss | None = None,
         special_token_ids: Sequence[int] = (),
+        deft_loss: DeftLoss | None = None,
     ):
         super().__init__()
         self.loss_cfg = loss_cfg
@@ -101,6 +106,17 @@ class PreferenceObjective(nn.Module):
         if self.alpha > 0 and plot_loss is None:
             raise ValueError("loss.alpha > 0 needs a PlotLoss (use build_objective)")
         self.plot_loss = plot_loss if self.alpha > 0 else None
+        self.deft_weight = float(loss_cfg.deft.weight)
+        if self.deft_weight > 0 and deft_loss is None:
+            raise ValueError("loss.deft.weight > 0 needs a DeftLoss (use build_objective)")
+        self.deft_loss = deft_loss if self.deft_weight > 0 else None
+        # PLOT's sequence aggregate over the same responses reads the mean softmax DEFT scores
+        self._deft_shares_plot_rows = (
+            self.deft_loss is not None
+            and self.plot_loss is not None
+            and self.plot_loss.aggregate == "sequence"
+            and loss_cfg.deft.responses == loss_cfg.plot.responses
+        )
         self.responses = loss_cfg.plot.responses
         self.chunk_size = loss_cfg.plot.chunk_size
         # (K,) long, the ids whose positions PLOT leaves out; a buffer so it follows .to()
@@ -127,7 +143,8 @@ class PreferenceObjective(nn.Module):
         return method_num_responses(method or self.loss_cfg.method)
 
     def extra_repr(self) -> str:
-        return f"method={self.method.name}, alpha={self.alpha}, responses={self.responses}"
+        deft = f", deft_weight={self.deft_weight}" if self.deft_loss is not None else ""
+        return f"method={self.method.name}, alpha={self.alpha}, responses={self.responses}{deft}"
 
     # ---------------------------------------------------------------------- helpers
     def _check_batch(self, logits: Tensor, labels: Tensor, r: int) -> int:
@@ -155,17 +172,22 @@ class PreferenceObjective(nn.Module):
         check_labels(labels, logits.shape[-1])
         return b, shift_labels(labels.long())
 
-    def _plot_rows(self, r: int, b: int, device) -> Tensor:
-        if self.responses == "chosen":
+    @staticmethod
+    def _selected_rows(responses: str, r: int, b: int, device) -> Tensor:
+        if responses == "chosen":
             return torch.arange(b, device=device)
-        if self.responses == "rejected":
+        if responses == "rejected":
             return torch.arange((r - 1) * b, r * b, device=device)
         return torch.arange(r * b, device=device)
 
-    def _plot_positions(self, frame: Tensor, r: int, b: int) -> tuple[Tensor, Tensor]:
+    def _plot_positions(
+        self, frame: Tensor, r: int, b: int, responses: str | None = None
+    ) -> tuple[Tensor, Tensor]:
         """PLOT's rows ``(S,)`` and mask ``(S, T)`` in the logits frame: the selected responses'
-        labelled positions whose label is not a special token; rows left empty are dropped."""
-        rows = self._plot_rows(r, b, frame.device)
+        labelled positions whose label is not a special token; rows left empty are dropped.
+        ``responses``: which responses (default PLOT's ``loss.plot.responses``; DEFT passes
+        ``loss.deft.responses`` and reads positions by the same rule)."""
+        rows = self._selected_rows(responses or self.responses, r, b, frame.device)
         labels = frame.index_select(0, rows)
         mask = labels != IGNORE_INDEX
         if self.special_token_ids.numel():
@@ -287,9 +309,22 @@ class PreferenceObjective(nn.Module):
                 f"method {self.method.name!r} needs reference log-probs: pass ref_logps or ref_logits"
             )
 
-        plot_value = None
-        if self.plot_loss is None:
+        plot_value = deft_value = None
+        if self.deft_loss is not None:
+            deft_rows, deft_mask = self._plot_positions(frame, r, b, self.loss_cfg.deft.responses)
+            deft_ids = self.deft_loss.resolve_ids(
+                self._subpreference_ids(subpreference_ids, b, deft_rows),
+                deft_rows.shape[0],
+                logits.device,
+            )
+        if self.plot_loss is None and self.deft_loss is None:
             token_logps, _ = softmax_stats(logits, frame, chunk_size=self.chunk_size)
+        elif self.plot_loss is None:
+            # DEFT alone: its rewards and the log-probs from one pass, one gradient tensor
+            token_logps, rewards = self.deft_loss.fused(
+                logits, frame, deft_rows, deft_mask, deft_ids
+            )
+            deft_value = _negated_mean(rewards)
         else:
             rows, plot_mask = self._plot_positions(frame, r, b)
             ids = self.plot_loss.resolve_ids(
@@ -309,11 +344,26 @@ class PreferenceObjective(nn.Module):
                         "reference_stats on the same labels"
                     )
             row_targets = self.plot_loss.row_targets(ids, ref_pbar)
-            token_logps, values = self.plot_loss.fused(logits, frame, rows, plot_mask, row_targets)
+            if self._deft_shares_plot_rows:
+                # PLOT compares the same rows' mean softmax that DEFT scores: one pass for both
+                token_logps, rewards, pbar = self.deft_loss.fused(
+                    logits, frame, rows, plot_mask, ids, return_mean_softmax=True
+                )
+                values = self.plot_loss.sequence_values(pbar, row_targets)
+                deft_value = _negated_mean(rewards)
+            else:
+                token_logps, values = self.plot_loss.fused(
+                    logits, frame, rows, plot_mask, row_targets
+                )
             values = self.plot_loss.normalized(values, ids)
             # no row left (every selected response is special tokens only): a zero that keeps
             # the graph, so the loss and its gradient are exactly the vanilla ones
             plot_value = values.mean() if values.numel() else values.sum()
+            if self.deft_loss is not None and deft_value is None:
+                # DEFT on other rows or beside PLOT's token aggregate: a pass of its own (a
+                # second gradient tensor of the logits' size: docs/plot.md, "DEFT")
+                _, rewards = self.deft_loss.fused(logits, None, deft_rows, deft_mask, deft_ids)
+                deft_value = _negated_mean(rewards)
 
         logps = package_logprobs(token_logps, frame)
         batch = MethodBatch(
@@ -331,6 +381,8 @@ class PreferenceObjective(nn.Module):
         else:
             loss = vanilla + self.alpha * plot_value
             plot_detached = plot_value.detach()
+        if deft_value is not None:
+            loss = loss + self.deft_weight * deft_value.to(loss.dtype)
         out_metrics: dict[str, float | Tensor] = {
             "loss/total": loss.detach(),
             "loss/vanilla": vanilla.detach(),
@@ -339,6 +391,9 @@ class PreferenceObjective(nn.Module):
         }
         if self.plot_loss is not None:
             out_metrics["plot/scale"] = self.plot_loss.scale
+        if deft_value is not None:
+            out_metrics["loss/deft"] = deft_value.detach()
+            out_metrics["loss/deft_weight"] = self.deft_weight
         out_metrics.update(metrics)
         return ObjectiveOutput(
             loss=loss, vanilla=vanilla.detach(), plot=plot_detached, metrics=out_metrics
@@ -352,7 +407,8 @@ def build_objective(
     *,
     special_token_ids: Sequence[int] = (),
 ) -> PreferenceObjective:
-    """Build ``L_vanilla + alpha * L_PLOT`` from a :class:`~plot_ray.config.LossConfig`.
+    """Build ``L_vanilla + alpha * L_PLOT + deft.weight * L_DEFT`` from a
+    :class:`~plot_ray.config.LossConfig`.
 
     Args:
         loss_cfg: ``cfg.loss``.
@@ -360,14 +416,27 @@ def build_objective(
             embeddings at the start of training (normalisation included); needed when
             ``alpha > 0`` with the ``embedding`` cost. The ``uniform`` and ``index`` costs and
             the ``kl`` / ``js`` divergences need no embeddings: a missing geometry is built.
-        targets: from :meth:`PreferenceTargets.from_counts` (``alpha > 0`` only).
+        targets: from :meth:`PreferenceTargets.from_counts` (``alpha > 0`` or
+            ``deft.weight > 0``; DEFT reads their ``q_diff``).
         special_token_ids: token ids whose positions PLOT leaves out (the tokenizer's
             ``all_special_ids``); the vanilla loss keeps them.
     """
     method = get_method(loss_cfg.method)
     plot_cfg = loss_cfg.plot
+    deft_loss = None
+    if loss_cfg.deft.weight > 0:
+        if targets is None:
+            raise ValueError(
+                f"loss.deft.weight={loss_cfg.deft.weight} > 0 needs the token-count targets: "
+                "build them from the data pipeline's counts with PreferenceTargets.from_counts"
+            )
+        if loss_cfg.deft.responses == "rejected" and method.num_responses == 1:
+            raise ValueError(
+                f"loss.deft.responses=rejected, but method {method.name!r} has no rejected responses"
+            )
+        deft_loss = DeftLoss.from_targets(targets, chunk_size=plot_cfg.chunk_size)
     if loss_cfg.alpha == 0:
-        return PreferenceObjective(loss_cfg, None, special_token_ids)
+        return PreferenceObjective(loss_cfg, None, special_token_ids, deft_loss)
     if targets is None:
         raise ValueError(
             f"loss.alpha={loss_cfg.alpha} > 0 needs preference targets: build them from the data "
@@ -393,4 +462,10 @@ def build_objective(
                 "build it with build_geometry(E, cfg.loss.plot)"
             )
     plot_loss = PlotLoss.from_config(plot_cfg, targets, geometry)
-    return PreferenceObjective(loss_cfg, plot_loss, special_token_ids)
+    return PreferenceObjective(loss_cfg, plot_loss, special_token_ids, deft_loss)
+
+
+def _negated_mean(rewards: Tensor) -> Tensor:
+    """``L_DEFT = -mean(rewards)``; with no row (every selected response is special tokens
+    only), a zero that keeps the graph."""
+    return -rewards.mean() if rewards.numel() else rewards.sum()

@@ -55,9 +55,9 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import Tensor, nn
 
-from plot_ray.losses.chunked import softmax_stats, softmax_stats_forward
+from plot_ray.losses.chunked import position_weights, softmax_stats, softmax_stats_forward
 from plot_ray.losses.ot import ExactGeometry, TokenGeometry
-from plot_ray.losses.preference import PreferenceTargets
+from plot_ray.losses.preference import PreferenceTargets, resolve_subpreference_ids
 
 if TYPE_CHECKING:  # pragma: no cover
     from plot_ray.config import PlotConfig
@@ -302,17 +302,7 @@ class PlotLoss(nn.Module):
     # ------------------------------------------------------------------------- targets
     def resolve_ids(self, subpreference_ids: Tensor | None, rows: int, device) -> Tensor:
         """Validated ``(rows,)`` long sub-preference ids on ``device`` (None: all 0)."""
-        if subpreference_ids is None:
-            return torch.zeros(rows, dtype=torch.long, device=device)
-        ids = torch.as_tensor(subpreference_ids, device=device).long().flatten()
-        if ids.shape[0] != rows:
-            raise ValueError(f"{ids.shape[0]} subpreference_ids for {rows} rows")
-        if rows and (int(ids.min()) < 0 or int(ids.max()) >= len(self.targets)):
-            raise ValueError(
-                f"subpreference_ids must be in [0, {len(self.targets)}) "
-                f"({self.targets.names}), got {ids.tolist()}"
-            )
-        return ids
+        return resolve_subpreference_ids(subpreference_ids, rows, self.targets.names, device)
 
     def row_targets(self, ids: Tensor, ref_mean_softmax: Tensor | None = None) -> Tensor:
         """``(S, V)`` targets ``P_b`` for rows with sub-preferences ``ids (S,)``."""
@@ -364,8 +354,13 @@ class PlotLoss(nn.Module):
             self.chunk_size,
         )
         if self.aggregate == "sequence":
-            out = divergence_value(self.divergence, out, row_targets.to(out.dtype))
+            out = self.sequence_values(out, row_targets)
         return logps, out
+
+    def sequence_values(self, mean_softmax: Tensor, row_targets: Tensor) -> Tensor:
+        """Raw ``sequence`` values ``D(pbar_s, P_s)`` ``(S,)`` from the rows' mean softmax
+        ``(S, V)`` (differentiable in it), e.g. one that DEFT's pass computed on the same rows."""
+        return divergence_value(self.divergence, mean_softmax, row_targets.to(mean_softmax.dtype))
 
     def per_sequence(
         self,
@@ -381,23 +376,15 @@ class PlotLoss(nn.Module):
         itself: autograd through the closed form for :class:`TokenGeometry`, the divergence's
         own gradient otherwise (the exact LP's dual potential; KL / JS with their clamps).
         """
-        if logits.dim() != 3 or mask.shape != logits.shape[:2]:
-            raise ValueError(
-                f"logits must be (B, T, V) and mask (B, T); got {tuple(logits.shape)} and "
-                f"{tuple(mask.shape)}"
-            )
+        weights = position_weights(logits, mask, "PLOT")  # (B, T): 1/n_b on the mask
         if logits.shape[-1] != self.targets.vocab_size:
             raise ValueError(
                 f"logits have V={logits.shape[-1]}, targets V={self.targets.vocab_size}"
             )
         mask = mask.bool()
-        empty = torch.nonzero(~mask.any(1)).flatten().tolist()
-        if empty:
-            raise ValueError(f"rows {empty} have no positions in the PLOT mask")
-        acc = torch.float64 if logits.dtype == torch.float64 else torch.float32
+        acc = weights.dtype
         b = logits.shape[0]
         ids = self.resolve_ids(subpreference_ids, b, logits.device)
-        weights = mask.to(acc) / mask.sum(1, keepdim=True)  # (B, T): 1/n_b on the mask
         ref_pbar = None
         if self.target == "anchored":
             if ref_logits is None or ref_logits.shape != logits.shape:

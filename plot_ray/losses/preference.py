@@ -35,6 +35,7 @@ __all__ = [
     "preference_tilt",
     "frequency_difference",
     "PreferenceTargets",
+    "resolve_subpreference_ids",
 ]
 
 Transform = Literal["shift", "relu", "softmax"]
@@ -153,6 +154,22 @@ def preference_tilt(pos_counts, neg_counts, tau: float = 1.0) -> Tensor:
     if scale == 0.0:
         raise _no_signal_error("vocabulary")
     return q_diff / scale / tau
+
+
+def resolve_subpreference_ids(
+    subpreference_ids: Tensor | None, rows: int, names: Sequence[str], device
+) -> Tensor:
+    """Validated ``(rows,)`` long row indices into ``names`` on ``device`` (None: all 0)."""
+    if subpreference_ids is None:
+        return torch.zeros(rows, dtype=torch.long, device=device)
+    ids = torch.as_tensor(subpreference_ids, device=device).long().flatten()
+    if ids.shape[0] != rows:
+        raise ValueError(f"{ids.shape[0]} subpreference_ids for {rows} rows")
+    if rows and (int(ids.min()) < 0 or int(ids.max()) >= len(names)):
+        raise ValueError(
+            f"subpreference_ids must be in [0, {len(names)}) ({names}), got {ids.tolist()}"
+        )
+    return ids
 
 
 @dataclass

@@ -11,7 +11,8 @@ One file, one recipe, read top to bottom:
                    validation split every ``train.eval_every`` steps and after the last
     save_final()   consolidated Hugging Face weights (safetensors) + tokenizer
 
-Each optimizer step computes ``L = L_vanilla + alpha * L_PLOT`` on one concatenated forward of
+Each optimizer step computes ``L = L_vanilla + alpha * L_PLOT`` (``+ deft.weight * L_DEFT``
+with DEFT) on one concatenated forward of
 all responses of a micro-batch (see ``plot_ray.losses.objective`` for the layout). For memory,
 the frozen reference model runs first, without gradient, and its ``(R*B, T, V)`` logits are
 reduced at once to what the objective reads (``ReferenceStats``: per-sequence log-probs, and
@@ -165,8 +166,9 @@ class PreferenceRecipe:
         return device
 
     def _setup_counts(self):
-        """The data artifact's token counts (checked against the tokenizer), for PLOT's targets."""
-        if self.cfg.loss.alpha == 0:
+        """The data artifact's token counts (checked against the tokenizer), for PLOT's targets
+        and DEFT's token scores."""
+        if not self.cfg.loss.needs_token_counts:
             return None
         from plot_ray.data import TokenCounts
 
@@ -212,14 +214,15 @@ class PreferenceRecipe:
         return engine
 
     def _setup_objective(self):
-        """``L_vanilla + alpha * L_PLOT``; PLOT's geometry comes from the policy's input
-        embeddings as training starts, its targets from the data artifact's counts; positions
-        that predict special tokens stay out of PLOT (docs/plot.md, "Special tokens")."""
+        """``L_vanilla + alpha * L_PLOT + deft.weight * L_DEFT``; PLOT's geometry comes from the
+        policy's input embeddings as training starts, its targets (and DEFT's token scores)
+        from the data artifact's counts; positions that predict special tokens stay out of
+        PLOT and DEFT (docs/plot.md, "Special tokens")."""
         from plot_ray.losses import build_geometry, build_objective
 
         loss = self.cfg.loss
         special = self.tokenizer.all_special_ids
-        if loss.alpha == 0:
+        if loss.alpha == 0 and loss.deft.weight == 0:
             return build_objective(loss, special_token_ids=special)
         plot = loss.plot
         model = self.engine.module
@@ -227,7 +230,7 @@ class PreferenceRecipe:
         # zero counts.
         targets = self.counts.preference_targets(plot, vocab_size=model.config.vocab_size)
         geometry = None
-        if plot.divergence == "wasserstein" and plot.cost == "embedding":
+        if loss.alpha > 0 and plot.divergence == "wasserstein" and plot.cost == "embedding":
             import deepspeed
 
             emb = model.get_input_embeddings().weight

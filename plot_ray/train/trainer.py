@@ -7,7 +7,9 @@ Local mode (no address) starts a Ray instance on this machine; ``cluster.address
 What a run leaves in its log folder (``train.output_dir/train.run_name``): ``metrics.jsonl``
 (one line per logged step; steps with a validation pass also hold its ``eval/*`` numbers),
 ``tensorboard/``, ``logs/ray_workers.log`` (the workers' output), ``attempts.jsonl`` (each
-start of the worker group), ``summary.json`` (steps, last metrics, final validation metrics,
+start of the worker group), with ``loss.deft.keep_fraction < 1`` DEFT's filter files
+(:mod:`plot_ray.train.deft_filter`: ``deft_filter.json``, ``deft_filtered.parquet``, the scored
+and kept rows), ``summary.json`` (steps, last metrics, final validation metrics,
 failures survived, restores, checkpoints, final model) and ``final_model/``. The driver reads
 rank 0's ``metrics.jsonl`` for its progress bar and summary, so on a multi-node cluster
 ``train.output_dir`` must be on a filesystem the driver shares with the workers.
@@ -180,9 +182,18 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     """The final summary of a training run (``summary.json``'s content), line by line."""
     last = summary.get("last_metrics", {})
     lines = [f"trained {summary.get('steps', 0)} steps → {summary['run_dir']}"]
-    for key in ("loss/total", "loss/vanilla", "loss/plot", "rewards/accuracy", "tokens_per_s"):
+    keys = ("loss/total", "loss/vanilla", "loss/plot", "loss/deft", "rewards/accuracy")
+    for key in (*keys, "tokens_per_s"):
         if key in last:
             lines.append(f"  {key:<18} {last[key]:.4f}")
+    deft = summary.get("deft_filter")
+    if deft:
+        lines.append(
+            f"DEFT filter kept {deft['rows_kept']} of {deft['rows_scored']} rows "
+            f"({deft['kept_fraction']:.1%}, loss.deft.keep_fraction={deft['keep_fraction']} "
+            f"per {'sub-preference' if deft.get('filter_scope') == 'subpreference' else 'run'}); "
+            f"the {deft['rows_filtered']} left out, with why: {deft['filtered_rows']}"
+        )
     final_eval = summary.get("eval")
     if final_eval:
         lines.append(
@@ -323,6 +334,12 @@ def _fit(cfg: PlotRayConfig, resume: bool, progress: bool, verbose: bool, recipe
 
     use_gpu = cfg.train.use_gpu
     with worker_logs_to_file(log_dir / WORKER_LOG, echo=verbose):
+        if cfg.loss.deft.filters:  # before the reference log-probs: only kept rows need them
+            from plot_ray.train.deft_filter import filter_training_rows
+
+            datasets["train"], _ = filter_training_rows(
+                cfg, datasets["train"], log_dir, str(Path(cfg.data.output_dir).resolve())
+            )
         if cfg.loss.reference == "precomputed" and cfg.loss.needs_reference_logps:
             from plot_ray.train.reference import add_reference_logps
 
@@ -415,6 +432,13 @@ def run_training(
                     shutil.rmtree(final_model)
                 shutil.copytree(source, final_model)
     metrics = read_metrics(log_dir)
+    deft_filter = None
+    if cfg.loss.deft.filters:
+        from plot_ray.train.deft_filter import FILTER_REPORT
+
+        report = json.loads((log_dir / FILTER_REPORT).read_text())
+        deft_filter = {k: v for k, v in report.items() if k != "per_subpreference"}
+        deft_filter["report"] = str(log_dir / FILTER_REPORT)
     summary = {
         "run_name": cfg.train.run_name,
         "run_dir": str(log_dir),
@@ -424,6 +448,8 @@ def run_training(
         "last_metrics": metrics[-1] if metrics else {},
         # The last validation pass (after the final step); None: no eval split was prepared.
         "eval": _last_eval(metrics),
+        # DEFT's data filter (loss.deft.keep_fraction < 1): its counts; None: no filter
+        "deft_filter": deft_filter,
         **_restarts(_read_attempts(log_dir)[attempts_before:], resume),
         "checkpoints": [str(p) for p in kept],
         "removed_orphaned_checkpoints": [str(p) for p in removed],
