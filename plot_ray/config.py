@@ -96,10 +96,15 @@ class DataSource(_Section):
     @field_validator("columns")
     @classmethod
     def _columns_named(cls, value: dict[str, str]) -> dict[str, str]:
-        for field_name, column in value.items():
-            if not field_name.strip() or not column.strip():
-                raise ValueError(f"empty name in the mapping {field_name!r}: {column!r}")
-        return value
+        return _column_mapping(value)
+
+
+def _column_mapping(value: dict[str, str]) -> dict[str, str]:
+    """A ``columns`` mapping ({field: source column}) with no empty name."""
+    for field_name, column in value.items():
+        if not field_name.strip() or not column.strip():
+            raise ValueError(f"empty name in the mapping {field_name!r}: {column!r}")
+    return value
 
 
 class DataConfig(_Section):
@@ -480,6 +485,44 @@ class GenerationConfig(_Section):
     cpu_kv_cache_gib: int = Field(default=1, ge=1)  # vLLM on CPUs (VLLM_CPU_KVCACHE_SPACE)
 
 
+# The published shapes an evaluation set may come in (plot_ray/eval/evalsets.py), and which
+# evaluation key takes which: "plot_ray" is the project's own JSONL (the synthetic benchmark's).
+EvalSetFormat = Literal[
+    "auto", "plot_ray", "harmbench", "harmbench_jailbreaks", "gsm8k", "math", "alpaca_eval",
+    "mt_bench", "hh_rlhf",
+]  # fmt: skip
+EVAL_SET_FORMATS: dict[str, tuple[str, ...]] = {
+    "behaviors": ("auto", "plot_ray", "harmbench"),
+    "templates": ("auto", "plot_ray", "harmbench_jailbreaks"),
+    "benign": ("auto", "plot_ray", "alpaca_eval", "mt_bench", "hh_rlhf"),
+    "logic": ("auto", "plot_ray", "gsm8k", "math"),
+    "perplexity": ("auto", "plot_ray", "hh_rlhf"),
+}
+
+
+class EvalSet(_Section):
+    """One evaluation set in its published shape: a file (JSONL, JSON array, CSV, Parquet, or
+    HarmBench's ``jailbreaks.py``), a ``save_to_disk`` folder or a hub dataset. A plain string in
+    the config is this with only ``path``. The keys mean what they mean in :class:`DataSource`;
+    ``format`` names the published shape (``auto``: told from the columns)."""
+
+    path: str
+    format: EvalSetFormat = "auto"
+    reader: Literal[
+        "auto", "jsonl", "json", "parquet", "csv", "python", "hf_disk", "hf_hub"
+    ] = "auto"  # fmt: skip
+    split: str = "test"  # hub / save_to_disk: a split or a slice of one (`test[:100]`)
+    subset: str | None = None
+    data_dir: str | None = None
+    revision: str | None = None
+    columns: dict[str, str] = Field(default_factory=dict)  # {field: source column}
+
+    @field_validator("columns")
+    @classmethod
+    def _columns_named(cls, value: dict[str, str]) -> dict[str, str]:
+        return _column_mapping(value)
+
+
 # Keys that moved: a config that still has them is refused with the new key's name.
 _MOVED_EVAL_KEYS = {
     **{key: f"eval.generation.{key}" for key in GenerationConfig.model_fields},
@@ -515,18 +558,23 @@ class EvalConfig(_Section):
     # (`plot-ray build-attacker` makes one for the synthetic benchmark)
     attacker: str | None = None
     data_dir: str | None = None
-    behaviors: str | None = None
-    templates: str | None = None
-    benign: str | None = None
-    logic: str | None = None
-    perplexity: str | None = None
+    # Each a path (the project's JSONL or a published shape told from its columns) or an
+    # EvalSet ({path, format, reader, split, subset, revision, columns}) for a published set
+    # by name, e.g. {path: openai/gsm8k, subset: main, format: gsm8k}
+    behaviors: EvalSet | None = None
+    templates: EvalSet | None = None
+    benign: EvalSet | None = None
+    logic: EvalSet | None = None
+    perplexity: EvalSet | None = None
     num_behaviors: int | None = Field(default=None, ge=1)  # None: all
     num_benign: int | None = Field(default=None, ge=1)
     num_logic: int | None = Field(default=None, ge=1)
     # Per-attack settings, e.g. {gcg: {num_steps: 50, search_width: 64}, human_jailbreaks:
     # {templates_per_behavior: 5}}: the fields of each attack's settings class
     attack_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    logic_style: Literal["gsm8k", "math"] = "gsm8k"  # "#### N" or the last \\boxed{}
+    # How logic answers of the project's own format are graded: "#### N" or the last
+    # \\boxed{}; a set in a published shape (gsm8k, math) is graded its own way
+    logic_style: Literal["gsm8k", "math"] = "gsm8k"
     seed: int = 0
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     # Engines, scorers and attack actors on GPUs (one each, eval.generation.num_engines of
@@ -556,6 +604,29 @@ class EvalConfig(_Section):
                 ],
             )
         return data
+
+    @field_validator(*EVAL_SET_FORMATS, mode="before")
+    @classmethod
+    def _path_is_a_set(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, str | Path) else value
+
+    @model_validator(mode="after")
+    def _set_formats(self) -> EvalConfig:
+        for key, allowed in EVAL_SET_FORMATS.items():
+            evalset = getattr(self, key)
+            if evalset is not None and evalset.format not in allowed:
+                raise ValueError(
+                    f"eval.{key}.format {evalset.format!r} is not a shape of that set; "
+                    f"allowed: {', '.join(allowed)}"
+                )
+        style = self.logic.format if self.logic else "auto"
+        if style in ("gsm8k", "math") and "logic_style" in self.model_fields_set:
+            if self.logic_style != style:
+                raise ValueError(
+                    f"eval.logic_style {self.logic_style!r} contradicts eval.logic.format "
+                    f"{style!r}; leave logic_style out (the format grades its own way)"
+                )
+        return self
 
     @field_validator("attacks")
     @classmethod
