@@ -489,7 +489,7 @@ class GenerationConfig(_Section):
 # evaluation key takes which: "plot_ray" is the project's own JSONL (the synthetic benchmark's).
 EvalSetFormat = Literal[
     "auto", "plot_ray", "harmbench", "harmbench_jailbreaks", "gsm8k", "math", "alpaca_eval",
-    "mt_bench", "hh_rlhf",
+    "mt_bench", "hh_rlhf", "humaneval", "mbpp",
 ]  # fmt: skip
 EVAL_SET_FORMATS: dict[str, tuple[str, ...]] = {
     "behaviors": ("auto", "plot_ray", "harmbench"),
@@ -497,6 +497,7 @@ EVAL_SET_FORMATS: dict[str, tuple[str, ...]] = {
     "benign": ("auto", "plot_ray", "alpaca_eval", "mt_bench", "hh_rlhf"),
     "logic": ("auto", "plot_ray", "gsm8k", "math"),
     "perplexity": ("auto", "plot_ray", "hh_rlhf"),
+    "coding": ("auto", "humaneval", "mbpp"),
 }
 
 
@@ -549,7 +550,8 @@ class EvalConfig(_Section):
 
     models: list[EvalModel] = Field(default_factory=list)
     baseline: str | None = None  # the model that win rates compare against; default: the first
-    tasks: list[Literal["harmful", "benign", "logic", "perplexity"]] = Field(
+    # the default: the tasks of the synthetic benchmark; `coding` needs eval.coding
+    tasks: list[Literal["harmful", "benign", "logic", "perplexity", "coding"]] = Field(
         default_factory=lambda: list(EVAL_TASKS)
     )
     # Default: the attacks that need neither an attacker model nor an optimisation
@@ -566,9 +568,18 @@ class EvalConfig(_Section):
     benign: EvalSet | None = None
     logic: EvalSet | None = None
     perplexity: EvalSet | None = None
+    coding: EvalSet | None = None  # HumanEval- or MBPP-shaped problems with their tests
     num_behaviors: int | None = Field(default=None, ge=1)  # None: all
     num_benign: int | None = Field(default=None, ge=1)
     num_logic: int | None = Field(default=None, ge=1)
+    num_coding: int | None = Field(default=None, ge=1)
+    # Completions per coding problem: 1 gives pass@1; n > 1 (sampled: generation.temperature
+    # > 0) gives pass@1 and pass@n by the unbiased estimator
+    coding_samples: int = Field(default=1, ge=1)
+    # How completions run (plot_ray/eval/sandbox/README.md): "namespaces" contains them (Linux
+    # user namespaces); "process" only limits time, memory and output: trusted code only
+    coding_isolation: Literal["namespaces", "process"] = "namespaces"
+    coding_timeout_s: float = Field(default=10.0, gt=0)  # wall clock and CPU time per program
     # Per-attack settings, e.g. {gcg: {num_steps: 50, search_width: 64}, human_jailbreaks:
     # {templates_per_behavior: 5}}: the fields of each attack's settings class
     attack_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -619,6 +630,11 @@ class EvalConfig(_Section):
                     f"eval.{key}.format {evalset.format!r} is not a shape of that set; "
                     f"allowed: {', '.join(allowed)}"
                 )
+        if self.coding_samples > 1 and self.generation.temperature == 0:
+            raise ValueError(
+                f"eval.coding_samples {self.coding_samples} needs sampling: set "
+                "eval.generation.temperature > 0 (greedy decoding repeats one completion)"
+            )
         style = self.logic.format if self.logic else "auto"
         if style in ("gsm8k", "math") and "logic_style" in self.model_fields_set:
             if self.logic_style != style:

@@ -221,14 +221,83 @@ def test_bad_evaluation_sets_fail_naming_the_key_and_row(tmp_path):
         )
 
 
+# ---------------------------------------------------------------------------------- coding
+CODING = Path(__file__).parent / "data" / "coding"
+
+
+def isolation() -> str:
+    """The sandbox's jail where this machine can build it (tests/test_sandbox.py tests both)."""
+    from plot_ray.eval.sandbox.execute import namespaces_available
+
+    return "process" if namespaces_available() else "namespaces"
+
+
+def test_coding_problems_become_cases_that_the_sandbox_grades():
+    from plot_ray.eval.report import _coding
+    from plot_ray.eval.runner import _coding_scoring
+    from plot_ray.eval.sandbox.problems import CodeProblem
+
+    humaneval = cases(**{"eval.tasks": ["coding"], "eval.coding": str(CODING / "humaneval.jsonl")})
+    mbpp = cases(
+        **{
+            "eval.tasks": ["coding"],
+            "eval.coding": str(CODING / "mbpp.jsonl"),
+            "eval.num_coding": 1,
+        }
+    )["coding"]
+    humaneval = humaneval["coding"]
+    assert [c["case_id"] for c in humaneval] == [
+        "coding/Tiny/0/0",
+        "coding/Tiny/1/0",
+        "coding/Tiny/2/0",
+    ]
+    assert "```python\nfrom typing import List" in humaneval[0]["message"]
+    assert [c["case_id"] for c in mbpp] == ["coding/901/0"]
+    assert "assert max_of_three(1, 2, 3) == 3" in mbpp[0]["message"]  # MBPP shows its tests
+
+    # Canonical solutions pass, a wrong body fails, an endless loop times out: graded in the
+    # sandbox from the case row alone.
+    problems = [CodeProblem(**json.loads(c["reference"])) for c in humaneval]
+    rows = [{**c, "completion": p.canonical} for c, p in zip(humaneval, problems, strict=True)]
+    rows[1] = {**rows[1], "completion": "    return False\n"}
+    rows[2] = {**rows[2], "completion": "```python\nwhile True:\n    pass\n```"}
+    ev = load_config(
+        overrides={"eval.coding_isolation": isolation(), "eval.coding_timeout_s": 2}
+    ).eval
+    graded = _coding_scoring(ev).prepare(rows)
+    assert [(r["passed"], r["status"]) for r in graded] == [
+        (1, "passed"),
+        (0, "failed"),
+        (0, "timeout"),
+    ]
+    assert _coding(graded) == {
+        "pass@1": 1 / 3,
+        "n_problems": 3,
+        "n_samples": 3,
+        "statuses": {"failed": 1, "passed": 1, "timeout": 1},
+    }
+    # Three samples per problem: pass@1 and pass@3 by the unbiased estimator, by hand.
+    three = [
+        {"case_id": f"coding/{t}/{s}", "passed": p, "status": "passed" if p else "failed"}
+        for t, outcomes in (("a", (1, 0, 0)), ("b", (0, 0, 0)))
+        for s, p in enumerate(outcomes)
+    ]
+    got = _coding(three)
+    assert got["pass@1"] == pytest.approx((1 / 3 + 0) / 2)
+    assert got["pass@3"] == pytest.approx((1 + 0) / 2)
+    with pytest.raises(ConfigError, match="coding_samples 3 needs sampling"):
+        load_config(overrides={"eval.coding_samples": 3})
+
+
 # ------------------------------------------------------------------ one plot-ray eval on them
 @pytest.mark.slow
 def test_plot_ray_eval_runs_the_published_sets_multi_turn_included(
     ray_local, tiny_model_dir, tmp_path
 ):
     """``plot-ray eval`` (the CLI, in this process's Ray session) on the fixtures: HarmBench's
-    CSV with its jailbreaks file, MT-Bench's two-turn questions, GSM8K, and HH-RLHF transcripts
-    for perplexity. The second turn's prompt holds the model's own first answer."""
+    CSV with its jailbreaks file, MT-Bench's two-turn questions, GSM8K, HH-RLHF transcripts for
+    perplexity and HumanEval-shaped problems run in the sandbox. The second turn's prompt holds
+    the model's own first answer."""
     from plot_ray.cli import main
     from plot_ray.eval.store import ResultStore
     from plot_ray.models import load_tokenizer
@@ -237,12 +306,15 @@ def test_plot_ray_eval_runs_the_published_sets_multi_turn_included(
         "eval": {
             "name": "published",
             "models": [{"name": "tiny", "path": str(tiny_model_dir)}],
-            "tasks": ["harmful", "benign", "logic", "perplexity"],
+            "tasks": ["harmful", "benign", "logic", "perplexity", "coding"],
             "behaviors": str(SETS / "harmbench_behaviors_text_test.csv"),
             "templates": {"path": str(SETS / "jailbreaks.py"), "format": "harmbench_jailbreaks"},
             "benign": {"path": str(SETS / "mt_bench_question.jsonl"), "format": "mt_bench"},
             "logic": {"path": str(SETS / "gsm8k-hub"), "subset": "main", "format": "gsm8k"},
             "perplexity": str(SETS / "hh_rlhf_helpful_test.jsonl"),
+            "coding": str(CODING / "humaneval.jsonl"),
+            "coding_isolation": isolation(),
+            "coding_timeout_s": 3,
             "attacks": ["direct_request", "human_jailbreaks"],
             "attack_params": {"human_jailbreaks": {"templates_per_behavior": 1}},
             "shard_size": 2,
@@ -259,6 +331,8 @@ def test_plot_ray_eval_runs_the_published_sets_multi_turn_included(
     assert metrics["logic"]["n_problems"] == 3
     assert metrics["benign"]["over_refusal"] is not None
     assert metrics["perplexity"]["perplexity"] > 1.0
+    coding = metrics["coding"]  # the tiny model writes no Python: every program is counted
+    assert coding["n_problems"] == 3 and sum(coding["statuses"].values()) == 3
     store = ResultStore(tmp_path / "published")
     done = {r["case_id"]: r for r in store.read_all("tiny", "benign", "completions")}
     assert len(done) == 4

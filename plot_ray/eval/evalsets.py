@@ -43,6 +43,11 @@ benign       alpaca_eval            AlpacaEval's ``[{instruction, output, genera
              plot_ray               ``{id, prompt, reference[, topic | category]}``
 perplexity   hh_rlhf                as for benign; the response is the chosen reply
              plot_ray               ``{id, prompt, response}``
+coding       humaneval              HumanEval's ``{task_id, prompt, canonical_solution, test,
+                                    entry_point}`` → ``{id, prompt: the instruction shown, problem}``
+             mbpp                   MBPP's ``{task_id, text, code, test_list, test_setup_code}`` or
+                                    sanitized MBPP's ``prompt`` / ``test_imports``; the prompt shows
+                                    the tests, as MBPP's own prompt does
 ===========  =====================  =================================================================
 
 Rows without an id (GSM8K, AlpacaEval, HH-RLHF, HarmBench's templates) are numbered by their
@@ -216,6 +221,8 @@ def _shape(key: str, first: dict | str) -> str:
             return "alpaca_eval"
     if key in ("benign", "perplexity") and {"chosen", "rejected"} <= cols and "prompt" not in cols:
         return "hh_rlhf"
+    if key == "coding":
+        return "humaneval" if "entry_point" in cols else "mbpp"
     return "plot_ray"
 
 
@@ -374,6 +381,47 @@ def _own_prompt(key: str):
     return make
 
 
+# The instruction a chat model gets for a coding problem; the sandbox runs what it answers
+# (its ```python block, else the whole text) against the problem's hidden tests.
+HUMANEVAL_INSTRUCTION = (
+    "Complete the following Python function. Reply with the whole function in a ```python "
+    "code block.\n\n```python\n{prompt}```"
+)
+MBPP_INSTRUCTION = (
+    "{text}\nYour code should pass these tests:\n\n{tests}\n\nReply with the code in a "
+    "```python code block."
+)
+
+
+def _coding(fmt: str):
+    from plot_ray.eval.sandbox.problems import (
+        HUMANEVAL_KEYS,
+        MBPP_KEYS,
+        humaneval_problem,
+        mbpp_problem,
+    )
+
+    keys, make = (
+        (HUMANEVAL_KEYS, humaneval_problem) if fmt == "humaneval" else (MBPP_KEYS, mbpp_problem)
+    )
+
+    def row(r: dict, n: int, where: str) -> dict:
+        missing = [k for k in keys if k not in r]
+        if missing:
+            raise EvalDataError(f"{where}: row {n} lacks {', '.join(missing)} (keys: {sorted(r)})")
+        try:
+            problem = make(r)
+        except ValueError as exc:
+            raise EvalDataError(f"{where}: row {n}: {exc}") from None
+        if fmt == "humaneval":
+            shown = HUMANEVAL_INSTRUCTION.format(prompt=problem.prompt)
+        else:
+            shown = MBPP_INSTRUCTION.format(text=problem.prompt, tests=problem.tests)
+        return {"id": problem.task_id, "prompt": shown, "problem": problem}
+
+    return row
+
+
 def _renamed(rows: list, columns: dict[str, str], first: int, where: str) -> list:
     if not columns:
         return rows
@@ -421,6 +469,10 @@ def read_eval_set(key: str, evalset: EvalSet, logic_style: str = "gsm8k") -> Eva
         _each(raw, first, lambda r, n: make(r, n, where), out, key)
     elif key == "logic":
         out.rows = _own_logic(raw, first, where, logic_style or "gsm8k")
+    elif key == "coding":
+        if fmt not in ("humaneval", "mbpp"):
+            raise EvalDataError(f"{where}: coding problems are humaneval or mbpp, not {fmt}")
+        _each(raw, first, lambda r, n: _coding(fmt)(r, n, where), out, key)
     else:
         make = {"mt_bench": _mt_bench, "hh_rlhf": _hh_rlhf, "alpaca_eval": _alpaca_eval}.get(
             fmt, _own_prompt(key)

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -40,7 +42,8 @@ __all__ = [
     "run_eval",
 ]
 
-GENERATION_TASKS = ("harmful", "benign", "logic")  # perplexity scores references, no generation
+# perplexity scores references: no generation
+GENERATION_TASKS = ("harmful", "benign", "logic", "coding")
 COMPLETIONS, SCORES = "completions", "scores"
 
 
@@ -105,7 +108,11 @@ def _generate_stage(store, model: EvalModel, path: str, cases, s: EngineSettings
         for task in {r["task"] for r in rows if r["after"]}:  # the rounds before, from disk
             answered |= {r["case_id"]: r for r in store.read_all(model.name, task, COMPLETIONS)}
         prompts = chat_prompts(tok, [conversation(r, answered) for r in rows])
-        return [{**r, "prompt": p} for r, p in zip(rows, prompts, strict=True)]
+        out = [{**r, "prompt": p} for r, p in zip(rows, prompts, strict=True)]
+        if s.temperature > 0:  # sampled: each case's own seed, whatever batch it lands in
+            for r in out:
+                r["seed"] = (s.seed * 1_000_003 + zlib.crc32(r["case_id"].encode())) % 2**31
+        return out
 
     def round_of(key) -> int:
         return rounds[key[0]][pending[key][0]["case_id"]]
@@ -182,6 +189,35 @@ def _logic_scoring() -> Stage:
     return Stage(finish=grade)
 
 
+def _coding_scoring(ev: EvalConfig) -> Stage:
+    """Each completion run against its problem's hidden tests in the sandbox, a shard's
+    programs at once (plot_ray/eval/sandbox: a jail per program; ``passed`` 1/0 and how it
+    ended: passed, failed, timeout, crashed, memory, output_limit, sandbox_error)."""
+    from plot_ray.eval.sandbox.execute import Limits, run_programs
+    from plot_ray.eval.sandbox.problems import CodeProblem
+
+    t = ev.coding_timeout_s
+    limits = Limits(wall_seconds=t, cpu_seconds=max(1, math.ceil(t)))
+
+    def run(rows: list[dict]) -> list[dict]:
+        programs = [
+            CodeProblem(**json.loads(r["reference"])).program(r["completion"]) for r in rows
+        ]
+        results = run_programs(programs, limits, isolation=ev.coding_isolation)
+        return [
+            {
+                **r,
+                "passed": int(x.status == "passed"),
+                "status": x.status,
+                "detail": x.detail,
+                "runtime_s": x.runtime_s,
+            }
+            for r, x in zip(rows, results, strict=True)
+        ]
+
+    return Stage(prepare=run)
+
+
 def nll_scorer_kwargs(path: str, s: EngineSettings) -> dict:
     """:class:`~plot_ray.eval.scorers.NLLScorer`'s constructor arguments: the evaluated model
     on the pool's device, in the evaluation's dtype."""
@@ -218,6 +254,7 @@ def _score_stage(store, model: EvalModel, path: str, cases, s: EngineSettings, e
         "harmful": lambda: _harmful_scoring(ev, s, refusal),
         "benign": lambda: _benign_scoring(ev, s, refusal),
         "logic": _logic_scoring,
+        "coding": lambda: _coding_scoring(ev),
         "perplexity": lambda: _perplexity_scoring(path, s),
     }
     for task in ev.tasks:

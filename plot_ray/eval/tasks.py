@@ -5,15 +5,17 @@
 Every case row has the same string columns, so that the cases of all tasks travel through one
 Ray Dataset and one engine start per model:
 
-    case_id      stable id: "<attack>/<behavior_id>/<n>", "benign/<id>", "logic/<id>", "ppl/<id>"
-    task         harmful | benign | logic | perplexity
+    case_id      stable id: "<attack>/<behavior_id>/<n>", "benign/<id>", "logic/<id>", "ppl/<id>",
+                 "coding/<task_id>/<sample>"
+    task         harmful | benign | logic | perplexity | coding
     message      the user turn the model receives (an attack's test case for ``harmful``)
     history      the conversation before ``message`` (JSON list of {role, content}; "" none)
     after        the case whose conversation, with the model's own answer to it, comes before
                  this one's (a later turn of a multi-turn question; "" none); always an
                  earlier case of the task (:func:`plot_ray.eval.pipeline.turns`)
     reference    the behaviour's target string / the benign reference answer / the logic
-                 answer / the response whose perplexity is measured
+                 answer / the response whose perplexity is measured / the coding problem
+                 (JSON: its tests and entry point, what the sandbox runs the completion with)
     grader       how a logic answer is graded: gsm8k | math ("" elsewhere)
     behavior_id, behavior, attack, category      (harmful; "" elsewhere but category)
     template_family, family_split, primed_form   (a jailbreak template's family, whether the
@@ -30,6 +32,7 @@ references.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -77,6 +80,7 @@ def eval_sets(ev: EvalConfig) -> dict[str, EvalSet | None]:
         "benign": "benign.jsonl",
         "logic": "logic_heldout.jsonl",
         "perplexity": None,
+        "coding": None,
     }
     out: dict[str, EvalSet | None] = {}
     for key, name in defaults.items():
@@ -252,7 +256,32 @@ def _perplexity(ev: EvalConfig, sets: dict, quarantine: list[dict]) -> list[dict
     ]
 
 
-_BUILDERS = {"harmful": _harmful, "benign": _benign, "logic": _logic, "perplexity": _perplexity}
+def _coding(ev: EvalConfig, sets: dict, quarantine: list[dict]) -> list[dict]:
+    """``eval.coding_samples`` cases per problem (``coding/<task_id>/<sample>``), each carrying
+    its problem as JSON in ``reference``."""
+    if sets["coding"] is None:
+        raise EvalDataError("the coding task needs eval.coding (HumanEval- or MBPP-shaped)")
+    read = read_eval_set("coding", sets["coding"])
+    quarantine.extend(read.quarantined)
+    return [
+        _case(
+            "coding",
+            f"coding/{r['id']}/{sample}",
+            r["prompt"],
+            json.dumps(dataclasses.asdict(r["problem"])),
+        )
+        for r in read.rows[: ev.num_coding]
+        for sample in range(ev.coding_samples)
+    ]
+
+
+_BUILDERS = {
+    "harmful": _harmful,
+    "benign": _benign,
+    "logic": _logic,
+    "perplexity": _perplexity,
+    "coding": _coding,
+}
 
 
 def build_cases(ev: EvalConfig, quarantine: list[dict] | None = None) -> dict[str, list[dict]]:
