@@ -177,7 +177,10 @@ def test_bad_evaluation_sets_fail_naming_the_key_and_row(tmp_path):
         return str(tmp_path / name)
 
     gsm = str(SETS / "gsm8k_test.jsonl")
-    with pytest.raises(EvalDataError, match=r"eval.logic .*maps to \['query'\].*row 0"):
+    with pytest.raises(
+        EvalDataError,
+        match=r"eval.logic .*`columns`: row 0: column 'query' \(mapped to 'question'\) is missing",
+    ):
         logic({"path": gsm, "columns": {"question": "query"}})
     # A row that cannot be used is set aside with its reason; a set with none left is an error.
     mixed = write("g.jsonl", '{"question": "Q", "answer": "It is 5."}\n' + open(gsm).readline())

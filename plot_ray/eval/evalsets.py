@@ -353,7 +353,7 @@ def _hh_rlhf(row: dict, n: int, where: str) -> dict:
             _get(row, ("chosen",), where, n), _get(row, ("rejected",), where, n)
         )
     except RowRejected as exc:
-        raise Quarantined(exc.reason, str(exc)) from None
+        raise Quarantined(exc.reason, exc.detail) from None
     *history, last = prompt
     return {**_turn(str(row.get("id", n)), last["content"], chosen), "history": history}
 
@@ -423,21 +423,22 @@ def _coding(fmt: str):
 
 
 def _renamed(rows: list, columns: dict[str, str], first: int, where: str) -> list:
+    """Every row with its columns renamed by ``columns`` ({field: column}, as for training
+    sources); a mapped column a row lacks is an error naming it."""
+    from plot_ray.data.formats import RowRejected, map_columns
+
     if not columns:
         return rows
     out = []
     for n, row in enumerate(rows, first):
         if not isinstance(row, dict):
             raise EvalDataError(f"{where}: `columns` needs rows with named columns")
-        missing = [c for c in columns.values() if c not in row]
-        if missing:
+        try:
+            out.append(map_columns(row, columns))
+        except RowRejected as exc:
             raise EvalDataError(
-                f"{where}: `columns` maps to {missing}, which row {n} does not have "
-                f"(its columns: {sorted(row)})"
-            )
-        taken = set(columns.values())
-        kept = {k: v for k, v in row.items() if k not in taken}
-        out.append({**kept, **{field: row[col] for field, col in columns.items()}})
+                f"{where}: `columns`: row {n}: {exc} (its columns: {sorted(row)})"
+            ) from None
     return out
 
 
