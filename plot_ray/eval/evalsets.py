@@ -437,7 +437,7 @@ def _renamed(rows: list, columns: dict[str, str], first: int, where: str) -> lis
             out.append(map_columns(row, columns))
         except RowRejected as exc:
             raise EvalDataError(
-                f"{where}: `columns`: row {n}: {exc} (its columns: {sorted(row)})"
+                f"{where}: `columns`: row {n}: {exc.detail} (its columns: {sorted(row)})"
             ) from None
     return out
 
