@@ -82,6 +82,11 @@ def _model_settings(path: str, s: EngineSettings, ev: EvalConfig) -> dict:
         "refusal_judge": _refusal_judge_name(ev),
         "reward_model": ev.reward_model,
         "logic_style": ev.logic_style,
+        **(
+            {"coding_isolation": ev.coding_isolation, "coding_timeout_s": ev.coding_timeout_s}
+            if "coding" in ev.tasks
+            else {}
+        ),
     }
 
 
