@@ -97,10 +97,15 @@ class DataSource(_Section):
     @field_validator("columns")
     @classmethod
     def _columns_named(cls, value: dict[str, str]) -> dict[str, str]:
-        for field_name, column in value.items():
-            if not field_name.strip() or not column.strip():
-                raise ValueError(f"empty name in the mapping {field_name!r}: {column!r}")
-        return value
+        return _column_mapping(value)
+
+
+def _column_mapping(value: dict[str, str]) -> dict[str, str]:
+    """A ``columns`` mapping ({field: source column}) with no empty name."""
+    for field_name, column in value.items():
+        if not field_name.strip() or not column.strip():
+            raise ValueError(f"empty name in the mapping {field_name!r}: {column!r}")
+    return value
 
 
 class DataConfig(_Section):
@@ -530,6 +535,45 @@ class GenerationConfig(_Section):
     cpu_kv_cache_gib: int = Field(default=1, ge=1)  # vLLM on CPUs (VLLM_CPU_KVCACHE_SPACE)
 
 
+# The published shapes an evaluation set may come in (plot_ray/eval/evalsets.py), and which
+# evaluation key takes which: "plot_ray" is the project's own JSONL (the synthetic benchmark's).
+EvalSetFormat = Literal[
+    "auto", "plot_ray", "harmbench", "harmbench_jailbreaks", "gsm8k", "math", "alpaca_eval",
+    "mt_bench", "hh_rlhf", "humaneval", "mbpp",
+]  # fmt: skip
+EVAL_SET_FORMATS: dict[str, tuple[str, ...]] = {
+    "behaviors": ("auto", "plot_ray", "harmbench"),
+    "templates": ("auto", "plot_ray", "harmbench_jailbreaks"),
+    "benign": ("auto", "plot_ray", "alpaca_eval", "mt_bench", "hh_rlhf"),
+    "logic": ("auto", "plot_ray", "gsm8k", "math"),
+    "perplexity": ("auto", "plot_ray", "hh_rlhf"),
+    "coding": ("auto", "humaneval", "mbpp"),
+}
+
+
+class EvalSet(_Section):
+    """One evaluation set in its published shape: a file (JSONL, JSON array, CSV, Parquet, or
+    HarmBench's ``jailbreaks.py``), a ``save_to_disk`` folder or a hub dataset. A plain string in
+    the config is this with only ``path``. The keys mean what they mean in :class:`DataSource`;
+    ``format`` names the published shape (``auto``: told from the columns)."""
+
+    path: str
+    format: EvalSetFormat = "auto"
+    reader: Literal[
+        "auto", "jsonl", "json", "parquet", "csv", "python", "hf_disk", "hf_hub"
+    ] = "auto"  # fmt: skip
+    split: str = "test"  # hub / save_to_disk: a split or a slice of one (`test[:100]`)
+    subset: str | None = None
+    data_dir: str | None = None
+    revision: str | None = None
+    columns: dict[str, str] = Field(default_factory=dict)  # {field: source column}
+
+    @field_validator("columns")
+    @classmethod
+    def _columns_named(cls, value: dict[str, str]) -> dict[str, str]:
+        return _column_mapping(value)
+
+
 # Keys that moved: a config that still has them is refused with the new key's name.
 _MOVED_EVAL_KEYS = {
     **{key: f"eval.generation.{key}" for key in GenerationConfig.model_fields},
@@ -541,10 +585,11 @@ class EvalConfig(_Section):
     """``plot-ray eval``: several models, one run, one report (see plot_ray/eval).
 
     Data: ``data_dir`` is a synthetic benchmark folder (``plot-ray synth``); its ``eval/`` files
-    are the defaults of ``behaviors`` (HarmBench-style JSONL/CSV: behaviour, id, category,
-    target), ``templates`` (jailbreak templates with a ``{behavior}`` slot), ``benign``
-    (prompts with reference answers), ``logic`` (questions with answers). ``perplexity`` reads
-    the benign prompts' reference answers unless given its own JSONL of prompt/response rows.
+    are the defaults of ``behaviors``, ``templates`` (jailbreak templates), ``benign`` (prompts
+    with reference answers) and ``logic`` (questions with answers). Each of these, and
+    ``perplexity`` (default: the benign prompts' reference answers) and ``coding`` (no
+    default), is an :class:`EvalSet`: a path or a set by name in its published shape (HarmBench,
+    GSM8K, MATH, AlpacaEval, MT-Bench, HH-RLHF, HumanEval, MBPP; plot_ray/eval/evalsets.py).
 
     Attacks: ``attacks`` names registered attacks (plot_ray/eval/attacks) and
     ``attack_params.<attack>`` sets the fields of each one's settings class; both are checked
@@ -556,7 +601,8 @@ class EvalConfig(_Section):
 
     models: list[EvalModel] = Field(default_factory=list)
     baseline: str | None = None  # the model that win rates compare against; default: the first
-    tasks: list[Literal["harmful", "benign", "logic", "perplexity"]] = Field(
+    # the default: the tasks of the synthetic benchmark; `coding` needs eval.coding
+    tasks: list[Literal["harmful", "benign", "logic", "perplexity", "coding"]] = Field(
         default_factory=lambda: list(EVAL_TASKS)
     )
     # Default: the attacks that need neither an attacker model nor an optimisation
@@ -565,18 +611,32 @@ class EvalConfig(_Section):
     # (`plot-ray build-attacker` makes one for the synthetic benchmark)
     attacker: str | None = None
     data_dir: str | None = None
-    behaviors: str | None = None
-    templates: str | None = None
-    benign: str | None = None
-    logic: str | None = None
-    perplexity: str | None = None
+    # Each a path (the project's JSONL or a published shape told from its columns) or an
+    # EvalSet ({path, format, reader, split, subset, revision, columns}) for a published set
+    # by name, e.g. {path: openai/gsm8k, subset: main, format: gsm8k}
+    behaviors: EvalSet | None = None
+    templates: EvalSet | None = None
+    benign: EvalSet | None = None
+    logic: EvalSet | None = None
+    perplexity: EvalSet | None = None
+    coding: EvalSet | None = None  # HumanEval- or MBPP-shaped problems with their tests
     num_behaviors: int | None = Field(default=None, ge=1)  # None: all
     num_benign: int | None = Field(default=None, ge=1)
     num_logic: int | None = Field(default=None, ge=1)
+    num_coding: int | None = Field(default=None, ge=1)
+    # Completions per coding problem: 1 gives pass@1; n > 1 (sampled: generation.temperature
+    # > 0) gives pass@1 and pass@n by the unbiased estimator
+    coding_samples: int = Field(default=1, ge=1)
+    # How completions run (plot_ray/eval/sandbox/README.md): "namespaces" contains them (Linux
+    # user namespaces); "process" only limits time, memory and output: trusted code only
+    coding_isolation: Literal["namespaces", "process"] = "namespaces"
+    coding_timeout_s: float = Field(default=10.0, gt=0)  # wall clock and CPU time per program
     # Per-attack settings, e.g. {gcg: {num_steps: 50, search_width: 64}, human_jailbreaks:
     # {templates_per_behavior: 5}}: the fields of each attack's settings class
     attack_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    logic_style: Literal["gsm8k", "math"] = "gsm8k"  # "#### N" or the last \\boxed{}
+    # How logic answers of the project's own format are graded: "#### N" or the last
+    # \\boxed{}; a set in a published shape (gsm8k, math) is graded its own way
+    logic_style: Literal["gsm8k", "math"] = "gsm8k"
     seed: int = 0
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     # Engines, scorers and attack actors on GPUs (one each, eval.generation.num_engines of
@@ -606,6 +666,34 @@ class EvalConfig(_Section):
                 ],
             )
         return data
+
+    @field_validator(*EVAL_SET_FORMATS, mode="before")
+    @classmethod
+    def _path_is_a_set(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, str | Path) else value
+
+    @model_validator(mode="after")
+    def _set_formats(self) -> EvalConfig:
+        for key, allowed in EVAL_SET_FORMATS.items():
+            evalset = getattr(self, key)
+            if evalset is not None and evalset.format not in allowed:
+                raise ValueError(
+                    f"eval.{key}.format {evalset.format!r} is not a shape of that set; "
+                    f"allowed: {', '.join(allowed)}"
+                )
+        if self.coding_samples > 1 and self.generation.temperature == 0:
+            raise ValueError(
+                f"eval.coding_samples {self.coding_samples} needs sampling: set "
+                "eval.generation.temperature > 0 (greedy decoding repeats one completion)"
+            )
+        style = self.logic.format if self.logic else "auto"
+        if style in ("gsm8k", "math") and "logic_style" in self.model_fields_set:
+            if self.logic_style != style:
+                raise ValueError(
+                    f"eval.logic_style {self.logic_style!r} contradicts eval.logic.format "
+                    f"{style!r}; leave logic_style out (the format grades its own way)"
+                )
+        return self
 
     @field_validator("attacks")
     @classmethod

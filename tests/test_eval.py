@@ -127,10 +127,10 @@ def test_bad_evaluation_inputs_fail_clearly(synth_dir, tmp_path):
     cfg = eval_config(
         synth_dir, tmp_path, {"m": "x"}, **{"eval.benign": str(bad), "eval.tasks": ["benign"]}
     )
-    with pytest.raises(EvalDataError, match=r"row 2 has no prompt"):
+    with pytest.raises(EvalDataError, match=r"eval.benign .*row 1 has no prompt"):
         build_cases(cfg.eval)
     bad.write_text("{not json\n")
-    with pytest.raises(EvalDataError, match=r"benign.jsonl:1: not valid JSON"):
+    with pytest.raises(EvalDataError, match=r"benign.jsonl\): line 1 is not valid JSON"):
         build_cases(cfg.eval)
     with pytest.raises(ConfigError, match=r"eval.attacks: unknown attack\(s\) \['gcgx'\]"):
         load_config(overrides={"eval.attacks": ["gcgx"]})

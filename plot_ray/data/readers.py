@@ -49,11 +49,12 @@ import ray.data
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
-from plot_ray.config import DataSource
+from plot_ray.config import DataSource, EvalSet
 from plot_ray.data.schema import DataValidationError
 
 __all__ = [
     "READ_CPUS",
+    "load_hub_split",
     "RecordFilesDatasource",
     "ResolvedSource",
     "read_raw",
@@ -359,7 +360,7 @@ def _resolve_hf(index: int, source: DataSource, reader: str) -> ResolvedSource:
             )
         obj = datasets.load_from_disk(os.path.expanduser(source.path))
     else:
-        obj = _load_hub(where, source, split)
+        obj = load_hub_split(where, source, split)
     if isinstance(obj, datasets.DatasetDict):
         if split not in obj:
             raise ValueError(f"{where}: no split {split!r}; it has {', '.join(sorted(obj))}")
@@ -404,8 +405,9 @@ def _resolve_hf(index: int, source: DataSource, reader: str) -> ResolvedSource:
     )
 
 
-def _load_hub(where: str, source: DataSource, split: str):
-    """``datasets.load_dataset`` for a hub source's whole ``split``; errors name the source."""
+def load_hub_split(where: str, source: DataSource | EvalSet, split: str):
+    """``datasets.load_dataset`` for a hub source's whole ``split``; errors name the source
+    (``where``) and say the call that failed."""
     import datasets
 
     kwargs = {k: getattr(source, k) for k in ("data_dir", "revision") if getattr(source, k)}

@@ -2,6 +2,7 @@
 pending shards, actor pools, progress.
 
     shards(rows, size) -> {k: rows}                  how a task's rows are cut (the unit of resume)
+    turns(rows) -> {id: round}                       the rounds of multi-turn conversations
     Stage(prepare, transform, finish)                how rows go through one step
     stream(pending, stage, write, progress)          run a stage, writing each shard when whole
     actor_pool(ds, cls, kwargs, settings, batch)     map_batches over eval.generation.num_engines
@@ -21,7 +22,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Key", "Progress", "Stage", "actor_pool", "actor_pool_kwargs", "shards", "stream"]
+__all__ = [
+    "Key",
+    "Progress",
+    "Stage",
+    "actor_pool",
+    "actor_pool_kwargs",
+    "shards",
+    "stream",
+    "turns",
+]
 
 Key = tuple[Any, int]  # (what, shard): (task, shard) for results, (attack, behaviour) for attacks
 
@@ -46,8 +56,32 @@ class Stage:
         return Stage(self.prepare, self.transform, lambda row: finish(first(row)))
 
 
+def turns(rows: list[dict], key: str = "case_id") -> dict[str, int]:
+    """Each row's round of generation: 1, or one more than the row it comes ``after`` (a later
+    turn of a multi-turn question continues after the model's answer to the earlier one, which
+    is always an earlier row)."""
+    out: dict[str, int] = {}
+    for r in rows:
+        out[r[key]] = out[r["after"]] + 1 if r.get("after") else 1
+    return out
+
+
 def shards(rows: list[dict], size: int) -> dict[int, list[dict]]:
-    return {k: rows[i : i + size] for k, i in enumerate(range(0, len(rows), size))}
+    """Consecutive rows, ``size`` per shard; a shard never spans two rounds (:func:`turns`), so
+    that a round's shards can wait for the completions of the round before."""
+    out: dict[int, list[dict]] = {}
+    rounds = turns(rows) if any(r.get("after") for r in rows) else {}
+    current: list[dict] = []
+    for r in rows:
+        if current and (
+            len(current) == size or rounds.get(r["case_id"]) != rounds.get(current[-1]["case_id"])
+        ):
+            out[len(out)] = current
+            current = []
+        current.append(r)
+    if current:
+        out[len(out)] = current
+    return out
 
 
 def plain(value: Any) -> Any:

@@ -12,6 +12,9 @@ Per model, each metric with its counts:
   and the raw and length-controlled win rates against ``eval.baseline`` on the same prompts.
 - ``logic``: exact-match accuracy (an unparseable answer is wrong and counted).
 - ``perplexity``: ``exp(sum NLL / sum tokens)`` of the held-out references.
+- ``coding``: pass@1 (and pass@n with n samples per problem) of the completions run against
+  the problems' hidden tests in the sandbox, and how every program ended (passed, failed,
+  timeout, crashed, memory, output_limit, sandbox_error).
 """
 
 from __future__ import annotations
@@ -135,6 +138,28 @@ def _logic(rows: list[dict]) -> dict:
     }
 
 
+def _coding(rows: list[dict]) -> dict:
+    """pass@1 (and pass@n with n samples per problem: the unbiased estimator, mean over
+    problems) and how every program ended."""
+    from plot_ray.eval.sandbox.passk import pass_at_k
+
+    per_problem: dict[str, list[int]] = {}
+    for r in rows:
+        per_problem.setdefault(r["case_id"].rsplit("/", 1)[0], []).append(r["passed"])
+    n = min(len(v) for v in per_problem.values())
+    out: dict[str, Any] = {
+        f"pass@{k}": sum(pass_at_k(len(v), sum(v), k) for v in per_problem.values())
+        / len(per_problem)
+        for k in sorted({1, n})
+    }
+    out.update(
+        n_problems=len(per_problem),
+        n_samples=len(rows),
+        statuses=dict(sorted(Counter(r["status"] for r in rows).items())),
+    )
+    return out
+
+
 def _perplexity(rows: list[dict]) -> dict:
     nll, tokens = sum(r["nll"] for r in rows), sum(r["num_tokens"] for r in rows)
     return {"perplexity": perplexity(nll, tokens), "n_responses": len(rows), "n_tokens": tokens}
@@ -174,6 +199,8 @@ def compute_metrics(
             entry["logic"] = _logic(got["logic"])
         if "perplexity" in got:
             entry["perplexity"] = _perplexity(got["perplexity"])
+        if "coding" in got:
+            entry["coding"] = _coding(got["coding"])
         models[m.name] = entry
     out: dict[str, Any] = {
         "name": ev.name,
@@ -303,6 +330,10 @@ def summary_rows(metrics: dict) -> list[dict[str, Any]]:
         if "perplexity" in m:
             row["perplexity"] = m["perplexity"]["perplexity"]
             row["perplexity/n_tokens"] = m["perplexity"]["n_tokens"]
+        if "coding" in m:
+            row["pass@1"] = m["coding"]["pass@1"]
+            row["coding/n_problems"] = m["coding"]["n_problems"]
+            row["coding/n_samples"] = m["coding"]["n_samples"]
         rows.append(row)
     return rows
 
@@ -319,6 +350,8 @@ def _markdown(metrics: dict, figures: list[str]) -> str:
         head += ["accuracy"]
     if "perplexity" in metrics["tasks"]:
         head += ["perplexity"]
+    if "coding" in metrics["tasks"]:
+        head += ["pass@1"]
     lines = [
         f"# Evaluation `{metrics['name']}`",
         "",
@@ -349,6 +382,11 @@ def _markdown(metrics: dict, figures: list[str]) -> str:
             )
         if "perplexity" in metrics["tasks"]:
             cells.append(f"{r['perplexity']:.2f} ({r['perplexity/n_tokens']} tokens)")
+        if "coding" in metrics["tasks"]:
+            cells.append(
+                f"{100 * r['pass@1']:.1f} ({r['coding/n_problems']} problems, "
+                f"{r['coding/n_samples']} programs)"
+            )
         table.append(cells)
     lines += markdown_table(head, table, compact=True)
     if attacks:

@@ -19,16 +19,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import time
+import zlib
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 from plot_ray.config import ConfigError, EvalConfig, EvalModel, PlotRayConfig
 from plot_ray.eval.engines import EngineSettings, chat_prompts, generate, resolve_model_path
-from plot_ray.eval.pipeline import Progress, Stage, actor_pool, shards, stream
+from plot_ray.eval.pipeline import Progress, Stage, actor_pool, shards, stream, turns
 from plot_ray.eval.store import ResultStore
-from plot_ray.eval.tasks import build_cases
+from plot_ray.eval.tasks import build_cases, conversation
 
 __all__ = [
     "GENERATION_TASKS",
@@ -39,7 +42,8 @@ __all__ = [
     "run_eval",
 ]
 
-GENERATION_TASKS = ("harmful", "benign", "logic")  # perplexity scores references, no generation
+# perplexity scores references: no generation
+GENERATION_TASKS = ("harmful", "benign", "logic", "coding")
 COMPLETIONS, SCORES = "completions", "scores"
 
 
@@ -78,11 +82,18 @@ def _model_settings(path: str, s: EngineSettings, ev: EvalConfig) -> dict:
         "refusal_judge": _refusal_judge_name(ev),
         "reward_model": ev.reward_model,
         "logic_style": ev.logic_style,
+        **(
+            {"coding_isolation": ev.coding_isolation, "coding_timeout_s": ev.coding_timeout_s}
+            if "coding" in ev.tasks
+            else {}
+        ),
     }
 
 
 # --------------------------------------------------------------------------- generation
 def _generate_stage(store, model: EvalModel, path: str, cases, s: EngineSettings, ev, bar) -> None:
+    """Completions of every generation task, shard by shard; a multi-turn question's later
+    turns go in a later round, after the model's own answers to the turns before."""
     pending = {
         (task, k): rows
         for task in GENERATION_TASKS
@@ -95,19 +106,35 @@ def _generate_stage(store, model: EvalModel, path: str, cases, s: EngineSettings
     from plot_ray.models import load_tokenizer
 
     tok = load_tokenizer(path, trust_remote_code=s.trust_remote_code)
+    rounds = {task: turns(cases[task]) for task in GENERATION_TASKS if task in cases}
 
     def with_prompts(rows: list[dict]) -> list[dict]:
-        prompts = chat_prompts(tok, [r["message"] for r in rows])
-        return [{**r, "prompt": p} for r, p in zip(rows, prompts, strict=True)]
+        answered: dict[str, dict] = {}
+        for task in {r["task"] for r in rows if r["after"]}:  # the rounds before, from disk
+            answered |= {r["case_id"]: r for r in store.read_all(model.name, task, COMPLETIONS)}
+        prompts = chat_prompts(tok, [conversation(r, answered) for r in rows])
+        out = [{**r, "prompt": p} for r, p in zip(rows, prompts, strict=True)]
+        if s.temperature > 0:  # sampled: each case's own seed, whatever batch it lands in
+            for r in out:
+                r["seed"] = (s.seed * 1_000_003 + zlib.crc32(r["case_id"].encode())) % 2**31
+        return out
 
-    bar.start(f"{model.name}: generate ({s.engine})", sum(map(len, pending.values())))
-    stream(
-        pending,
-        Stage(prepare=with_prompts, transform=lambda ds: generate(ds, path, s)),
-        write=lambda key, rows: store.write(model.name, key[0], COMPLETIONS, key[1], rows),
-        progress=bar,
-    )
-    bar.close()
+    def round_of(key) -> int:
+        return rounds[key[0]][pending[key][0]["case_id"]]
+
+    for r in sorted({round_of(key) for key in pending}):
+        todo = {key: rows for key, rows in pending.items() if round_of(key) == r}
+        bar.start(
+            f"{model.name}: generate ({s.engine})" + (f", turn {r}" if r > 1 else ""),
+            sum(map(len, todo.values())),
+        )
+        stream(
+            todo,
+            Stage(prepare=with_prompts, transform=lambda ds: generate(ds, path, s)),
+            write=lambda key, rows: store.write(model.name, key[0], COMPLETIONS, key[1], rows),
+            progress=bar,
+        )
+        bar.close()
 
 
 # ------------------------------------------------------------------------------ scoring
@@ -155,16 +182,45 @@ def _benign_scoring(ev: EvalConfig, s: EngineSettings, refusal) -> Stage:
     )
 
 
-def _logic_scoring(ev: EvalConfig) -> Stage:
+def _logic_scoring() -> Stage:
     from plot_ray.eval.answers import is_correct
 
     def grade(row: dict) -> dict:
-        verdict = is_correct(row["completion"], row["reference"], style=ev.logic_style)
+        verdict = is_correct(row["completion"], row["reference"], style=row["grader"])
         row["correct"] = int(bool(verdict))
         row["parsed"] = int(verdict is not None)
         return row
 
     return Stage(finish=grade)
+
+
+def _coding_scoring(ev: EvalConfig) -> Stage:
+    """Each completion run against its problem's hidden tests in the sandbox, a shard's
+    programs at once (plot_ray/eval/sandbox: a jail per program; ``passed`` 1/0 and how it
+    ended: passed, failed, timeout, crashed, memory, output_limit, sandbox_error)."""
+    from plot_ray.eval.sandbox.execute import Limits, run_programs
+    from plot_ray.eval.sandbox.problems import CodeProblem
+
+    t = ev.coding_timeout_s
+    limits = Limits(wall_seconds=t, cpu_seconds=max(1, math.ceil(t)))
+
+    def run(rows: list[dict]) -> list[dict]:
+        programs = [
+            CodeProblem(**json.loads(r["reference"])).program(r["completion"]) for r in rows
+        ]
+        results = run_programs(programs, limits, isolation=ev.coding_isolation)
+        return [
+            {
+                **r,
+                "passed": int(x.status == "passed"),
+                "status": x.status,
+                "detail": x.detail,
+                "runtime_s": x.runtime_s,
+            }
+            for r, x in zip(rows, results, strict=True)
+        ]
+
+    return Stage(prepare=run)
 
 
 def nll_scorer_kwargs(path: str, s: EngineSettings) -> dict:
@@ -185,7 +241,7 @@ def _perplexity_scoring(path: str, s: EngineSettings) -> Stage:
     tok = load_tokenizer(path, trust_remote_code=s.trust_remote_code)
 
     def with_prompts(rows: list[dict]) -> list[dict]:
-        prompts = chat_prompts(tok, [r["message"] for r in rows])
+        prompts = chat_prompts(tok, [conversation(r, {}) for r in rows])
         return [{**r, "prompt": p} for r, p in zip(rows, prompts, strict=True)]
 
     kwargs = nll_scorer_kwargs(path, s)
@@ -202,7 +258,8 @@ def _score_stage(store, model: EvalModel, path: str, cases, s: EngineSettings, e
     scorings = {
         "harmful": lambda: _harmful_scoring(ev, s, refusal),
         "benign": lambda: _benign_scoring(ev, s, refusal),
-        "logic": lambda: _logic_scoring(ev),
+        "logic": _logic_scoring,
+        "coding": lambda: _coding_scoring(ev),
         "perplexity": lambda: _perplexity_scoring(path, s),
     }
     for task in ev.tasks:
@@ -297,8 +354,13 @@ def run_eval(
         shutil.rmtree(root)
     store = ResultStore(root)
     started = time.perf_counter()
-    cases = build_cases(ev)
+    quarantined: list[dict] = []
+    cases = build_cases(ev, quarantined)
     store.write_cases(cases, _case_manifest(cfg, cases))
+    if quarantined:
+        path = store.write_quarantine(quarantined)
+        reasons = Counter(f"eval.{q['set']}: {q['reason']}" for q in quarantined)
+        say(f"set aside {len(quarantined)} unusable rows ({dict(reasons)}) → {path}")
     say(
         "cases: "
         + ", ".join(f"{task} {len(rows)}" for task, rows in cases.items())

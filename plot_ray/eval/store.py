@@ -3,6 +3,7 @@
     <eval.output_dir>/<eval.name>/
         cases/<task>.parquet                      every task's cases (the same for every model)
         cases/manifest.json                       what the cases were built from + shard size
+        cases/quarantine.jsonl                    evaluation-set rows set aside, with reasons
         results/<model>/settings.json             the model path and generation settings
         results/<model>/<task>/<stage>/shard-00000.parquet
                                                   stage: completions | scores
@@ -55,6 +56,16 @@ class ResultStore:
             path = self.root / "cases" / f"{task}.parquet"
             if not path.is_file():
                 _atomic_write_table(pa.Table.from_pylist(rows), path)
+
+    def write_quarantine(self, rows: list[dict]) -> Path:
+        """The evaluation sets' rows that were set aside (``cases/quarantine.jsonl``: set, row,
+        reason, detail, the record as read)."""
+        path = self.root / "cases" / "quarantine.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text("".join(json.dumps(r, default=str) + "\n" for r in rows))
+        os.replace(tmp, path)
+        return path
 
     def check_or_write_json(self, path: Path, expected: dict, what: str) -> None:
         if path.is_file():

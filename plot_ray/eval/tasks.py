@@ -5,42 +5,49 @@
 Every case row has the same string columns, so that the cases of all tasks travel through one
 Ray Dataset and one engine start per model:
 
-    case_id      stable id: "<attack>/<behavior_id>/<n>", "benign/<id>", "logic/<id>", "ppl/<id>"
-    task         harmful | benign | logic | perplexity
+    case_id      stable id: "<attack>/<behavior_id>/<n>", "benign/<id>", "logic/<id>", "ppl/<id>",
+                 "coding/<task_id>/<sample>"
+    task         harmful | benign | logic | perplexity | coding
     message      the user turn the model receives (an attack's test case for ``harmful``)
+    history      the conversation before ``message`` (JSON list of {role, content}; "" none)
+    after        the case whose conversation, with the model's own answer to it, comes before
+                 this one's (a later turn of a multi-turn question; "" none); always an
+                 earlier case of the task (:func:`plot_ray.eval.pipeline.turns`)
     reference    the behaviour's target string / the benign reference answer / the logic
-                 answer / the response whose perplexity is measured
-    behavior_id, behavior, attack, category      (harmful; "" elsewhere)
+                 answer / the response whose perplexity is measured / the coding problem
+                 (JSON: its tests and entry point, what the sandbox runs the completion with)
+    grader       how a logic answer is graded: gsm8k | math ("" elsewhere)
+    behavior_id, behavior, attack, category      (harmful; "" elsewhere but category)
     template_family, family_split, primed_form   (a jailbreak template's family, whether the
                  family is held out of training, the surface form it primes; "" elsewhere)
 
-Inputs, each a file (small enough for the driver; the work on them is what is distributed):
-
-- behaviours: the synthetic benchmark's ``behaviors.jsonl`` (``behavior_id, behavior, target,
-  topic``) or a HarmBench CSV (``Behavior, FunctionalCategory, SemanticCategory, ContextString,
-  BehaviorID``) / JSONL with those names; targets may come from a HarmBench-style JSON map
-  ``{BehaviorID: "Sure, here is ..."}`` named ``<behaviours file>.targets.json``.
-- templates: JSONL of ``{template_id, template}`` (the synthetic benchmark adds ``family``,
-  ``family_heldout`` and ``form``, which become the cases' template columns).
-- benign: JSONL of ``{id, prompt, reference}``; logic: JSONL of ``{id, question, answer}``;
-  perplexity: JSONL of ``{id, prompt, response}`` (default: the benign prompts' references).
+Inputs (``eval.behaviors``, ``templates``, ``benign``, ``logic``, ``perplexity``) are files or
+hub datasets in their published shapes (:mod:`plot_ray.eval.evalsets`: HarmBench's behaviours
+CSV and human jailbreaks, GSM8K, MATH, AlpacaEval, MT-Bench, HH-RLHF) or the project's own JSONL
+(the synthetic benchmark's ``eval/`` files, the defaults under ``eval.data_dir``). Behaviour
+targets may come from a HarmBench-style JSON map ``{BehaviorID: "Sure, here is ..."}`` named
+``<behaviours file>.targets.json``. The perplexity task defaults to the benign prompts'
+references.
 """
 
 from __future__ import annotations
 
-import csv
+import dataclasses
 import json
 from pathlib import Path
 
-from plot_ray.config import EvalConfig
+from plot_ray.config import EvalConfig, EvalSet
 from plot_ray.eval.attacks import StaticContext
+from plot_ray.eval.evalsets import EvalDataError, read_eval_set
+from plot_ray.eval.pipeline import turns
 
 __all__ = [
     "CASE_COLUMNS",
     "EvalDataError",
     "build_cases",
+    "conversation",
     "eval_behaviors",
-    "eval_paths",
+    "eval_sets",
     "harmful_case",
     "load_behaviors",
 ]
@@ -49,7 +56,10 @@ CASE_COLUMNS = (
     "case_id",
     "task",
     "message",
+    "history",
+    "after",
     "reference",
+    "grader",
     "behavior_id",
     "behavior",
     "attack",
@@ -60,12 +70,8 @@ CASE_COLUMNS = (
 )
 
 
-class EvalDataError(ValueError):
-    """An evaluation set is missing, malformed, or lacks a field a task needs."""
-
-
-def eval_paths(ev: EvalConfig) -> dict[str, Path | None]:
-    """Each evaluation set's path: given explicitly, else the synthetic benchmark's file under
+def eval_sets(ev: EvalConfig) -> dict[str, EvalSet | None]:
+    """Each evaluation set: given explicitly, else the synthetic benchmark's file under
     ``eval.data_dir``."""
     base = Path(ev.data_dir) / "eval" if ev.data_dir else None
     defaults = {
@@ -74,73 +80,57 @@ def eval_paths(ev: EvalConfig) -> dict[str, Path | None]:
         "benign": "benign.jsonl",
         "logic": "logic_heldout.jsonl",
         "perplexity": None,
+        "coding": None,
     }
-    out: dict[str, Path | None] = {}
+    out: dict[str, EvalSet | None] = {}
     for key, name in defaults.items():
         given = getattr(ev, key)
-        out[key] = Path(given) if given else (base / name if base and name else None)
+        out[key] = given or (EvalSet(path=str(base / name)) if base and name else None)
     return out
 
 
-def _read_rows(path: Path, what: str) -> list[dict]:
-    if not path.is_file():
-        raise EvalDataError(f"eval.{what}: no such file {path}")
-    if path.suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as fh:
-            return list(csv.DictReader(fh))
-    rows = []
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise EvalDataError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise EvalDataError(f"{path}:{n}: a JSON object per line, got {type(row).__name__}")
-            rows.append(row)
-    return rows
-
-
-def _field(row: dict, names: tuple[str, ...], path: Path, n: int, required: bool = True) -> str:
+def _field(row: dict, names: tuple[str, ...], where: str, n: int, required: bool = True) -> str:
     for name in names:
         value = row.get(name)
         if value not in (None, ""):
             return str(value)
     if required:
         raise EvalDataError(
-            f"{path}: row {n} has no {' / '.join(names)} field (keys: {sorted(row)})"
+            f"{where}: row {n} has no {' / '.join(names)} field (keys: {sorted(row)})"
         )
     return ""
 
 
-def load_behaviors(path: Path) -> list[dict]:
-    """Behaviours in one schema: ``behavior_id, behavior, category, target, context``.
+def load_behaviors(source: Path | str | EvalSet) -> list[dict]:
+    """Behaviours in one schema: ``behavior_id, behavior, category, target, context``, from
+    HarmBench's CSV (or JSONL with its column names) or the synthetic ``behaviors.jsonl``.
     HarmBench's copyright behaviours need a hash-based judge plot-ray does not have: refused."""
-    rows = _read_rows(path, "behaviors")
+    evalset = source if isinstance(source, EvalSet) else EvalSet(path=str(source))
+    where = f"eval.behaviors ({evalset.path})"
+    rows = read_eval_set("behaviors", evalset).rows
+    path = Path(evalset.path)
     targets_file = path.with_suffix(".targets.json")
-    targets = json.loads(targets_file.read_text()) if targets_file.is_file() else {}
+    targets = json.loads(targets_file.read_text()) if path.suffix and targets_file.is_file() else {}
     out, seen = [], set()
     for n, row in enumerate(rows, 1):
         if str(row.get("FunctionalCategory", "")).lower() == "copyright":
             raise EvalDataError(
-                f"{path}: row {n} is a copyright behaviour; its judge (hash matching) is not "
+                f"{where}: row {n} is a copyright behaviour; its judge (hash matching) is not "
                 "part of plot-ray: filter those rows out"
             )
-        bid = _field(row, ("behavior_id", "BehaviorID", "id"), path, n)
+        bid = _field(row, ("behavior_id", "BehaviorID", "id"), where, n)
         if bid in seen:
-            raise EvalDataError(f"{path}: behaviour id {bid!r} appears twice")
+            raise EvalDataError(f"{where}: behaviour id {bid!r} appears twice")
         seen.add(bid)
         out.append(
             {
                 "behavior_id": bid,
-                "behavior": _field(row, ("behavior", "Behavior"), path, n),
+                "behavior": _field(row, ("behavior", "Behavior"), where, n),
                 "category": _field(
-                    row, ("category", "SemanticCategory", "topic"), path, n, required=False
+                    row, ("category", "SemanticCategory", "topic"), where, n, required=False
                 ),
-                "target": targets.get(bid) or _field(row, ("target",), path, n, required=False),
-                "context": _field(row, ("context", "ContextString"), path, n, required=False),
+                "target": targets.get(bid) or _field(row, ("target",), where, n, required=False),
+                "context": _field(row, ("context", "ContextString"), where, n, required=False),
             }
         )
     return out
@@ -154,26 +144,23 @@ def _case(task: str, case_id: str, message: str, reference: str = "", **extra: s
 
 def eval_behaviors(ev: EvalConfig) -> list[dict]:
     """The behaviours the harmful task attacks (the first ``eval.num_behaviors``)."""
-    path = eval_paths(ev)["behaviors"]
-    if path is None:
+    evalset = eval_sets(ev)["behaviors"]
+    if evalset is None:
         raise EvalDataError("the harmful task needs eval.behaviors (or eval.data_dir)")
-    return load_behaviors(path)[: ev.num_behaviors]
+    return load_behaviors(evalset)[: ev.num_behaviors]
 
 
-def _templates(path: Path | None) -> list[dict]:
-    if path is None:
+def _templates(evalset: EvalSet | None) -> list[dict]:
+    if evalset is None:
         raise EvalDataError("the human_jailbreaks attack needs eval.templates (or eval.data_dir)")
-    templates = _read_rows(path, "templates")
-    for n, t in enumerate(templates, 1):
-        _field(t, ("template",), path, n)
-    return templates
+    return read_eval_set("templates", evalset).rows
 
 
-def _harmful(ev: EvalConfig, paths: dict) -> list[dict]:
+def _harmful(ev: EvalConfig, sets: dict, quarantine: list[dict]) -> list[dict]:
     """The test cases of the static attacks (the others add theirs per run or per model)."""
     behaviors = eval_behaviors(ev)
     by_id = {b["behavior_id"]: b for b in behaviors}
-    ctx = StaticContext(seed=ev.seed, load_templates=lambda: _templates(paths["templates"]))
+    ctx = StaticContext(seed=ev.seed, load_templates=lambda: _templates(sets["templates"]))
     cases = []
     for spec in ev.attack_specs("static"):
         made = spec.run(behaviors, ev.attack_settings(spec.name), ctx)
@@ -199,85 +186,113 @@ def harmful_case(behavior: dict, attack: str, n: int, test_case: str, **labels: 
     )
 
 
-def _prompt_task(
-    task: str,
-    path: Path | None,
-    limit: int | None,
-    message: tuple[str, ...],
-    reference: tuple[str, ...],
-    category: tuple[str, ...],
-    reference_required: bool,
+def _first(rows: list[dict], limit: int | None, rounds: dict[str, int]) -> list[dict]:
+    """The rows of the first ``limit`` items (a multi-turn question is one item with all its
+    turns), every first turn before every second turn (the rounds generation runs in)."""
+    starts = [i for i, r in enumerate(rows) if not r["after"]]
+    kept = rows if limit is None or limit >= len(starts) else rows[: starts[limit]]
+    return sorted(kept, key=lambda r: rounds[r["id"]])  # stable: the set's order in a round
+
+
+def _prompt_cases(
+    task: str, prefix: str, evalset: EvalSet | None, limit: int | None, quarantine: list[dict]
 ) -> list[dict]:
-    """Cases from a JSONL of prompts: one per row, ``<task>/<id>``."""
-    if path is None:
+    """Cases from a set of prompts (benign, perplexity): ``<prefix>/<id>``."""
+    if evalset is None:
         raise EvalDataError(f"the {task} task needs eval.{task} (or eval.data_dir)")
+    read = read_eval_set(task, evalset)
+    quarantine.extend(read.quarantined)
+    rows = read.rows
+    rounds = turns(rows, key="id")
     return [
         _case(
             task,
-            f"{task}/{_field(r, ('id',), path, n)}",
-            _field(r, message, path, n),
-            _field(r, reference, path, n, required=reference_required),
-            category=_field(r, category, path, n, required=False),
+            f"{prefix}/{r['id']}",
+            r["prompt"],
+            r["reference"],
+            category=r["category"],
+            history=json.dumps(r["history"]) if r["history"] else "",
+            after=f"{prefix}/{r['after']}" if r["after"] else "",
         )
-        for n, r in enumerate(_read_rows(path, task)[:limit], 1)
+        for r in _first(rows, limit, rounds)
     ]
 
 
-def _benign(ev: EvalConfig, paths: dict) -> list[dict]:
-    return _prompt_task(
-        "benign",
-        paths["benign"],
-        ev.num_benign,
-        ("prompt",),
-        ("reference",),
-        ("topic", "category"),
-        False,
-    )
+def _benign(ev: EvalConfig, sets: dict, quarantine: list[dict]) -> list[dict]:
+    return _prompt_cases("benign", "benign", sets["benign"], ev.num_benign, quarantine)
 
 
-def _logic(ev: EvalConfig, paths: dict) -> list[dict]:
-    return _prompt_task(
-        "logic",
-        paths["logic"],
-        ev.num_logic,
-        ("question", "prompt", "problem"),
-        ("answer",),
-        ("template", "type"),
-        True,
-    )
+def _logic(ev: EvalConfig, sets: dict, quarantine: list[dict]) -> list[dict]:
+    if sets["logic"] is None:
+        raise EvalDataError("the logic task needs eval.logic (or eval.data_dir)")
+    style = ev.logic_style if "logic_style" in ev.model_fields_set else ""
+    read = read_eval_set("logic", sets["logic"], style)
+    quarantine.extend(read.quarantined)
+    rows = read.rows
+    return [
+        _case(
+            "logic",
+            f"logic/{r['id']}",
+            r["question"],
+            r["answer"],
+            grader=r["grader"],
+            category=r["category"],
+        )
+        for r in rows[: ev.num_logic]
+    ]
 
 
-def _perplexity(ev: EvalConfig, paths: dict) -> list[dict]:
-    if paths["perplexity"] is not None:
-        p = paths["perplexity"]
-        rows = _read_rows(p, "perplexity")
-        return [
-            _case(
-                "perplexity",
-                f"ppl/{_field(r, ('id',), p, n)}",
-                _field(r, ("prompt",), p, n),
-                _field(r, ("response", "reference", "chosen"), p, n),
-            )
-            for n, r in enumerate(rows, 1)
-        ]
+def _perplexity(ev: EvalConfig, sets: dict, quarantine: list[dict]) -> list[dict]:
+    if sets["perplexity"] is not None:
+        cases = _prompt_cases("perplexity", "ppl", sets["perplexity"], None, quarantine)
+        if any(c["after"] for c in cases):
+            raise EvalDataError("eval.perplexity: multi-turn questions have no fixed responses")
+        return cases
     # Default: the held-out benign prompts' reference answers (never seen in training).
-    benign = _benign(ev, paths)
     return [
         {**c, "task": "perplexity", "case_id": "ppl/" + c["case_id"].split("/", 1)[1]}
-        for c in benign
-        if c["reference"]
+        for c in _benign(ev, sets, [])  # the benign task reports its own set-aside rows
+        if c["reference"] and not c["after"]
     ]
 
 
-_BUILDERS = {"harmful": _harmful, "benign": _benign, "logic": _logic, "perplexity": _perplexity}
+def _coding(ev: EvalConfig, sets: dict, quarantine: list[dict]) -> list[dict]:
+    """``eval.coding_samples`` cases per problem (``coding/<task_id>/<sample>``), each carrying
+    its problem as JSON in ``reference``."""
+    if sets["coding"] is None:
+        raise EvalDataError("the coding task needs eval.coding (HumanEval- or MBPP-shaped)")
+    read = read_eval_set("coding", sets["coding"])
+    quarantine.extend(read.quarantined)
+    return [
+        _case(
+            "coding",
+            f"coding/{r['id']}/{sample}",
+            r["prompt"],
+            json.dumps(dataclasses.asdict(r["problem"])),
+        )
+        for r in read.rows[: ev.num_coding]
+        for sample in range(ev.coding_samples)
+    ]
 
 
-def build_cases(ev: EvalConfig) -> dict[str, list[dict]]:
-    """Every configured task's cases, in a deterministic order (the order shards are cut in)."""
-    paths = eval_paths(ev)
+_BUILDERS = {
+    "harmful": _harmful,
+    "benign": _benign,
+    "logic": _logic,
+    "perplexity": _perplexity,
+    "coding": _coding,
+}
+
+
+def build_cases(ev: EvalConfig, quarantine: list[dict] | None = None) -> dict[str, list[dict]]:
+    """Every configured task's cases, in a deterministic order (the order shards are cut in).
+    Rows of a published set that cannot be used are appended to ``quarantine`` (with the set,
+    the row number and the reason)."""
+    sets = eval_sets(ev)
+    quarantine = [] if quarantine is None else quarantine
     out = {}
     for task in ev.tasks:
-        cases = _BUILDERS[task](ev, paths)
+        cases = _BUILDERS[task](ev, sets, quarantine)
         with_a_model = task == "harmful" and len(ev.attack_specs("static")) < len(ev.attacks)
         if not cases and not with_a_model:  # attacks with a model add their cases later
             raise EvalDataError(f"the {task} task has no cases: check its input file")
@@ -286,3 +301,18 @@ def build_cases(ev: EvalConfig) -> dict[str, list[dict]]:
             raise EvalDataError(f"the {task} task has repeated ids; ids must be unique")
         out[task] = cases
     return out
+
+
+def conversation(case: dict, answered: dict[str, dict]) -> list[dict]:
+    """The messages a case's prompt is made of: the conversation of the case it comes after
+    with the model's completion of it (``answered``: case id → its completed row), then its
+    own ``history`` and ``message``."""
+    before: list[dict] = []
+    if case["after"]:
+        prior = answered[case["after"]]
+        before = [
+            *conversation(prior, answered),
+            {"role": "assistant", "content": prior["completion"]},
+        ]
+    history = json.loads(case["history"]) if case["history"] else []
+    return [*before, *history, {"role": "user", "content": case["message"]}]

@@ -95,19 +95,37 @@ def _rows(path: Path, required: tuple[str, ...]) -> list[dict]:
     return rows
 
 
+def humaneval_problem(row: Mapping) -> CodeProblem:
+    """One HumanEval-shaped row (``task_id, prompt, canonical_solution, test, entry_point``)."""
+    return CodeProblem(
+        task_id=str(row["task_id"]),
+        style="humaneval",
+        prompt=row["prompt"],
+        canonical=row["canonical_solution"],
+        tests=row["test"],
+        entry_point=row["entry_point"],
+    )
+
+
+def mbpp_problem(row: Mapping) -> CodeProblem:
+    """One MBPP-shaped row, original (``text``, ``test_setup_code``) or sanitized (``prompt``,
+    ``test_imports``)."""
+    if "text" not in row and "prompt" not in row:
+        raise ValueError(f"MBPP problem {row['task_id']} has neither text nor prompt")
+    imports = "\n".join(row.get("test_imports") or [])
+    return CodeProblem(
+        task_id=str(row["task_id"]),
+        style="mbpp",
+        prompt=row.get("text", row.get("prompt")),
+        canonical=row["code"],
+        tests="\n".join(row["test_list"]),
+        setup="\n".join(s for s in (row.get("test_setup_code", ""), imports) if s),
+    )
+
+
 def read_humaneval(path: str | Path) -> list[CodeProblem]:
     """HumanEval-shaped problems from a JSON-lines file (or a JSON list)."""
-    return [
-        CodeProblem(
-            task_id=str(row["task_id"]),
-            style="humaneval",
-            prompt=row["prompt"],
-            canonical=row["canonical_solution"],
-            tests=row["test"],
-            entry_point=row["entry_point"],
-        )
-        for row in _rows(Path(path), HUMANEVAL_KEYS)
-    ]
+    return [humaneval_problem(row) for row in _rows(Path(path), HUMANEVAL_KEYS)]
 
 
 def read_mbpp(path: str | Path) -> list[CodeProblem]:
@@ -115,19 +133,10 @@ def read_mbpp(path: str | Path) -> list[CodeProblem]:
     (``prompt``, ``test_imports``)."""
     problems = []
     for row in _rows(Path(path), MBPP_KEYS):
-        if "text" not in row and "prompt" not in row:
-            raise ValueError(f"{path}: MBPP problem {row['task_id']} has neither text nor prompt")
-        imports = "\n".join(row.get("test_imports") or [])
-        problems.append(
-            CodeProblem(
-                task_id=str(row["task_id"]),
-                style="mbpp",
-                prompt=row.get("text", row.get("prompt")),
-                canonical=row["code"],
-                tests="\n".join(row["test_list"]),
-                setup="\n".join(s for s in (row.get("test_setup_code", ""), imports) if s),
-            )
-        )
+        try:
+            problems.append(mbpp_problem(row))
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
     return problems
 
 
