@@ -164,7 +164,7 @@ def test_rule_judge_through_the_helpfulness_stage(synth_dir, tmp_path):
     model with the benchmark's needless refusals: ratings and position-swapped comparisons
     written as result shards (the rule judge runs on the driver: no Ray)."""
     from plot_ray.eval.pipeline import Progress
-    from plot_ray.eval.report import helpfulness_metrics, pairwise_metrics
+    from plot_ray.eval.report import _markdown, helpfulness_metrics, pairwise_metrics, summary_rows
     from plot_ray.eval.runner import PAIRWISE, RATINGS, _helpfulness_stage
     from plot_ray.eval.store import ResultStore
     from plot_ray.eval.tasks import build_cases
@@ -214,7 +214,27 @@ def test_rule_judge_through_the_helpfulness_stage(synth_dir, tmp_path):
     assert [(p["model_first"], p["baseline_first"], p["outcome"]) for p in pairs] == [
         ("B", "A", "loss")
     ] * 6
-    assert pairwise_metrics(pairs, "synthetic_helpfulness", "good")["win_rate"] == 0.0
+    bad_vs_good = pairwise_metrics(pairs, "synthetic_helpfulness", "good")
+    assert (bad_vs_good["win_rate"], bad_vs_good["losses"], bad_vs_good["n"]) == (0.0, 6, 6)
+    # The report's columns: the MT-Bench score with its counts, the judged win rate with W/T/L.
+    benign = {"over_refusal": 0.0, "n_prompts": 6, "n_refusals": 0}
+    metrics = {
+        "name": "judged",
+        "baseline": "good",
+        "tasks": ["benign"],
+        "attacks": [],
+        "judge": {"kind": "synthetic", "helpfulness": "synthetic_helpfulness"},
+        "models": {
+            "good": {"benign": {**benign, "helpfulness": good}},
+            "bad": {"benign": {**benign, "helpfulness": bad, "judged_pairwise": bad_vs_good}},
+        },
+    }
+    summary = {r["model"]: r for r in summary_rows(metrics)}
+    assert summary["bad"]["judged_win_rate"] == 0.0 and summary["bad"]["judged/n_losses"] == 6
+    table = _markdown(metrics, [])
+    assert "| MT-Bench score (1-10) | judged win rate vs good (W/T/L) |" in table
+    assert "| 10.00 (6/6 rated) | baseline |" in table
+    assert "| 2.00 (6/6 rated) | 0.0 (0/0/6) |" in table
     # A rerun finds every shard written: nothing is judged again.
     before = sorted(p.stat().st_mtime_ns for p in (tmp_path / "results").rglob("*.parquet"))
     _helpfulness_stage(cfg, store, per_model, None, lambda _m: None, Progress(False))

@@ -402,8 +402,8 @@ def summary_rows(metrics: dict) -> list[dict[str, Any]]:
             if "judged_pairwise" in b:
                 p = b["judged_pairwise"]
                 row["judged_win_rate"] = p["win_rate"]
-                for k in ("wins", "ties", "losses", "n_unparseable"):
-                    row[f"judged/{k}"] = p[k]
+                for k in ("wins", "ties", "losses", "unparseable"):
+                    row[f"judged/n_{k}"] = p[k if k != "unparseable" else "n_unparseable"]
         if "logic" in m:
             row["accuracy"] = m["logic"]["accuracy"]
             row["logic/n_problems"] = m["logic"]["n_problems"]
@@ -427,10 +427,10 @@ def _markdown(metrics: dict, figures: list[str]) -> str:
         head += ["over-refusal"]
         if any("reward" in r for r in rows):
             head += ["reward", f"win rate vs {metrics['baseline']}", "LC win rate"]
-        judged = [h for h in ("mt_bench_score", "judged/wins") if any(h in r for r in rows)]
+        judged = [h for h in ("mt_bench_score", "judged_win_rate") if any(h in r for r in rows)]
         if "mt_bench_score" in judged:
             head += ["MT-Bench score (1-10)"]
-        if "judged/wins" in judged:
+        if "judged_win_rate" in judged:
             head += [f"judged win rate vs {metrics['baseline']} (W/T/L)"]
     if "logic" in metrics["tasks"]:
         head += ["accuracy"]
@@ -524,12 +524,12 @@ def _judged_cells(row: dict, judged: list[str]) -> list[str]:
         n = row["mt_bench/n_rated"] + row["mt_bench/n_unparseable"]
         value = "—" if score is None else f"{score:.2f}"
         cells.append(f"{value} ({row['mt_bench/n_rated']}/{n} rated)")
-    if "judged/wins" in judged:
-        if "judged/wins" not in row:
+    if "judged_win_rate" in judged:
+        if "judged_win_rate" not in row:
             cells.append("baseline")
         else:
             wr = row["judged_win_rate"]
-            counts = "/".join(str(row[f"judged/{k}"]) for k in ("wins", "ties", "losses"))
+            counts = "/".join(str(row[f"judged/n_{k}"]) for k in ("wins", "ties", "losses"))
             unparsed = row["judged/n_unparseable"]
             cells.append(
                 ("—" if wr is None else f"{100 * wr:.1f}")
