@@ -26,8 +26,12 @@ Pairwise comparison against ``eval.baseline`` (MT-Bench's ``pairwise-baseline`` 
 question is judged twice, the model as assistant A and then as assistant B, and the verdicts
 are combined conservatively as in FastChat's ``llm_judge``: a win (or a loss) only when both
 orders agree; both orders saying tie, or the two orders disagreeing (position bias) is a tie.
-An answer with no verdict tag, or with both ``[[A]]`` and ``[[B]]``, in either order makes the
-question unparseable: counted apart and left out of the win rate ``(wins + ties / 2) / n``.
+FastChat (``fastchat/llm_judge``'s result tables) keeps a pair's verdict when ``g1_winner ==
+g2_winner`` and otherwise records ``inconsistent``, which its win rates count as a tie. One
+difference: a judgement with no verdict tag, or with both ``[[A]]`` and ``[[B]]``, in either
+order makes the question unparseable here (FastChat's ``error`` would make it inconsistent):
+counted apart and left out of the win rate ``(wins + ties / 2) / n``, so that a judge that
+cannot answer does not pull every model towards 50%.
 """
 
 from __future__ import annotations
