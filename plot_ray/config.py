@@ -535,10 +535,11 @@ class EvalConfig(_Section):
     """``plot-ray eval``: several models, one run, one report (see plot_ray/eval).
 
     Data: ``data_dir`` is a synthetic benchmark folder (``plot-ray synth``); its ``eval/`` files
-    are the defaults of ``behaviors`` (HarmBench-style JSONL/CSV: behaviour, id, category,
-    target), ``templates`` (jailbreak templates with a ``{behavior}`` slot), ``benign``
-    (prompts with reference answers), ``logic`` (questions with answers). ``perplexity`` reads
-    the benign prompts' reference answers unless given its own JSONL of prompt/response rows.
+    are the defaults of ``behaviors``, ``templates`` (jailbreak templates), ``benign`` (prompts
+    with reference answers) and ``logic`` (questions with answers). Each of these, and
+    ``perplexity`` (default: the benign prompts' reference answers) and ``coding`` (no
+    default), is an :class:`EvalSet`: a path or a set by name in its published shape (HarmBench,
+    GSM8K, MATH, AlpacaEval, MT-Bench, HH-RLHF, HumanEval, MBPP; plot_ray/eval/evalsets.py).
 
     Attacks: ``attacks`` names registered attacks (plot_ray/eval/attacks) and
     ``attack_params.<attack>`` sets the fields of each one's settings class; both are checked
