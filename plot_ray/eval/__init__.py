@@ -2,7 +2,8 @@
 Hugging Face engine pools (Ray Data), judges and scorers, metrics with their counts, resumable
 result shards and a report.
 
-    runner.py        run_eval(cfg): cases → per model: attacks, generate, score → report
+    runner.py        run_eval(cfg): cases → per model: attacks, generate, score → judged
+                     helpfulness (every model at once) → report
     pipeline.py      Stage, stream, shards, actor pools, progress: what every stage shares
     evalsets.py      evaluation sets in their published shapes (HarmBench, GSM8K, MATH,
                      AlpacaEval, MT-Bench, HH-RLHF, HumanEval, MBPP) → normalised rows
