@@ -595,7 +595,12 @@ class EvalConfig(_Section):
     ``attack_params.<attack>`` sets the fields of each one's settings class; both are checked
     against the registry here. Judges: ``judge`` names a registered harmful judge or is a
     classifier model's path; ``refusal_judge`` a registered refusal judge (None: the judge's
-    own). Generation: ``generation`` (:class:`GenerationConfig`). Placement: ``use_gpu`` puts
+    own). Judged helpfulness (MT-Bench style, on the benign task's answers):
+    ``helpfulness_judge`` names a registered helpfulness judge (``synthetic_helpfulness``) or
+    is a judge model's path; ``helpfulness_mode`` ``single`` rates each answer 1-10 (the mean
+    over questions and turns is the MT-Bench score), ``pairwise`` judges each answer against
+    ``baseline``'s in both orders (a win only when both orders agree), ``both`` does the two.
+    Generation: ``generation`` (:class:`GenerationConfig`). Placement: ``use_gpu`` puts
     every engine and model-holding actor on a GPU of its own.
     """
 
@@ -648,6 +653,13 @@ class EvalConfig(_Section):
     judge: str = "synthetic"  # a registered judge (plot_ray/eval/judges) or a classifier path
     refusal_judge: str | None = None  # a registered refusal judge; None: the judge's own
     reward_model: str | None = None  # an AutoModelForSequenceClassification path (benign task)
+    # Judged helpfulness of the benign answers, MT-Bench style: a registered helpfulness judge
+    # (synthetic_helpfulness) or a judge model's path (hub name or folder); None: not judged
+    helpfulness_judge: str | None = None
+    # single: a 1-10 rating per answer (per turn); pairwise: each answer against eval.baseline's
+    # to the same question, judged in both orders; both: the two
+    helpfulness_mode: Literal["single", "pairwise", "both"] = "single"
+    helpfulness_max_new_tokens: int = Field(default=512, ge=1)  # a judge model's reply
     # results
     shard_size: int = Field(default=64, ge=1)  # rows per result shard (the unit of resume)
     name: str = "eval"
@@ -736,6 +748,28 @@ class EvalConfig(_Section):
 
         resolve_judge(judge)  # a misspelt judge fails here, not as a missing hub model
         return judge
+
+    @field_validator("helpfulness_judge")
+    @classmethod
+    def _a_helpfulness_judge(cls, name: str | None) -> str | None:
+        if name is not None:
+            from plot_ray.eval.judges import resolve_helpfulness_judge
+
+            resolve_helpfulness_judge(name)
+        return name
+
+    @model_validator(mode="after")
+    def _helpfulness(self) -> EvalConfig:
+        if self.helpfulness_judge is None:
+            return self
+        if "benign" not in self.tasks:
+            raise ValueError("eval.helpfulness_judge judges the benign task: add it to eval.tasks")
+        if self.helpfulness_mode != "single" and len(self.models) < 2:
+            raise ValueError(
+                f"eval.helpfulness_mode {self.helpfulness_mode!r} compares models with "
+                "eval.baseline: name at least two eval.models (or use single)"
+            )
+        return self
 
     @field_validator("refusal_judge")
     @classmethod

@@ -2,7 +2,8 @@
 Hugging Face engine pools (Ray Data), judges and scorers, metrics with their counts, resumable
 result shards and a report.
 
-    runner.py        run_eval(cfg): cases → per model: attacks, generate, score → report
+    runner.py        run_eval(cfg): cases → per model: attacks, generate, score → judged
+                     helpfulness (every model at once) → report
     pipeline.py      Stage, stream, shards, actor pools, progress: what every stage shares
     evalsets.py      evaluation sets in their published shapes (HarmBench, GSM8K, MATH,
                      AlpacaEval, MT-Bench, HH-RLHF, HumanEval, MBPP) → normalised rows
@@ -10,7 +11,8 @@ result shards and a report.
     attacks/         the attack registry and the attacks (static, generation, gradient)
     attack_stage.py  shared attacks once, per-target attacks on an actor pool per model
     engines.py       generate(ds, model, settings): vLLM (ray.data.llm) | HF actor pool
-    judges/          the judge registry: synthetic rules, classifier LLM, refusal judges
+    judges/          the judge registry: synthetic rules, classifier LLM, refusal judges,
+                     helpfulness judges (MT-Bench-style ratings and pairwise verdicts)
     scorers.py       perplexity (NLLScorer) and the reward model's scoring stage
     answers.py       GSM8K / MATH answer extraction and matching
     sandbox/         coding by execution: the sandbox, HumanEval/MBPP problems, pass@k (the

@@ -9,7 +9,10 @@ Per model, each metric with its counts:
   with behaviours, test cases and unparseable judgements; and the refusal rate per attack (a
   completion that neither complies nor refuses, a ramble, counts in neither).
 - ``benign``: over-refusal (refusal rate on benign prompts); with a reward model the mean reward
-  and the raw and length-controlled win rates against ``eval.baseline`` on the same prompts.
+  and the raw and length-controlled win rates against ``eval.baseline`` on the same prompts;
+  with ``eval.helpfulness_judge`` the MT-Bench score (``helpfulness``: the mean 1-10 rating
+  over questions and turns, per turn and per category) and the position-swapped comparison
+  with the baseline (``judged_pairwise``: wins, ties, losses, win rate).
 - ``logic``: exact-match accuracy (an unparseable answer is wrong and counted).
 - ``perplexity``: ``exp(sum NLL / sum tokens)`` of the held-out references.
 - ``coding``: pass@1 (and pass@n with n samples per problem) of the completions run against
@@ -129,6 +132,52 @@ def _benign(rows: list[dict], baseline_rows: list[dict] | None) -> dict:
     return out
 
 
+def _mean_rating(rows: list[dict]) -> dict:
+    rated = [r["rating"] for r in rows if r["rating"] >= 0]
+    return {
+        "score": sum(rated) / len(rated) if rated else None,
+        "n": len(rows),
+        "n_rated": len(rated),
+        "n_unparseable": len(rows) - len(rated),
+    }
+
+
+def helpfulness_metrics(ratings: list[dict], judge: str) -> dict:
+    """MT-Bench single-answer grading: the mean rating over questions and turns (unparseable
+    ratings counted apart), and the same per turn and per category."""
+    turns = sorted({r["turn"] for r in ratings})
+    categories = sorted({r["category"] for r in ratings})
+    return {
+        "judge": judge,
+        **_mean_rating(ratings),
+        "n_questions": sum(r["turn"] == 1 for r in ratings),
+        "by_turn": {str(t): _mean_rating([r for r in ratings if r["turn"] == t]) for t in turns},
+        "by_category": {
+            c: _mean_rating([r for r in ratings if r["category"] == c]) for c in categories
+        },
+    }
+
+
+def pairwise_metrics(rows: list[dict], judge: str, baseline: str) -> dict:
+    """Position-swapped comparisons with the baseline: wins, ties, losses (a win only when both
+    orders agree), the win rate ``(wins + ties / 2) / n``, per turn too; ``n_inconsistent``: the
+    ties that come from the two orders disagreeing."""
+    from plot_ray.eval.judges.helpfulness import win_tie_loss
+
+    turns = sorted({r["turn"] for r in rows})
+    return {
+        "judge": judge,
+        "baseline": baseline,
+        **win_tie_loss([r["outcome"] for r in rows]),
+        "n_inconsistent": sum(
+            r["outcome"] == "tie" and r["model_first"] != r["baseline_first"] for r in rows
+        ),
+        "by_turn": {
+            str(t): win_tie_loss([r["outcome"] for r in rows if r["turn"] == t]) for t in turns
+        },
+    }
+
+
 def _logic(rows: list[dict]) -> dict:
     return {
         "accuracy": sum(r["correct"] for r in rows) / len(rows),
@@ -195,6 +244,7 @@ def compute_metrics(
         if "benign" in got:
             base_rows = scores[baseline]["benign"] if baseline != m.name else None
             entry["benign"] = _benign(got["benign"], base_rows)
+            entry["benign"].update(_judged(store, ev, m.name, len(got["benign"])))
         if "logic" in got:
             entry["logic"] = _logic(got["logic"])
         if "perplexity" in got:
@@ -207,7 +257,10 @@ def compute_metrics(
         "baseline": baseline,
         "tasks": list(ev.tasks),
         "attacks": list(ev.attacks),
-        "judge": {"kind": ev.judge},
+        "judge": {
+            "kind": ev.judge,
+            **({"helpfulness": ev.helpfulness_judge} if ev.helpfulness_judge else {}),
+        },
         "models": models,
     }
     if "harmful" in ev.tasks:
@@ -218,6 +271,24 @@ def compute_metrics(
     judge, _model = resolve_judge(ev.judge)
     if judge.error_rate is not None:
         out["judge"]["measured_error_rate"] = judge.error_rate()
+    return out
+
+
+def _judged(store: ResultStore, ev, model: str, expected: int) -> dict:
+    """The benign task's judged helpfulness (``eval.helpfulness_judge``), from its shards."""
+    if not ev.helpfulness_judge:
+        return {}
+    out: dict[str, Any] = {}
+    wanted = []
+    if ev.helpfulness_mode in ("single", "both"):
+        wanted.append(("ratings", "helpfulness", helpfulness_metrics, ()))
+    if ev.helpfulness_mode in ("pairwise", "both") and model != ev.baseline_name:
+        wanted.append(("pairwise", "judged_pairwise", pairwise_metrics, (ev.baseline_name,)))
+    for kind, key, metric, args in wanted:
+        rows = store.read_all(model, "benign", kind)
+        if len(rows) != expected:  # never report on a partial set
+            raise RuntimeError(f"{model}/benign/{kind}: {len(rows)} rows on disk, {expected} cases")
+        out[key] = metric(rows, ev.helpfulness_judge, *args)
     return out
 
 
@@ -323,6 +394,16 @@ def summary_rows(metrics: dict) -> list[dict[str, Any]]:
             if "win_rate" in b:
                 row["win_rate"] = b["win_rate"]["win_rate"]
                 row["lc_win_rate"] = b["win_rate"]["lc_win_rate"]
+            if "helpfulness" in b:
+                h = b["helpfulness"]
+                row["mt_bench_score"] = h["score"]
+                row["mt_bench/n_rated"] = h["n_rated"]
+                row["mt_bench/n_unparseable"] = h["n_unparseable"]
+            if "judged_pairwise" in b:
+                p = b["judged_pairwise"]
+                row["judged_win_rate"] = p["win_rate"]
+                for k in ("wins", "ties", "losses", "unparseable"):
+                    row[f"judged/n_{k}"] = p[k if k != "unparseable" else "n_unparseable"]
         if "logic" in m:
             row["accuracy"] = m["logic"]["accuracy"]
             row["logic/n_problems"] = m["logic"]["n_problems"]
@@ -346,6 +427,11 @@ def _markdown(metrics: dict, figures: list[str]) -> str:
         head += ["over-refusal"]
         if any("reward" in r for r in rows):
             head += ["reward", f"win rate vs {metrics['baseline']}", "LC win rate"]
+        judged = [h for h in ("mt_bench_score", "judged_win_rate") if any(h in r for r in rows)]
+        if "mt_bench_score" in judged:
+            head += ["MT-Bench score (1-10)"]
+        if "judged_win_rate" in judged:
+            head += [f"judged win rate vs {metrics['baseline']} (W/T/L)"]
     if "logic" in metrics["tasks"]:
         head += ["accuracy"]
     if "perplexity" in metrics["tasks"]:
@@ -375,6 +461,7 @@ def _markdown(metrics: dict, figures: list[str]) -> str:
                 wr, lc = r.get("win_rate"), r.get("lc_win_rate")
                 cells.append("baseline" if wr is None else f"{wr:.1f}")
                 cells.append("baseline" if lc is None else f"{lc:.1f}")
+            cells += _judged_cells(r, judged)
         if "logic" in metrics["tasks"]:
             cells.append(
                 f"{100 * r['accuracy']:.1f} ({r['logic/n_problems']} problems, "
@@ -410,6 +497,12 @@ def _markdown(metrics: dict, figures: list[str]) -> str:
         lines += ["", sentence]
     judge = metrics["judge"]
     lines += ["", f"Judge: `{judge['kind']}`."]
+    if "helpfulness" in judge:
+        lines[-1] += (
+            f" Helpfulness judge: `{judge['helpfulness']}` (MT-Bench style: the score is the "
+            "mean 1-10 rating over questions and turns; the judged win rate counts a win only "
+            "when both answer orders agree, a disagreement as a tie, (W + T/2) / n)."
+        )
     if "measured_error_rate" in judge:
         e = judge["measured_error_rate"]
         lines[-1] += (
@@ -420,6 +513,30 @@ def _markdown(metrics: dict, figures: list[str]) -> str:
     if figures:
         lines += ["", "## Figures", ""] + [f"![{f}](figures/{f})" for f in figures]
     return "\n".join(lines) + "\n"
+
+
+def _judged_cells(row: dict, judged: list[str]) -> list[str]:
+    """The report's judged-helpfulness cells: the MT-Bench score with how many ratings parsed,
+    and the position-swapped win rate with its wins, ties and losses."""
+    cells = []
+    if "mt_bench_score" in judged:
+        score = row.get("mt_bench_score")
+        n = row["mt_bench/n_rated"] + row["mt_bench/n_unparseable"]
+        value = "—" if score is None else f"{score:.2f}"
+        cells.append(f"{value} ({row['mt_bench/n_rated']}/{n} rated)")
+    if "judged_win_rate" in judged:
+        if "judged_win_rate" not in row:
+            cells.append("baseline")
+        else:
+            wr = row["judged_win_rate"]
+            counts = "/".join(str(row[f"judged/n_{k}"]) for k in ("wins", "ties", "losses"))
+            unparsed = row["judged/n_unparseable"]
+            cells.append(
+                ("—" if wr is None else f"{100 * wr:.1f}")
+                + f" ({counts}"
+                + (f", {unparsed} unparseable)" if unparsed else ")")
+            )
+    return cells
 
 
 def sanity_lines(metrics: dict) -> list[str]:

@@ -6,6 +6,8 @@
                                            score    (judges from the registry; the classifier
                                                      judge, reward model and perplexity as
                                                      Ray Data pipelines)
+                          ──►  judged helpfulness of the benign answers (every model at once:
+                               ratings, and comparisons with the baseline in both orders)
                           ──►  metrics.json, report.md, figures (plot_ray.eval.report)
 
 Each model's pending shards of all generation tasks go through one Ray Dataset, so a model
@@ -45,6 +47,8 @@ __all__ = [
 # perplexity scores references: no generation
 GENERATION_TASKS = ("harmful", "benign", "logic", "coding")
 COMPLETIONS, SCORES = "completions", "scores"
+# judged helpfulness of the benign answers: per-answer ratings, position-swapped comparisons
+RATINGS, PAIRWISE = "ratings", "pairwise"
 
 
 def eval_dir(cfg: PlotRayConfig) -> Path:
@@ -85,6 +89,16 @@ def _model_settings(path: str, s: EngineSettings, ev: EvalConfig) -> dict:
         **(
             {"coding_isolation": ev.coding_isolation, "coding_timeout_s": ev.coding_timeout_s}
             if "coding" in ev.tasks
+            else {}
+        ),
+        **(
+            {
+                "helpfulness_judge": ev.helpfulness_judge,
+                "helpfulness_mode": ev.helpfulness_mode,
+                "helpfulness_max_new_tokens": ev.helpfulness_max_new_tokens,
+                "helpfulness_baseline": ev.baseline_name,
+            }
+            if ev.helpfulness_judge
             else {}
         ),
     }
@@ -282,6 +296,121 @@ def _score_stage(store, model: EvalModel, path: str, cases, s: EngineSettings, e
         bar.close()
 
 
+def _judged_conversation(case: dict, answered: dict[str, dict]) -> list[dict]:
+    """The conversation a helpfulness judge reads: the case's prompt messages (earlier turns
+    with the model's own answers) and the model's answer to it."""
+    answer = {"role": "assistant", "content": answered[case["case_id"]]["completion"]}
+    return [*conversation(case, answered), answer]
+
+
+def helpfulness_requests(store, ev: EvalConfig, per_model: dict) -> dict:
+    """The helpfulness judge's pending request rows, ``{((RATINGS | PAIRWISE, model), shard):
+    rows}`` (the benign task's shards): a rating request per answer, and per answer of a model
+    other than the baseline two comparison requests (the model as A, then as B)."""
+    from plot_ray.eval.judges.helpfulness import pair_requests, rating_request
+
+    single = ev.helpfulness_mode in ("single", "both")
+    paired = ev.helpfulness_mode in ("pairwise", "both")
+    baseline = ev.baseline_name
+    done: dict[str, dict[str, dict]] = {}
+
+    def answered(name: str) -> dict[str, dict]:
+        if name not in done:
+            done[name] = {r["case_id"]: r for r in store.read_all(name, "benign", COMPLETIONS)}
+        return done[name]
+
+    pending: dict = {}
+    for model in ev.models:
+        cases = per_model[model.name]["benign"]
+        rounds = turns(cases)
+        for k, rows in shards(cases, ev.shard_size).items():
+            if single and not store.has(model.name, "benign", RATINGS, k):
+                mine = answered(model.name)
+                pending[((RATINGS, model.name), k)] = [
+                    rating_request(
+                        c["case_id"],
+                        _judged_conversation(c, mine),
+                        c["reference"],
+                        turn=rounds[c["case_id"]],
+                        category=c["category"],
+                    )
+                    for c in rows
+                ]
+            if (
+                paired
+                and model.name != baseline
+                and not store.has(model.name, "benign", PAIRWISE, k)
+            ):
+                mine, base = answered(model.name), answered(baseline)
+                pending[((PAIRWISE, model.name), k)] = [
+                    request
+                    for c in rows
+                    for request in pair_requests(
+                        c["case_id"],
+                        _judged_conversation(c, mine),
+                        _judged_conversation(c, base),
+                        c["reference"],
+                        turn=rounds[c["case_id"]],
+                        category=c["category"],
+                    )
+                ]
+    return pending
+
+
+def pairwise_rows(requests: list[dict]) -> list[dict]:
+    """Judged comparison requests (each question's model-first, then baseline-first) → one
+    row per question with both verdicts and the outcome for the model (MT-Bench's rule:
+    :func:`~plot_ray.eval.judges.helpfulness.combine_orders`)."""
+    from plot_ray.eval.judges.helpfulness import combine_orders
+
+    out = []
+    for first, second in zip(requests[::2], requests[1::2], strict=True):
+        assert first["order"] == "model_first" and second["order"] == "baseline_first"
+        assert first["case_id"] == second["case_id"]
+        out.append(
+            {
+                "case_id": first["case_id"],
+                "turn": first["turn"],
+                "category": first["category"],
+                "model_first": first["preference"],
+                "baseline_first": second["preference"],
+                "outcome": combine_orders(first["preference"], second["preference"]),
+                "judge_prompt_model_first": first["judge_prompt"],
+                "judge_prompt_baseline_first": second["judge_prompt"],
+                "judge_output_model_first": first["judge_output"],
+                "judge_output_baseline_first": second["judge_output"],
+            }
+        )
+    return out
+
+
+def _helpfulness_stage(cfg: PlotRayConfig, store, per_model: dict, cpus, say, bar) -> None:
+    """Judge the benign answers' helpfulness (``eval.helpfulness_judge``): every model's
+    pending ratings and comparisons in one pass, so a judge model starts its engines once."""
+    from plot_ray.eval.judges import JudgeContext, resolve_helpfulness_judge
+
+    ev = cfg.eval
+    if not ev.helpfulness_judge or "benign" not in ev.tasks:
+        return
+    pending = helpfulness_requests(store, ev, per_model)
+    if not pending:
+        return
+    spec, judge_model = resolve_helpfulness_judge(ev.helpfulness_judge)
+    settings, path = None, None
+    if judge_model is not None:
+        path = resolve_model_path(judge_model)
+        settings = pool_settings(cfg, path, "the helpfulness judge's engine pool", cpus, say)
+    judge = spec.build(JudgeContext(ev=ev, engine=settings, model=path))
+
+    def write(key, rows: list[dict]) -> None:
+        (kind, model), k = key
+        store.write(model, "benign", kind, k, rows if kind == RATINGS else pairwise_rows(rows))
+
+    bar.start(f"helpfulness ({ev.helpfulness_judge})", sum(map(len, pending.values())))
+    stream(pending, judge.stage(), write=write, progress=bar)
+    bar.close()
+
+
 def _model_cases(store, model: EvalModel, path: str, cases, s: EngineSettings, ev, bar) -> dict:
     """The shared cases plus the test cases of the attacks optimised against this model."""
     from plot_ray.eval.attack_stage import run_target_attacks
@@ -407,6 +536,7 @@ def run_eval(
             _generate_stage(store, model, path, mine, settings, ev, bar)
             _score_stage(store, model, path, mine, settings, ev, bar)
             say(f"{model.name}: done in {time.perf_counter() - t:.1f}s ({path})")
+        _helpfulness_stage(cfg, store, per_model, cpus, say, bar)
     metrics = write_report(store, cfg, per_model, wall_s=time.perf_counter() - started)
     say(f"report: {root / 'report.md'} (metrics.json, figures/); worker logs: {log}")
     return metrics

@@ -3,7 +3,10 @@
     registry.py    Verdict, Judge, RuleJudge, JudgeSpec, register_judge, get_judge, resolve_judge
     refusal.py     refusal_prefixes: a refusal opening in the first sentence (HarmBench-style)
     classifier.py  classifier: a classifier LLM's yes/no answer, through the engine pool
-    synthetic.py   synthetic, synthetic_refusal: the synthetic benchmark's rule judges
+    helpfulness.py helpfulness_model: a judge model's MT-Bench-style 1-10 rating and A/B
+                   verdict (position-swapped), through the engine pool
+    synthetic.py   synthetic, synthetic_refusal, synthetic_helpfulness: the synthetic
+                   benchmark's rule judges
 
 A new judge is a :class:`Judge` (or a :class:`RuleJudge`, for a pure function of one row) and
 one :func:`register_judge` call; ``eval.judge`` / ``eval.refusal_judge`` then name it. The
@@ -13,8 +16,9 @@ rules from the benchmark's phrase tables, which an evaluation on real data never
 
 from __future__ import annotations
 
-from plot_ray.eval.judges import classifier, refusal  # noqa: F401  (they register themselves)
+from plot_ray.eval.judges import classifier, helpfulness, refusal  # noqa: F401  (they register themselves)
 from plot_ray.eval.judges.classifier import parse_classifier_label
+from plot_ray.eval.judges.helpfulness import resolve_helpfulness_judge
 from plot_ray.eval.judges.refusal import RefusalJudge
 from plot_ray.eval.judges.registry import (
     JUDGES,
@@ -41,6 +45,7 @@ __all__ = [
     "parse_classifier_label",
     "refusal_judge",
     "register_judge",
+    "resolve_helpfulness_judge",
     "resolve_judge",
     "verdict_columns",
 ]
@@ -60,6 +65,15 @@ register_judge(
         refusal="synthetic_refusal",
         error_rate=lambda: _synthetic().synthetic_judge_error_rate(seed=0, n=1900),
         description="rules that know the synthetic benchmark's compliance and refusal language",
+    )
+)
+register_judge(
+    JudgeSpec(
+        "synthetic_helpfulness",
+        "helpfulness",
+        lambda ctx: _synthetic().SyntheticHelpfulnessJudge(),
+        description="a 1-10 rating from the benchmark's refusal and hedge language and the "
+        "content words an answer shares with the prompt's reference answer",
     )
 )
 register_judge(

@@ -8,7 +8,9 @@ A judge reads what an evaluation row holds (the behaviour, the test case, the co
 an optional reference answer) and returns a :class:`Verdict`: a label (1 yes, 0 no, -1 could
 not tell, counted apart), a reason, and optionally a score. What "yes" means is the judge's
 question (``asks``): ``harmful`` (the completion carries out the behaviour: ASR's numerator)
-or ``refusal`` (the completion declines: over-refusal, and the attacks' early stops).
+or ``refusal`` (the completion declines: over-refusal, and the attacks' early stops), or
+``helpfulness`` (a 1-10 rating of a benign answer, MT-Bench style, and A/B preferences:
+:mod:`plot_ray.eval.judges.helpfulness`).
 
 Two kinds of judges implement it:
 
@@ -47,7 +49,7 @@ __all__ = [
     "verdict_columns",
 ]
 
-Question = Literal["harmful", "refusal"]
+Question = Literal["harmful", "refusal", "helpfulness"]
 
 
 @dataclass(frozen=True)
