@@ -11,6 +11,8 @@ result shards and a report.
     judges/          the judge registry: synthetic rules, classifier LLM, refusal judges
     scorers.py       perplexity (NLLScorer) and the reward model's scoring stage
     answers.py       GSM8K / MATH answer extraction and matching
+    choice.py        multiple choice (MMLU, ARC, HellaSwag shapes): options by log-likelihood
+                     (NLLScorer pool) and by generated letter, accuracy with Wilson intervals
     sandbox/         coding by execution: the sandbox, HumanEval/MBPP problems, pass@k
     metrics.py       ASR, win rates (raw, length-controlled), perplexity, mean ± std
     store.py         result shards on disk, written whole; settings checks
