@@ -13,12 +13,12 @@ import pytest
 
 from plot_ray.eval.choice import (
     ChoiceFormatError,
+    case_fields,
     choice_accuracy,
     choice_table,
     choose,
     cloze_prompt,
     extract_letter,
-    generation_rows,
     grade_generated,
     lettered_prompt,
     normalise_rows,
@@ -230,14 +230,26 @@ def test_the_number_of_options_bounds_the_letters_and_grading_counts_unparseable
     with pytest.raises(ValueError, match="n_choices must be in 1..26"):
         extract_letter("A", 27)
     items = read_choice(DATA / "arc.jsonl")
-    rows = generation_rows(items)
-    assert rows[2]["prompt"] == lettered_prompt(items[2]) and rows[2]["n_choices"] == 5
+    cases = [case_fields(i) for i in items]  # what a case row carries through generation
+    assert {k: v for k, v in cases[2].items() if k != "choice_item"} == {
+        "case_id": "choice/Own_2026_3",
+        "message": lettered_prompt(items[2]),
+        "reference": "C",
+        "category": "",
+    }
+    assert option_rows(cases) == option_rows(items)
     completions = ["Answer: A", "I think (C).", "maybe E or so"]
     graded = [
-        grade_generated({**r, "completion": c}) for r, c in zip(rows, completions, strict=True)
+        grade_generated({**r, "completion": c}) for r, c in zip(cases, completions, strict=True)
     ]
     assert [g["pred_generated_letter"] for g in graded] == [0, 2, None]
     assert [g["generated_letter"] for g in graded] == ["A", "C", None]
+    assert [(g["item_id"], g["n_choices"], g["answer_index"]) for g in graded] == [
+        ("Own_2026_1", 4, 0),
+        ("Own_2026_2", 3, 1),
+        ("Own_2026_3", 5, 2),
+    ]
+    assert grade_generated({**items[1], "completion": "B"})["pred_generated_letter"] == 1
     result = choice_accuracy(graded, "generated_letter")
     assert (result["n"], result["correct"], result["wrong"], result["unparseable"]) == (3, 1, 1, 1)
     assert result["accuracy"] == pytest.approx(1 / 3)
@@ -450,7 +462,8 @@ def test_choices_scored_through_a_ray_data_actor_pool_match_in_process(ray_local
     settings = EngineSettings.resolve(load_config().eval, model=str(tiny_model_dir), cpus=2)
     written: dict = {}
     stage = loglik_stage({"model": str(tiny_model_dir)}, settings, batch_size=16)
-    pending = {("choice", k): rows for k, rows in shards(items, 5).items()}
+    cases = [case_fields(i) for i in items]  # what the runner holds: string-only case rows
+    pending = {("choice", k): rows for k, rows in shards(cases, 5).items()}
     stream(
         pending, stage, lambda key, rows: written.__setitem__(key, choose(rows)), Progress(False)
     )

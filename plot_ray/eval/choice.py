@@ -53,7 +53,8 @@ option, method):
     loglik_stage(kwargs, s, bs)   a pipeline Stage: option rows through the NLLScorer pool
     choose(scored)                scored option rows -> one row per item with pred_<method>
     loglik_choices(scorer, items) the same in-process (no Ray), with a scorer instance
-    generation_rows(items)        items -> rows of lettered prompts for the generation engines
+    case_fields(item)             an item as a case row's string fields (message: the lettered
+                                  prompt the generation engines answer; choice_item: the item)
     grade_generated(row)          a completed row -> pred_generated_letter (None: unparseable)
     choice_accuracy(rows, method) accuracy, counts and a Wilson interval
     choice_table(rows, methods)   the same per subject and over all items
@@ -75,12 +76,12 @@ __all__ = [
     "METHODS",
     "SHAPES",
     "ChoiceFormatError",
+    "case_fields",
     "choice_accuracy",
     "choice_table",
     "choose",
     "cloze_prompt",
     "extract_letter",
-    "generation_rows",
     "grade_generated",
     "lettered_prompt",
     "loglik_choices",
@@ -339,6 +340,28 @@ def read_choice(path: str | Path, shape: str = "auto", subject: str | None = Non
 
 
 # --------------------------------------------------------------------------------------------
+# Case rows: an item in the evaluation's string-only case columns
+# --------------------------------------------------------------------------------------------
+def case_fields(item: Mapping) -> dict[str, str]:
+    """An item as the string fields of an evaluation case (plot_ray/eval/tasks.py's case row):
+    ``case_id`` ``"choice/<id>"``, ``message`` the lettered prompt (what the generation engines
+    answer), ``reference`` the answer's letter, ``category`` the subject, and ``choice_item`` the
+    whole item as JSON, from which :func:`option_rows` and :func:`grade_generated` read it."""
+    return {
+        "case_id": f"choice/{item['id']}",
+        "message": lettered_prompt(item),
+        "reference": LETTERS[item["answer_index"]],
+        "category": item["subject"],
+        "choice_item": json.dumps(dict(item), ensure_ascii=False),
+    }
+
+
+def _item(row: Mapping) -> Mapping:
+    """The item itself, or the one a case row (:func:`case_fields`) carries."""
+    return json.loads(row["choice_item"]) if "choice_item" in row else row
+
+
+# --------------------------------------------------------------------------------------------
 # Prompts
 # --------------------------------------------------------------------------------------------
 def lettered_prompt(item: Mapping) -> str:
@@ -362,14 +385,15 @@ def cloze_prompt(item: Mapping) -> str:
 def option_rows(
     items: Sequence[Mapping], continuations: Sequence[str] = CONTINUATIONS
 ) -> list[dict]:
-    """One row per (item, option, continuation): ``prompt`` and ``reference`` (what
+    """One row per (item, option, continuation) of ``items`` (items or case rows,
+    :func:`case_fields`): ``prompt`` and ``reference`` (what
     :class:`~plot_ray.eval.scorers.NLLScorer` scores), with the item's id, answer and subject
     (what :func:`choose` needs) and the option's index ``option``."""
     unknown = set(continuations) - set(CONTINUATIONS)
     if unknown or not continuations:
         raise ValueError(f"continuations must be some of {CONTINUATIONS}, got {continuations}")
     rows = []
-    for item in items:
+    for item in map(_item, items):
         prompts = {"letter": lettered_prompt(item), "text": cloze_prompt(item)}
         for how in continuations:
             for k, text in enumerate(item["choices"]):
@@ -482,7 +506,7 @@ def loglik_stage(
     scorer_kwargs: dict, settings, batch_size: int, continuations: Sequence[str] = CONTINUATIONS
 ):
     """A :class:`~plot_ray.eval.pipeline.Stage` for :func:`~plot_ray.eval.pipeline.stream`:
-    a shard's items → option rows → a pool of NLLScorer actors (``scorer_kwargs``: its
+    a shard's items or case rows → option rows → a pool of NLLScorer actors (``scorer_kwargs``: its
     constructor arguments, e.g. the runner's ``nll_scorer_kwargs``; ``continuation`` is set
     here) → scored option rows. The ``write`` given to ``stream`` turns a shard's option rows
     into item rows with :func:`choose`."""
@@ -558,27 +582,20 @@ def extract_letter(text: str | None, n_choices: int = 4) -> str | None:
     return None
 
 
-def generation_rows(items: Sequence[Mapping]) -> list[dict]:
-    """One row per item for the generation engines: ``prompt`` (the lettered prompt), with
-    what :func:`grade_generated` needs. Add the engine's ``completion`` and grade."""
-    return [
-        {
-            "item_id": item["id"],
-            "subject": item["subject"],
-            "answer_index": item["answer_index"],
-            "n_choices": len(item["choices"]),
-            "prompt": lettered_prompt(item),
-        }
-        for item in items
-    ]
-
-
 def grade_generated(row: dict) -> dict:
-    """Adds ``generated_letter`` (``None``: unparseable) and ``pred_generated_letter`` (its
-    option index, or ``None``) to a row of :func:`generation_rows` with a ``completion``."""
-    letter = extract_letter(row["completion"], int(row["n_choices"]))
-    row["generated_letter"] = letter
-    row["pred_generated_letter"] = None if letter is None else LETTERS.index(letter)
+    """A completed row (an item or a case row, with the engine's ``completion``) → the same row
+    with ``item_id, subject, answer_index, n_choices``, ``generated_letter`` (``None``:
+    unparseable) and ``pred_generated_letter`` (its option index, or ``None``)."""
+    item = _item(row)
+    letter = extract_letter(row["completion"], len(item["choices"]))
+    row.update(
+        item_id=item["id"],
+        subject=item["subject"],
+        answer_index=item["answer_index"],
+        n_choices=len(item["choices"]),
+        generated_letter=letter,
+        pred_generated_letter=None if letter is None else LETTERS.index(letter),
+    )
     return row
 
 
