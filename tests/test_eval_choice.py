@@ -96,6 +96,11 @@ def test_json_and_parquet_files_read_like_jsonl(tmp_path):
     expected = read_choice(DATA / "arc.jsonl")
     assert read_choice(tmp_path / "arc.json") == expected
     assert read_choice(tmp_path / "arc.parquet") == expected
+    # rows from pandas hold numpy arrays and numpy integers
+    frame = pq.read_table(tmp_path / "arc.parquet").to_pandas()
+    assert normalise_rows(frame.to_dict("records")) == expected
+    mmlu = pa.Table.from_pylist([GOOD_MMLU]).to_pandas().to_dict("records")
+    assert normalise_rows(mmlu)[0]["answer_index"] == 1
 
 
 GOOD_MMLU = {"question": "Q?", "subject": "s", "choices": ["a", "b", "c", "d"], "answer": 1}

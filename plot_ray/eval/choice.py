@@ -105,7 +105,13 @@ class ChoiceFormatError(ValueError):
 # --------------------------------------------------------------------------------------------
 # Readers: one small normaliser per published shape
 # --------------------------------------------------------------------------------------------
+def _plain(value: Any) -> Any:
+    """numpy arrays and scalars (rows from pandas or Ray Data) → lists and Python values."""
+    return value.tolist() if hasattr(value, "tolist") and not isinstance(value, str) else value
+
+
 def _choices(value: Any, where: str) -> list[str]:
+    value = _plain(value)
     if not isinstance(value, list | tuple) or len(value) < 2:
         raise ChoiceFormatError(f"{where}: choices must be a list of at least 2, got {value!r}")
     if len(value) > len(LETTERS):
@@ -126,6 +132,7 @@ def _question(value: Any, where: str, field: str = "question") -> str:
 
 def _index(answer: Any, n: int, where: str, field: str) -> int:
     """An answer given as an int, a digit string or a letter → its 0-based index."""
+    answer = _plain(answer)
     if isinstance(answer, str) and len(answer.strip()) == 1 and answer.strip() in LETTERS:
         index = LETTERS.index(answer.strip())
     elif isinstance(answer, str) and answer.strip().isdigit():
@@ -178,7 +185,7 @@ def normalise_arc(row: Mapping, where: str, number: int, subject: str | None = N
         options = row.get("choices")
         if not isinstance(options, Mapping) or "text" not in options or "label" not in options:
             raise ChoiceFormatError(f"{where}: choices must be {{text: [...], label: [...]}}")
-        texts, labels = list(options["text"]), list(options["label"])
+        texts, labels = _plain(options["text"]), _plain(options["label"])
     choices = _choices(texts, where)
     labels = [str(x).strip() for x in labels]
     if len(labels) != len(choices):
