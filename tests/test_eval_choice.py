@@ -453,6 +453,26 @@ def test_option_logprobs_equal_a_direct_transformers_forward(tiny_model_dir):
         loglik_choices(NLLScorer.__new__(NLLScorer), [item])
 
 
+def test_a_shard_is_written_when_all_its_option_rows_are_back():
+    from plot_ray.eval.pipeline import Progress, Stage, stream
+
+    items = read_choice(DATA / "arc.jsonl")  # 4 + 3 + 5 options
+    written: dict = {}
+    fake_scores = Stage(
+        prepare=lambda rows: option_rows(rows, ["letter"]),
+        finish=lambda row: {
+            **row,
+            "nll": float(row["option"] != row["answer_index"]),
+            "num_tokens": 1,
+        },
+    )
+    pending = {("choice", 0): items[:2], ("choice", 1): items[2:]}
+    stream(pending, fake_scores, lambda key, rows: written.__setitem__(key, rows), Progress(False))
+    assert [len(written[k]) for k in sorted(written)] == [7, 5]
+    chosen = choose(written[("choice", 0)] + written[("choice", 1)])
+    assert [r["pred_loglik_letter"] for r in chosen] == [0, 1, 2]
+
+
 @pytest.mark.slow
 def test_choices_scored_through_a_ray_data_actor_pool_match_in_process(ray_local, tiny_model_dir):
     import numpy as np
