@@ -1,5 +1,5 @@
 """Evaluation metrics: attack success rate, reward-model win rates (raw and length-controlled),
-mean and spread over seeds, perplexity. Pure Python and NumPy; every metric returns its counts.
+mean and spread over seeds, perplexity, Wilson intervals for accuracies. Pure Python and NumPy; every metric returns its counts.
 """
 
 from __future__ import annotations
@@ -252,6 +252,30 @@ def mean_std(values: Iterable[float]) -> tuple[float, float, int]:
     return mean, math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)), n
 
 
+def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson's score interval for a binomial proportion ``successes / n`` (an accuracy), at
+    coverage ``level``: ``(low, high)`` in [0, 1]; ``(nan, nan)`` when ``n`` is 0.
+
+    Unlike the normal approximation it stays inside [0, 1] and is not empty at 0 or ``n``
+    successes."""
+    if not 0 <= successes <= n:
+        raise ValueError(f"wilson_interval needs 0 <= successes <= n, got {successes}, {n}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if n == 0:
+        return float("nan"), float("nan")
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    # at 0 or n successes a bound is exactly 0 or 1; computed, it is off by a rounding error
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return low, high
+
+
 def perplexity(total_nll: float, n_tokens: int) -> float:
     """``exp(total_nll / n_tokens)``: ``total_nll`` is the summed negative log-likelihood in nats
     over ``n_tokens`` scored tokens."""
@@ -271,5 +295,6 @@ __all__ = [
     "fit_soft_logistic",
     "mean_std",
     "perplexity",
+    "wilson_interval",
     "win_rates",
 ]

@@ -42,9 +42,10 @@ def _same(x):
 
 @dataclass
 class Stage:
-    """How rows go through one step: ``prepare`` a shard's rows on the driver, ``transform``
-    them with a Ray Dataset → Ray Dataset function (None: no model, stay on the driver), then
-    ``finish`` each row on the driver as it comes back."""
+    """How rows go through one step: ``prepare`` a shard's rows on the driver (it may make
+    more or fewer rows than it is given), ``transform`` them with a Ray Dataset → Ray Dataset
+    function (None: no model, stay on the driver), then ``finish`` each row on the driver as
+    it comes back."""
 
     prepare: Callable[[list[dict]], list[dict]] = _same
     transform: Callable | None = None
@@ -118,18 +119,20 @@ def stream(
     write: Callable[[Key, list[dict]], None],
     progress: Progress,
 ) -> None:
-    """Run ``stage`` over the rows of every pending shard and ``write`` each shard (its rows in
-    their original order) as soon as all its rows are back. Raises if a row never comes back:
+    """Run ``stage`` over the rows of every pending shard and ``write`` each shard (its
+    prepared rows, in their order) as soon as all of them are back. Raises if a row never comes back:
     a transform that drops rows is a bug, never a silent gap in the results."""
     if not pending:
         return
+    prepared = {key: stage.prepare(rows) for key, rows in pending.items()}
     rows = [
         {**r, "_key": i_key, "_index": i}
-        for i_key, key in enumerate(pending)
-        for i, r in enumerate(stage.prepare(pending[key]))
+        for i_key, key in enumerate(prepared)
+        for i, r in enumerate(prepared[key])
     ]
-    keys = list(pending)
-    expected = {key: len(v) for key, v in pending.items()}
+    keys = list(prepared)
+    # what comes back is what ``prepare`` made (one row per multiple-choice option, say)
+    expected = {key: len(v) for key, v in prepared.items()}
     if stage.transform is None:
         results = iter(rows)
     else:

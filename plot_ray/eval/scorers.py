@@ -76,6 +76,12 @@ class NLLScorer:
     scores). Adds ``nll`` (nats, summed over response tokens) and ``num_tokens``; perplexity is
     ``exp(sum nll / sum tokens)`` over a task (:func:`plot_ray.eval.metrics.perplexity`).
     The model sits on ``device`` in ``dtype`` (:func:`sequence_nll` keeps its logits there).
+
+    ``continuation=True`` scores ``reference`` as a bare continuation of ``prompt``, the way a
+    multiple-choice option is scored (:mod:`plot_ray.eval.choice`): no EOS is appended, and a
+    row longer than ``max_length`` loses prompt tokens from the left, so the continuation is
+    always scored whole. Prompt and reference are tokenized apart in both modes (the reference
+    keeps its own leading space, e.g. ``" A"``).
     """
 
     def __init__(
@@ -87,6 +93,7 @@ class NLLScorer:
         max_length: int = 1024,
         max_tokens: int = MAX_FORWARD_TOKENS,
         trust_remote_code: bool = False,
+        continuation: bool = False,
     ):
         import torch
 
@@ -102,6 +109,7 @@ class NLLScorer:
         ).eval()
         self.max_length = max_length
         self.max_tokens = max_tokens
+        self.continuation = continuation
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         from plot_ray.losses.logprobs import IGNORE_INDEX
@@ -110,9 +118,15 @@ class NLLScorer:
         for prompt, reference in zip(batch["prompt"], batch["reference"], strict=True):
             p = self.tok(str(prompt), add_special_tokens=False)["input_ids"]
             r = self.tok(str(reference), add_special_tokens=False)["input_ids"]
-            r = r + [self.tok.eos_token_id]
-            seqs.append((p + r)[: self.max_length])
-            labels.append(([IGNORE_INDEX] * len(p) + r)[: self.max_length])
+            if self.continuation:
+                # the whole continuation after the prompt's last tokens (at least one)
+                p = p[-max(1, self.max_length - len(r)) :]
+                seqs.append(p + r)
+                labels.append([IGNORE_INDEX] * len(p) + r)
+            else:
+                r = r + [self.tok.eos_token_id]
+                seqs.append((p + r)[: self.max_length])
+                labels.append(([IGNORE_INDEX] * len(p) + r)[: self.max_length])
         batch["nll"], batch["num_tokens"] = sequence_nll(
             self.model, seqs, labels, self.tok.pad_token_id, self.max_tokens
         )
