@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from plot_ray.config import EvalConfig
+    from plot_ray.config import EvalConfig, PairsConfig
 
 __all__ = [
     "OUTPUT_COLUMNS",
@@ -115,12 +115,14 @@ class EngineSettings:
     @classmethod
     def resolve(
         cls,
-        ev: EvalConfig,
+        ev: EvalConfig | PairsConfig,
         *,
         model: str | None = None,
         cpus: float | None = None,
     ) -> EngineSettings:
-        """Settings for generating with ``model``, on GPUs when ``eval.use_gpu``.
+        """Settings for generating with ``model``, on GPUs when ``eval.use_gpu``. ``ev``: the
+        ``eval`` section, or ``pairs`` (the same ``generation``, ``use_gpu``, ``seed`` and
+        ``trust_remote_code`` keys).
 
         ``cpus``: the CPUs the CPU replicas share (default: the connected cluster's).
         ``eval.generation.engine: auto`` is vLLM on GPUs. On CPUs it is vLLM for models of
