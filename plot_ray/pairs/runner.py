@@ -67,9 +67,13 @@ def sample_seed(seed: int, problem_id: int, sample: int) -> int:
 
 # ----------------------------------------------------------------------------- problems
 def _source_error(exc: Exception, p: PairsConfig) -> Exception:
-    """A reader's error, naming ``pairs.source`` instead of a ``data.sources`` position."""
-    msg = str(exc).replace(f"data source 0 ({p.source.path!r})", "")
-    msg = f"pairs.source ({p.source.path!r}){msg if msg.startswith(':') else ': ' + msg}"
+    """A reader's error, naming ``pairs.source`` instead of a ``data.sources`` entry."""
+    path, msg = p.source.path, str(exc)
+    for prefix in (f"data source 0 ({path!r})", f"data source {path!r}"):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix) :].lstrip(": ")
+            break
+    msg = f"pairs.source ({path!r}): {msg}"
     return FileNotFoundError(msg) if isinstance(exc, FileNotFoundError) else ValueError(msg)
 
 
@@ -87,14 +91,16 @@ def read_problems(p: PairsConfig) -> tuple[list[dict], list[dict]]:
 
     src = p.source
     try:
-        resolved = resolve_source(0, src.as_data_source())
+        # `limit` is applied after sorting: Ray Data's own limit takes the first rows to
+        # arrive, which across several files need not be the same rows on a rerun
+        resolved = resolve_source(0, src.as_data_source().model_copy(update={"limit": None}))
         raw = read_raw(resolved).take_all()
     except (ValueError, FileNotFoundError) as exc:
         raise _source_error(exc, p) from exc
     where = f"pairs.source ({src.path!r}, split {src.split!r})"
     if not raw:
         raise ValueError(f"{where}: no rows to make pairs from")
-    raw.sort(key=lambda r: (r["file_index"], r["row_index"]))
+    raw = sorted(raw, key=lambda r: (r["file_index"], r["row_index"]))[: src.limit]
     problems, quarantined, seen_fields = [], [], set()
     for r in raw:
         pid = row_id(resolved.file_keys[r["file_index"]], r["row_index"])
