@@ -207,10 +207,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_make_pairs(args: argparse.Namespace) -> int:
+    from plot_ray.eval.store import SettingsMismatchError
     from plot_ray.pairs import run_make_pairs
 
     cfg = load_config(args.config, args.overrides)
-    run_make_pairs(cfg, force=args.force, verbose=args.verbose)
+    try:
+        run_make_pairs(cfg, force=args.force, verbose=args.verbose)
+    except SettingsMismatchError as exc:  # samples on disk from other settings
+        print(f"plot-ray make-pairs: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

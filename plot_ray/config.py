@@ -676,8 +676,12 @@ class ProblemSource(_Section):
 PROBLEM_FIELDS = ("question", "answer")
 
 
-def _sampling_generation() -> GenerationConfig:
-    return GenerationConfig(temperature=1.0, max_new_tokens=512)
+class SamplingConfig(GenerationConfig):
+    """``pairs.generation``: ``eval.generation``'s keys, sampling by default (k samples of a
+    problem must differ) with room for worked solutions."""
+
+    temperature: float = Field(default=1.0, ge=0)
+    max_new_tokens: int = Field(default=512, ge=1)
 
 
 class PairsConfig(_Section):
@@ -699,7 +703,7 @@ class PairsConfig(_Section):
     num_samples: int = Field(default=4, ge=2)  # k completions per problem
     pairs_per_problem: int = Field(default=1, ge=1)  # at most, from distinct samples
     formats: list[Literal["trl", "ranked"]] = Field(default_factory=lambda: ["trl", "ranked"])
-    generation: GenerationConfig = Field(default_factory=_sampling_generation)
+    generation: SamplingConfig = Field(default_factory=SamplingConfig)
     seed: int = 0  # each sample's seed derives from it, the problem and the sample number
     use_gpu: bool = False
     trust_remote_code: bool = False

