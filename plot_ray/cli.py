@@ -11,7 +11,7 @@
     plot-ray eval --config FILE [--force]      evaluate models: ASR, helpfulness, logic, perplexity
     plot-ray make-pairs --config FILE [--force]   sample k answers per problem, grade, pair them
     plot-ray demo [--quick|--full] [--out DIR] [--force]   the paper's experiment, end to end
-    plot-ray submit --config FILE -- SUB ...   run prepare/train/tune/eval as a Ray job
+    plot-ray submit --config FILE -- SUB ...   run prepare/train/tune/eval/make-pairs as a Ray job
     plot-ray jobs list|status ID|logs ID|stop ID   the cluster's Ray jobs
 
 Every subcommand has ``--help``. Config errors exit with status 2 and name the offending key.
@@ -482,7 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "submit",
-        help="run prepare/train/tune/eval on a Ray cluster as a Ray job, following its logs",
+        help="run prepare/train/tune/eval/make-pairs on a Ray cluster as a Ray job, following "
+        "its logs",
         description="Upload the working directory and run `plot-ray SUBCOMMAND --config FILE "
         "[ARGS...]` on the cluster's head node: plot-ray submit --config FILE -- train "
         "loss.alpha=0.5. Exits 0 when the job SUCCEEDED, 1 when it FAILED or was STOPPED.",
