@@ -9,8 +9,9 @@
     plot-ray train --config FILE [--resume]    Ray Train + DeepSpeed PLOT fine-tuning
     plot-ray tune --config FILE [--resume]     Ray Tune sweep over tune.space, a run per trial
     plot-ray eval --config FILE [--force]      evaluate models: ASR, helpfulness, logic, perplexity
+    plot-ray make-pairs --config FILE [--force]   sample k answers per problem, grade, pair them
     plot-ray demo [--quick|--full] [--out DIR] [--force]   the paper's experiment, end to end
-    plot-ray submit --config FILE -- SUB ...   run prepare/train/tune/eval as a Ray job
+    plot-ray submit --config FILE -- SUB ...   run prepare/train/tune/eval/make-pairs as a Ray job
     plot-ray jobs list|status ID|logs ID|stop ID   the cluster's Ray jobs
 
 Every subcommand has ``--help``. Config errors exit with status 2 and name the offending key.
@@ -202,6 +203,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
         overrides.append("eval.models=" + json.dumps(models))  # JSON is YAML
     cfg = load_config(args.config, overrides)
     run_eval(cfg, force=args.force, verbose=args.verbose)
+    return 0
+
+
+def cmd_make_pairs(args: argparse.Namespace) -> int:
+    from plot_ray.eval.store import SettingsMismatchError
+    from plot_ray.pairs import run_make_pairs
+
+    cfg = load_config(args.config, args.overrides)
+    try:
+        run_make_pairs(cfg, force=args.force, verbose=args.verbose)
+    except SettingsMismatchError as exc:  # samples on disk from other settings
+        print(f"plot-ray make-pairs: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -427,6 +441,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser(
+        "make-pairs",
+        help="on-policy preference pairs: sample k completions per problem on the engine pool, "
+        "grade them (GSM8K '#### N', MATH \\boxed{}), pair correct against wrong; resumable",
+    )
+    p.add_argument("--config", required=True, help="YAML config with a pairs section")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides")
+    p.add_argument(
+        "--force", action="store_true", help="discard this pairs.name's samples and start over"
+    )
+    _add_verbose(p)
+    p.set_defaults(func=cmd_make_pairs)
+
+    p = sub.add_parser(
         "demo", help="run the end-to-end pipeline on a local Ray instance with a tiny model"
     )
     p.add_argument("--out", default="runs/demo", help="output folder")
@@ -455,7 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "submit",
-        help="run prepare/train/tune/eval on a Ray cluster as a Ray job, following its logs",
+        help="run prepare/train/tune/eval/make-pairs on a Ray cluster as a Ray job, following "
+        "its logs",
         description="Upload the working directory and run `plot-ray SUBCOMMAND --config FILE "
         "[ARGS...]` on the cluster's head node: plot-ray submit --config FILE -- train "
         "loss.alpha=0.5. Exits 0 when the job SUCCEEDED, 1 when it FAILED or was STOPPED.",
@@ -492,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
         "command",
         nargs=argparse.REMAINDER,
         metavar="-- SUBCOMMAND [ARGS...]",
-        help="prepare, train, tune or eval, and its overrides/options",
+        help="prepare, train, tune, eval or make-pairs, and its overrides/options",
     )
     p.set_defaults(func=cmd_submit)
 
@@ -522,6 +550,7 @@ def main(argv: list[str] | None = None) -> int:
         "demo",
         "train",
         "eval",
+        "make-pairs",
     ):
         _quiet_libraries()
     try:

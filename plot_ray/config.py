@@ -6,8 +6,8 @@ wrong types and impossible values raise :class:`ConfigError` naming the dotted k
 allowed, before any Ray worker starts.
 
 Sections: ``data``, ``model``, ``loss`` (the vanilla method, its PLOT term and DEFT's), ``train``,
-``deepspeed``, ``tune``, ``eval`` and ``cluster``. The meaning of every ``loss`` and
-``loss.plot`` key, with the formulas, is in docs/plot.md.
+``deepspeed``, ``tune``, ``eval``, ``pairs`` (``plot-ray make-pairs``) and ``cluster``. The
+meaning of every ``loss`` and ``loss.plot`` key, with the formulas, is in docs/plot.md.
 
 The list of methods lives in one place, the registry :data:`plot_ray.losses.methods.METHODS`:
 ``loss.method`` is validated against it, and whether a method needs a
@@ -46,6 +46,8 @@ __all__ = [
     "EvalConfig",
     "EvalModel",
     "GenerationConfig",
+    "PairsConfig",
+    "ProblemSource",
     "ClusterConfig",
     "PlotRayConfig",
     "load_config",
@@ -811,6 +813,108 @@ class EvalConfig(_Section):
         return _attack_registry()[name].make_config(self.attack_params.get(name))
 
 
+# --------------------------------------------------------------------------------- pairs
+class ProblemSource(_Section):
+    """``pairs.source``: problems with reference answers, read like a ``data.sources`` entry
+    (file, folder, ``save_to_disk`` folder or hub name; see plot_ray/data/readers.py).
+
+    Each row needs a ``question`` and an ``answer`` field (``answer``: the bare answer or a full
+    reference solution ending in ``#### N`` or holding a ``\\boxed{}``); ``columns`` maps them
+    to the source's own names, e.g. ``{question: prompt, answer: chosen}`` for the synthetic
+    benchmark's logic pairs, ``{question: problem, answer: solution}`` for MATH."""
+
+    path: str
+    reader: DataReader = "auto"
+    split: str = "train"  # hub / save_to_disk: a slice too (`train[:1000]`)
+    limit: int | None = Field(default=None, ge=1)  # the first N problems
+    subset: str | None = None  # hub only: the config name (GSM8K's `main`)
+    data_dir: str | None = None
+    revision: str | None = None
+    columns: dict[str, str] = Field(default_factory=dict)  # {question|answer: source column}
+
+    @field_validator("columns")
+    @classmethod
+    def _question_and_answer(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(PROBLEM_FIELDS))
+        if unknown:
+            raise ValueError(f"maps {unknown}; a problem has the fields {list(PROBLEM_FIELDS)}")
+        return DataSource._columns_named(value)
+
+    def as_data_source(self) -> DataSource:
+        """The same source as the data readers take it."""
+        return DataSource(**self.model_dump())
+
+
+PROBLEM_FIELDS = ("question", "answer")
+
+
+class SamplingConfig(GenerationConfig):
+    """``pairs.generation``: ``eval.generation``'s keys, sampling by default (k samples of a
+    problem must differ) with room for worked solutions."""
+
+    temperature: float = Field(default=1.0, ge=0)
+    max_new_tokens: int = Field(default=512, ge=1)
+
+
+class PairsConfig(_Section):
+    """``plot-ray make-pairs``: on-policy preference pairs for problems with checkable answers
+    (see plot_ray/pairs). ``num_samples`` completions per problem from ``model`` on the engine
+    pool (``generation``, ``use_gpu``: as in ``eval``), graded by ``style`` (GSM8K ``#### N`` or
+    MATH's last ``\\boxed{}``), then each problem's correct samples paired against its wrong ones.
+    """
+
+    model: str | None = None  # hub name, model folder or a `plot-ray train` run folder
+    source: ProblemSource | None = None
+    # The user message for each problem; {question} is replaced by the problem's question
+    prompt_template: str = "{question}"
+    style: Literal["gsm8k", "math"] = "gsm8k"
+    flexible: bool = False  # gsm8k: grade the last number instead of the `#### N` answer
+    # A completion with no answer in `style`: a rejected response (a wrong answer), or never
+    # paired. Either way the summary counts it as unparseable.
+    unparseable: Literal["wrong", "exclude"] = "wrong"
+    num_samples: int = Field(default=4, ge=2)  # k completions per problem
+    pairs_per_problem: int = Field(default=1, ge=1)  # at most, from distinct samples
+    formats: list[Literal["trl", "ranked"]] = Field(default_factory=lambda: ["trl", "ranked"])
+    generation: SamplingConfig = Field(default_factory=SamplingConfig)
+    seed: int = 0  # each sample's seed derives from it, the problem and the sample number
+    use_gpu: bool = False
+    trust_remote_code: bool = False
+    shard_size: int = Field(default=64, ge=1)  # problems per shard (the unit of resume)
+    name: str = "pairs"
+    output_dir: str = "runs/pairs"
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _has_the_question(cls, value: str) -> str:
+        if "{question}" not in value:
+            raise ValueError("must contain {question}, where each problem's question goes")
+        try:
+            value.format(question="")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"only {{question}} may be in braces (write {{{{ and }}}} for literal braces): "
+                f"{exc!r}"
+            ) from None
+        return value
+
+    @field_validator("formats")
+    @classmethod
+    def _some_format(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("name at least one of trl, ranked")
+        return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _sampling(self) -> PairsConfig:
+        t = self.generation.temperature
+        if t <= 0:
+            msg = "must be > 0: greedy decoding gives one completion num_samples times"
+            _raise_line_errors(
+                "PairsConfig", [_line_error("greedy", msg, ("generation", "temperature"), t)]
+            )
+        return self
+
+
 # ------------------------------------------------------------------------------- cluster
 class ClusterConfig(_Section):
     address: str | None = None  # None: RAY_ADDRESS if set, else a local instance
@@ -849,6 +953,7 @@ class PlotRayConfig(_Section):
     deepspeed: DeepSpeedConfig = Field(default_factory=DeepSpeedConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    pairs: PairsConfig = Field(default_factory=PairsConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
 
     def to_dict(self) -> dict[str, Any]:

@@ -47,7 +47,7 @@ __all__ = [
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 # The subcommands that take --config and run on the cluster.
-CONFIG_SUBCOMMANDS = ("prepare", "train", "tune", "eval")
+CONFIG_SUBCOMMANDS = ("prepare", "train", "tune", "eval", "make-pairs")
 # Left out of the uploaded working directory (gitignore syntax, as Ray reads it): outputs,
 # environments, caches and weights, which are large and are not code. Ray refuses a package over
 # its size limit, so a repo with runs/ in it would not upload at all.

@@ -81,12 +81,16 @@ def test_real_configs_keep_every_output_on_the_shared_volume(path):
     outputs = [cfg.train.output_dir, cfg.data.output_dir, cfg.tune.output_dir]
     if cfg.eval.models:
         outputs.append(cfg.eval.output_dir)
+    if cfg.pairs.model:
+        outputs.append(cfg.pairs.output_dir)
     used = [p for p in outputs if not p.startswith(("runs/", "artifacts/"))]  # defaults unused
     assert used and all(p.startswith(SHARED_MOUNT + "/") for p in used), used
 
 
 @pytest.mark.parametrize(
-    "path", [p for p in REAL_CONFIGS if "eval" not in p.name], ids=lambda p: p.name
+    "path",
+    [p for p in REAL_CONFIGS if "eval" not in p.name and "pairs" not in p.name],
+    ids=lambda p: p.name,
 )
 def test_real_training_configs_use_zero3_bf16_on_8_gpus_per_node(path):
     cfg = load_config(path)

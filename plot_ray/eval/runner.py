@@ -424,28 +424,35 @@ def _model_cases(store, model: EvalModel, path: str, cases, s: EngineSettings, e
 
 # ---------------------------------------------------------------------------------- run
 def pool_settings(
-    cfg: PlotRayConfig, path: str, what: str, cpus: float | None = None, say=print
+    cfg: PlotRayConfig,
+    path: str,
+    what: str,
+    cpus: float | None = None,
+    say=print,
+    section: str = "eval",
 ) -> EngineSettings:
     """The engine settings of the pools that hold ``path`` (engines, scorers, attack actors:
-    one at a time, ``eval.generation.num_engines`` replicas each), once the cluster can hold
-    them.
+    one at a time, ``<section>.generation.num_engines`` replicas each), once the cluster can
+    hold them. ``section``: the config section that says how (``eval``, or ``pairs`` for
+    ``plot-ray make-pairs``).
 
-    With ``eval.use_gpu`` a cluster that lacks the GPUs is asked for them (the autoscaler's
+    With ``<section>.use_gpu`` a cluster that lacks the GPUs is asked for them (the autoscaler's
     ``request_resources``) and given ``cluster.resource_timeout_s`` to provide them; a local
     instance is checked once. Either way a missing GPU is an error, never a switch to CPUs. CPU
     pools are sized from the CPUs there are (``cpus``), so they have nothing to wait for."""
     from plot_ray.cluster import resource_timeout_s, wait_for_resources
 
-    s = EngineSettings.resolve(cfg.eval, model=path, cpus=cpus)
+    s = EngineSettings.resolve(getattr(cfg, section), model=path, cpus=cpus)
     if s.use_gpu:
         wait_for_resources(
             [s.bundle()] * s.num_engines,
-            what=f"{what} (eval.use_gpu: eval.generation.num_engines={s.num_engines} x 1 GPU)",
+            what=f"{what} ({section}.use_gpu: {section}.generation.num_engines="
+            f"{s.num_engines} x 1 GPU)",
             timeout_s=resource_timeout_s(cfg.cluster),
             hint=(
                 "add GPU nodes (or connect to a cluster that has them: cluster.address or "
-                "RAY_ADDRESS), lower eval.generation.num_engines, or set eval.use_gpu=false to "
-                "evaluate on CPUs"
+                f"RAY_ADDRESS), lower {section}.generation.num_engines, or set "
+                f"{section}.use_gpu=false to generate on CPUs"
             ),
             say=say,
         )

@@ -67,7 +67,12 @@ class ResultStore:
         os.replace(tmp, path)
         return path
 
-    def check_or_write_json(self, path: Path, expected: dict, what: str) -> None:
+    def check_or_write_json(
+        self, path: Path, expected: dict, what: str, name_key: str = "eval.name"
+    ) -> None:
+        """Write ``expected`` to ``path`` once; later it must be equal, or
+        :class:`SettingsMismatchError` names the keys that changed (and ``name_key``, the
+        config key that picks another folder)."""
         if path.is_file():
             found = json.loads(path.read_text())
             if found != json.loads(json.dumps(expected, sort_keys=True)):
@@ -77,7 +82,7 @@ class ResultStore:
                 raise SettingsMismatchError(
                     f"{self.root} holds results made with other settings for {what} "
                     f"(changed: {', '.join(changed)}): rerun with --force to start over, or "
-                    "choose another eval.name"
+                    f"choose another {name_key}"
                 )
             return
         _atomic_write_json(expected, path)
@@ -102,6 +107,11 @@ class ResultStore:
     def write_table(self, path: Path, rows: list[dict]) -> Path:
         """Any result file under the store, written whole (see the module docstring)."""
         _atomic_write_table(pa.Table.from_pylist(rows), path)
+        return path
+
+    def write_json(self, path: Path, obj: dict) -> Path:
+        """Any JSON result file under the store, written whole."""
+        _atomic_write_json(obj, path)
         return path
 
     def read_table(self, path: Path) -> list[dict]:
