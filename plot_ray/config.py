@@ -541,7 +541,7 @@ class GenerationConfig(_Section):
 # evaluation key takes which: "plot_ray" is the project's own JSONL (the synthetic benchmark's).
 EvalSetFormat = Literal[
     "auto", "plot_ray", "harmbench", "harmbench_jailbreaks", "gsm8k", "math", "alpaca_eval",
-    "mt_bench", "hh_rlhf", "humaneval", "mbpp",
+    "mt_bench", "hh_rlhf", "humaneval", "mbpp", "mmlu", "arc", "hellaswag",
 ]  # fmt: skip
 EVAL_SET_FORMATS: dict[str, tuple[str, ...]] = {
     "behaviors": ("auto", "plot_ray", "harmbench"),
@@ -550,6 +550,7 @@ EVAL_SET_FORMATS: dict[str, tuple[str, ...]] = {
     "logic": ("auto", "plot_ray", "gsm8k", "math"),
     "perplexity": ("auto", "plot_ray", "hh_rlhf"),
     "coding": ("auto", "humaneval", "mbpp"),
+    "choice": ("auto", "mmlu", "arc", "hellaswag"),
 }
 
 
@@ -608,8 +609,8 @@ class EvalConfig(_Section):
 
     models: list[EvalModel] = Field(default_factory=list)
     baseline: str | None = None  # the model that win rates compare against; default: the first
-    # the default: the tasks of the synthetic benchmark; `coding` needs eval.coding
-    tasks: list[Literal["harmful", "benign", "logic", "perplexity", "coding"]] = Field(
+    # default: the synthetic benchmark's tasks (EVAL_TASKS); coding and choice need their sets
+    tasks: list[Literal["harmful", "benign", "logic", "perplexity", "coding", "choice"]] = Field(
         default_factory=lambda: list(EVAL_TASKS)
     )
     # Default: the attacks that need neither an attacker model nor an optimisation
@@ -627,10 +628,12 @@ class EvalConfig(_Section):
     logic: EvalSet | None = None
     perplexity: EvalSet | None = None
     coding: EvalSet | None = None  # HumanEval- or MBPP-shaped problems with their tests
+    choice: EvalSet | None = None  # MMLU-, ARC- or HellaSwag-shaped multiple choice
     num_behaviors: int | None = Field(default=None, ge=1)  # None: all
     num_benign: int | None = Field(default=None, ge=1)
     num_logic: int | None = Field(default=None, ge=1)
     num_coding: int | None = Field(default=None, ge=1)
+    num_choice: int | None = Field(default=None, ge=1)
     # Completions per coding problem: 1 gives pass@1; n > 1 (sampled: generation.temperature
     # > 0) gives pass@1 and pass@n by the unbiased estimator
     coding_samples: int = Field(default=1, ge=1)

@@ -292,6 +292,37 @@ def test_coding_problems_become_cases_that_the_sandbox_grades():
         load_config(overrides={"eval.coding_samples": 3})
 
 
+# ------------------------------------------------------------------------- multiple choice
+CHOICE = Path(__file__).parent / "data" / "choice"
+
+
+def test_multiple_choice_sets_become_cases_carrying_their_items():
+    mmlu = cases(**{"eval.tasks": ["choice"], "eval.choice": str(CHOICE / "mmlu.jsonl")})["choice"]
+    assert [(c["case_id"], c["category"]) for c in mmlu][:3] == [
+        ("choice/elementary_mathematics/0", "elementary_mathematics"),
+        ("choice/elementary_mathematics/1", "elementary_mathematics"),
+        ("choice/astronomy/2", "astronomy"),
+    ]
+    assert mmlu[0]["message"] == "What is 2 + 3?\nA. 4\nB. 5\nC. 6\nD. 23\nAnswer:"
+    assert json.loads(mmlu[0]["reference"])["answer_index"] == 1
+    csv = cases(**{"eval.tasks": ["choice"], "eval.choice": str(CHOICE / "astronomy_test.csv")})
+    assert [c["category"] for c in csv["choice"]] == ["astronomy", "astronomy"]  # from the name
+    arc = cases(
+        **{
+            "eval.tasks": ["choice"],
+            "eval.choice": {"path": str(CHOICE / "arc.jsonl"), "format": "arc"},
+        }
+    )["choice"]
+    assert len(arc) == 3
+    with pytest.raises(EvalDataError, match=r"eval.choice .*row 0"):
+        cases(
+            **{
+                "eval.tasks": ["choice"],
+                "eval.choice": {"path": str(CHOICE / "mmlu.jsonl"), "format": "hellaswag"},
+            }
+        )
+
+
 # ------------------------------------------------------------------ one plot-ray eval on them
 @pytest.mark.slow
 def test_plot_ray_eval_runs_the_published_sets_multi_turn_included(
@@ -309,7 +340,7 @@ def test_plot_ray_eval_runs_the_published_sets_multi_turn_included(
         "eval": {
             "name": "published",
             "models": [{"name": "tiny", "path": str(tiny_model_dir)}],
-            "tasks": ["harmful", "benign", "logic", "perplexity", "coding"],
+            "tasks": ["harmful", "benign", "logic", "perplexity", "coding", "choice"],
             "behaviors": str(SETS / "harmbench_behaviors_text_test.csv"),
             "templates": {"path": str(SETS / "jailbreaks.py"), "format": "harmbench_jailbreaks"},
             "benign": {"path": str(SETS / "mt_bench_question.jsonl"), "format": "mt_bench"},
@@ -318,6 +349,7 @@ def test_plot_ray_eval_runs_the_published_sets_multi_turn_included(
             "coding": str(CODING / "humaneval.jsonl"),
             "coding_isolation": isolation(),
             "coding_timeout_s": 3,
+            "choice": str(CHOICE / "mmlu.jsonl"),
             "attacks": ["direct_request", "human_jailbreaks"],
             "attack_params": {"human_jailbreaks": {"templates_per_behavior": 1}},
             "shard_size": 2,
@@ -336,7 +368,13 @@ def test_plot_ray_eval_runs_the_published_sets_multi_turn_included(
     assert metrics["perplexity"]["perplexity"] > 1.0
     coding = metrics["coding"]  # the tiny model writes no Python: every program is counted
     assert coding["n_problems"] == 3 and sum(coding["statuses"].values()) == 3
+    choice = metrics["choice"]  # every method over the 4 items, counts adding up
+    for method in ("loglik_letter", "loglik_text_per_char", "generated_letter"):
+        got = choice["methods"][method]
+        assert got["n"] == 4 and got["correct"] + got["wrong"] + got["unparseable"] == 4
     store = ResultStore(tmp_path / "published")
+    items = store.read_all("tiny", "choice", "scores")
+    assert [len(r["logprob_letter"]) for r in items] == [4, 4, 4, 4]
     done = {r["case_id"]: r for r in store.read_all("tiny", "benign", "completions")}
     assert len(done) == 4
     tok = load_tokenizer(str(tiny_model_dir))

@@ -17,7 +17,7 @@ result shards and a report.
     answers.py       GSM8K / MATH answer extraction and matching
     choice.py        multiple choice (MMLU, ARC, HellaSwag shapes): options by log-likelihood
                      (NLLScorer pool) and by generated letter, accuracy with Wilson intervals
-                     (not yet a task of ``plot-ray eval``)
+                     (the ``choice`` task)
     sandbox/         coding by execution: the sandbox, HumanEval/MBPP problems, pass@k (the
                      ``coding`` task)
     metrics.py       ASR, win rates (raw, length-controlled), perplexity, mean ± std

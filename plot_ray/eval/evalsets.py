@@ -48,6 +48,9 @@ coding       humaneval              HumanEval's ``{task_id, prompt, canonical_so
              mbpp                   MBPP's ``{task_id, text, code, test_list, test_setup_code}`` or
                                     sanitized MBPP's ``prompt`` / ``test_imports``; the prompt shows
                                     the tests, as MBPP's own prompt does
+choice       mmlu, arc, hellaswag   ``cais/mmlu`` (or MMLU's header-less CSV), ``allenai/ai2_arc``,
+                                    HellaSwag → items ``{id, question, choices, answer_index,
+                                    subject}`` (:mod:`plot_ray.eval.choice` normalises them)
 ===========  =====================  =================================================================
 
 Rows without an id (GSM8K, AlpacaEval, HH-RLHF, HarmBench's templates) are numbered by their
@@ -442,10 +445,29 @@ def _renamed(rows: list, columns: dict[str, str], first: int, where: str) -> lis
     return out
 
 
+def _choice_items(evalset: EvalSet, where: str) -> EvalSetRows:
+    from plot_ray.eval.choice import ChoiceFormatError, normalise_rows, read_choice
+
+    shape = evalset.format
+    try:
+        if _reader(evalset, where) == "csv":  # MMLU's own files: no header, subject in the name
+            items = read_choice(os.path.expanduser(evalset.path), shape)
+        else:
+            raw, _ = source_rows(evalset, where)
+            items = normalise_rows(_renamed(raw, evalset.columns, 0, where), shape, source=where)
+    except ChoiceFormatError as exc:
+        raise EvalDataError(str(exc)) from None
+    if not items:
+        raise EvalDataError(f"{where}: the set has no rows")
+    return EvalSetRows(items, items[0]["shape"], where)
+
+
 def read_eval_set(key: str, evalset: EvalSet, logic_style: str = "gsm8k") -> EvalSetRows:
     """The rows of the evaluation set given as ``eval.<key>``, normalised (see the table above).
     Behaviours come back as read (:func:`plot_ray.eval.tasks.load_behaviors` normalises them)."""
     where = f"eval.{key} ({evalset.path})"
+    if key == "choice":
+        return _choice_items(evalset, where)
     raw, first = source_rows(evalset, where)
     if not raw:
         raise EvalDataError(f"{where}: the set has no rows")

@@ -44,17 +44,20 @@ def _same(x):
 class Stage:
     """How rows go through one step: ``prepare`` a shard's rows on the driver (it may make
     more or fewer rows than it is given), ``transform`` them with a Ray Dataset → Ray Dataset
-    function (None: no model, stay on the driver), then ``finish`` each row on the driver as
-    it comes back."""
+    function (None: no model, stay on the driver), ``finish`` each row on the driver as it
+    comes back, and ``collect`` a whole shard's rows into what is written."""
 
     prepare: Callable[[list[dict]], list[dict]] = _same
     transform: Callable | None = None
     finish: Callable[[dict], dict] = _same
+    # a shard's finished rows → the rows written (a multiple-choice item's option rows → one
+    # row for the item)
+    collect: Callable[[list[dict]], list[dict]] = _same
 
     def then(self, finish: Callable[[dict], dict]) -> Stage:
         """This stage with ``finish`` applied after its own."""
         first = self.finish
-        return Stage(self.prepare, self.transform, lambda row: finish(first(row)))
+        return Stage(self.prepare, self.transform, lambda row: finish(first(row)), self.collect)
 
 
 def turns(rows: list[dict], key: str = "case_id") -> dict[str, int]:
@@ -147,7 +150,7 @@ def stream(
         progress.update(1)
         if len(buffers[key]) == expected[key]:
             done = sorted(buffers.pop(key), key=lambda r: r["_index"])
-            write(key, [{k: v for k, v in r.items() if k != "_index"} for r in done])
+            write(key, stage.collect([{k: v for k, v in r.items() if k != "_index"} for r in done]))
             expected.pop(key)
     if expected:
         raise RuntimeError(f"rows of shards {sorted(expected)} never came back from the pipeline")

@@ -15,6 +15,9 @@ Per model, each metric with its counts:
   with the baseline (``judged_pairwise``: wins, ties, losses, win rate).
 - ``logic``: exact-match accuracy (an unparseable answer is wrong and counted).
 - ``perplexity``: ``exp(sum NLL / sum tokens)`` of the held-out references.
+- ``choice``: multiple-choice accuracy by each method of :mod:`plot_ray.eval.choice` (the
+  options' log-likelihoods as letters and as text, raw and length-normalised; the generated
+  letter, unparseable ones counted), with Wilson intervals, overall and per subject.
 - ``coding``: pass@1 (and pass@n with n samples per problem) of the completions run against
   the problems' hidden tests in the sandbox, and how every program ended (passed, failed,
   timeout, crashed, memory, output_limit, sandbox_error).
@@ -209,6 +212,19 @@ def _coding(rows: list[dict]) -> dict:
     return out
 
 
+def _choice(rows: list[dict]) -> dict:
+    """Accuracy of every multiple-choice method (counts, unparseable generated letters, a 95%
+    Wilson interval), over all items and per subject."""
+    from plot_ray.eval.choice import METHODS, choice_table
+
+    table = choice_table(rows, METHODS)
+    return {
+        "n_items": len(rows),
+        "methods": {r["method"]: r for r in table if r["subject"] is None},
+        "per_subject": [r for r in table if r["subject"] is not None],
+    }
+
+
 def _perplexity(rows: list[dict]) -> dict:
     nll, tokens = sum(r["nll"] for r in rows), sum(r["num_tokens"] for r in rows)
     return {"perplexity": perplexity(nll, tokens), "n_responses": len(rows), "n_tokens": tokens}
@@ -251,6 +267,8 @@ def compute_metrics(
             entry["perplexity"] = _perplexity(got["perplexity"])
         if "coding" in got:
             entry["coding"] = _coding(got["coding"])
+        if "choice" in got:
+            entry["choice"] = _choice(got["choice"])
         models[m.name] = entry
     out: dict[str, Any] = {
         "name": ev.name,
@@ -415,6 +433,11 @@ def summary_rows(metrics: dict) -> list[dict[str, Any]]:
             row["pass@1"] = m["coding"]["pass@1"]
             row["coding/n_problems"] = m["coding"]["n_problems"]
             row["coding/n_samples"] = m["coding"]["n_samples"]
+        if "choice" in m:
+            for method, acc in m["choice"]["methods"].items():
+                row[f"choice/{method}"] = acc["accuracy"]
+            row["choice/n_items"] = m["choice"]["n_items"]
+            row["choice/n_unparseable"] = m["choice"]["methods"]["generated_letter"]["unparseable"]
         rows.append(row)
     return rows
 
@@ -438,6 +461,8 @@ def _markdown(metrics: dict, figures: list[str]) -> str:
         head += ["perplexity"]
     if "coding" in metrics["tasks"]:
         head += ["pass@1"]
+    if "choice" in metrics["tasks"]:
+        head += ["multiple choice: letter log-lik.", "text log-lik. / char", "generated letter"]
     lines = [
         f"# Evaluation `{metrics['name']}`",
         "",
@@ -474,6 +499,13 @@ def _markdown(metrics: dict, figures: list[str]) -> str:
                 f"{100 * r['pass@1']:.1f} ({r['coding/n_problems']} problems, "
                 f"{r['coding/n_samples']} programs)"
             )
+        if "choice" in metrics["tasks"]:
+            cells += [
+                f"{100 * r['choice/loglik_letter']:.1f} ({r['choice/n_items']} items)",
+                f"{100 * r['choice/loglik_text_per_char']:.1f}",
+                f"{100 * r['choice/generated_letter']:.1f} "
+                f"({r['choice/n_unparseable']} unparseable)",
+            ]
         table.append(cells)
     lines += markdown_table(head, table, compact=True)
     if attacks:

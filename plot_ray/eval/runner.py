@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 # perplexity scores references: no generation
-GENERATION_TASKS = ("harmful", "benign", "logic", "coding")
+GENERATION_TASKS = ("harmful", "benign", "logic", "coding", "choice")
 COMPLETIONS, SCORES = "completions", "scores"
 # judged helpfulness of the benign answers: per-answer ratings, position-swapped comparisons
 RATINGS, PAIRWISE = "ratings", "pairwise"
@@ -237,6 +237,44 @@ def _coding_scoring(ev: EvalConfig) -> Stage:
     return Stage(prepare=run)
 
 
+_CHOICE_CASE_COLUMNS = (
+    "case_id",
+    "task",
+    "category",
+    "completion",
+    "generated_letter",
+    "pred_generated_letter",
+)
+
+
+def _choice_scoring(path: str, s: EngineSettings) -> Stage:
+    """A shard's multiple-choice completions: the generated letter read from each, and every
+    option's log-likelihood (letter and text continuations) from a pool of NLLScorer actors;
+    written as one row per item with ``pred_<method>`` for every method of
+    :mod:`plot_ray.eval.choice`."""
+    from plot_ray.eval.choice import choose, grade_generated, loglik_stage
+
+    generated: dict[str, dict] = {}  # item id → its case and generated-letter columns
+
+    def with_items(rows: list[dict]) -> list[dict]:
+        items = [grade_generated({**r, "choice_item": r["reference"]}) for r in rows]
+        generated.update({item["item_id"]: item for item in items})
+        return items
+
+    def collect(scored: list[dict]) -> list[dict]:
+        out = []
+        for item in choose(scored):
+            case = generated.pop(item["id"])
+            out.append({**{k: case[k] for k in _CHOICE_CASE_COLUMNS}, **item})
+        return out
+
+    stage = loglik_stage(nll_scorer_kwargs(path, s), s, s.batch_size)
+    first = stage.prepare
+    return Stage(
+        prepare=lambda rows: first(with_items(rows)), transform=stage.transform, collect=collect
+    )
+
+
 def nll_scorer_kwargs(path: str, s: EngineSettings) -> dict:
     """:class:`~plot_ray.eval.scorers.NLLScorer`'s constructor arguments: the evaluated model
     on the pool's device, in the evaluation's dtype."""
@@ -274,6 +312,7 @@ def _score_stage(store, model: EvalModel, path: str, cases, s: EngineSettings, e
         "benign": lambda: _benign_scoring(ev, s, refusal),
         "logic": _logic_scoring,
         "coding": lambda: _coding_scoring(ev),
+        "choice": lambda: _choice_scoring(path, s),
         "perplexity": lambda: _perplexity_scoring(path, s),
     }
     for task in ev.tasks:

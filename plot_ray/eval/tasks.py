@@ -6,8 +6,8 @@ Every case row has the same string columns, so that the cases of all tasks trave
 Ray Dataset and one engine start per model:
 
     case_id      stable id: "<attack>/<behavior_id>/<n>", "benign/<id>", "logic/<id>", "ppl/<id>",
-                 "coding/<task_id>/<sample>"
-    task         harmful | benign | logic | perplexity | coding
+                 "coding/<task_id>/<sample>", "choice/<id>"
+    task         harmful | benign | logic | perplexity | coding | choice
     message      the user turn the model receives (an attack's test case for ``harmful``)
     history      the conversation before ``message`` (JSON list of {role, content}; "" none)
     after        the case whose conversation, with the model's own answer to it, comes before
@@ -15,7 +15,8 @@ Ray Dataset and one engine start per model:
                  earlier case of the task (:func:`plot_ray.eval.pipeline.turns`)
     reference    the behaviour's target string / the benign reference answer / the logic
                  answer / the response whose perplexity is measured / the coding problem
-                 (JSON: its tests and entry point, what the sandbox runs the completion with)
+                 (JSON: its tests and entry point, what the sandbox runs the completion with) /
+                 the multiple-choice item (JSON: question, choices, answer_index, subject)
     grader       how a logic answer is graded: gsm8k | math ("" elsewhere)
     behavior_id, behavior, attack, category      (harmful; "" elsewhere but category)
     template_family, family_split, primed_form   (a jailbreak template's family, whether the
@@ -81,6 +82,7 @@ def eval_sets(ev: EvalConfig) -> dict[str, EvalSet | None]:
         "logic": "logic_heldout.jsonl",
         "perplexity": None,
         "coding": None,
+        "choice": None,
     }
     out: dict[str, EvalSet | None] = {}
     for key, name in defaults.items():
@@ -275,12 +277,35 @@ def _coding(ev: EvalConfig, sets: dict, quarantine: list[dict]) -> list[dict]:
     ]
 
 
+def _choice(ev: EvalConfig, sets: dict, quarantine: list[dict]) -> list[dict]:
+    """One case per multiple-choice item: the lettered prompt as the message (the generated
+    letter), the item as JSON in ``reference`` (its options' log-likelihoods)."""
+    from plot_ray.eval.choice import case_fields
+
+    if sets["choice"] is None:
+        raise EvalDataError("the choice task needs eval.choice (MMLU-, ARC- or HellaSwag-shaped)")
+    cases = []
+    for item in read_eval_set("choice", sets["choice"]).rows[: ev.num_choice]:
+        fields = case_fields(item)
+        cases.append(
+            _case(
+                "choice",
+                fields["case_id"],
+                fields["message"],
+                fields["choice_item"],
+                category=fields["category"],
+            )
+        )
+    return cases
+
+
 _BUILDERS = {
     "harmful": _harmful,
     "benign": _benign,
     "logic": _logic,
     "perplexity": _perplexity,
     "coding": _coding,
+    "choice": _choice,
 }
 
 
