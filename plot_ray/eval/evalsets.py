@@ -69,7 +69,14 @@ from pathlib import Path
 
 from plot_ray.config import EvalSet
 
-__all__ = ["EvalDataError", "EvalSetRows", "Quarantined", "read_eval_set", "source_rows"]
+__all__ = [
+    "EvalDataError",
+    "EvalSetRows",
+    "Quarantined",
+    "read_eval_set",
+    "row_field",
+    "source_rows",
+]
 
 
 class EvalDataError(ValueError):
@@ -229,7 +236,9 @@ def _shape(key: str, first: dict | str) -> str:
     return "plot_ray"
 
 
-def _get(row: dict, names: tuple[str, ...], where: str, n: int, required: bool = True) -> str:
+def row_field(row: dict, names: tuple[str, ...], where: str, n: int, required: bool = True) -> str:
+    """The first of ``names`` that row ``n`` of ``where`` has (not empty), as a string; "" when
+    none and not ``required``, else an error naming the row and its keys."""
     for name in names:
         value = row.get(name)
         if value not in (None, ""):
@@ -248,7 +257,7 @@ def _templates(rows: list, fmt: str, first: int, where: str) -> list[dict]:
             row = {"template": row}
         elif not isinstance(row, dict):
             raise EvalDataError(f"{where}: row {n} is neither a template string nor an object")
-        template = _get(row, ("template",), where, n)
+        template = row_field(row, ("template",), where, n)
         template_id = row.get("template_id", n if fmt != "plot_ray" else None)
         if template_id in (None, ""):
             raise EvalDataError(f"{where}: row {n} has no template_id field (keys: {sorted(row)})")
@@ -259,12 +268,12 @@ def _templates(rows: list, fmt: str, first: int, where: str) -> list[dict]:
 def _gsm8k(row: dict, n: int, where: str) -> dict:
     from plot_ray.eval.answers import extract_gsm8k
 
-    answer = extract_gsm8k(_get(row, ("answer",), where, n))
+    answer = extract_gsm8k(row_field(row, ("answer",), where, n))
     if answer is None:
         raise Quarantined("gsm8k_no_final_answer", "the answer has no '#### N' final answer")
     return {
         "id": str(row.get("id", n)),
-        "question": _get(row, ("question",), where, n),
+        "question": row_field(row, ("question",), where, n),
         "answer": answer,
         "category": "",
         "grader": "gsm8k",
@@ -274,15 +283,15 @@ def _gsm8k(row: dict, n: int, where: str) -> dict:
 def _math(row: dict, n: int, where: str) -> dict:
     from plot_ray.eval.answers import extract_boxed
 
-    answer = row.get("answer") or extract_boxed(_get(row, ("solution",), where, n))
+    answer = row.get("answer") or extract_boxed(row_field(row, ("solution",), where, n))
     if not answer:
         raise Quarantined("math_no_answer", "no `answer` and no \\boxed{} in the solution")
-    kind = _get(row, ("type", "subject"), where, n, required=False)
-    level = _get(row, ("level",), where, n, required=False)
+    kind = row_field(row, ("type", "subject"), where, n, required=False)
+    level = row_field(row, ("level",), where, n, required=False)
     level = f"Level {level}" if level.isdigit() else level  # MATH-500 numbers its levels
     return {
         "id": str(row.get("unique_id") or row.get("id") or n),
-        "question": _get(row, ("problem",), where, n),
+        "question": row_field(row, ("problem",), where, n),
         "answer": str(answer),
         "category": " ".join(p for p in (kind, level and f"({level})") if p),  # Algebra (Level 2)
         "grader": "math",
@@ -306,10 +315,10 @@ def _each(rows: list, first: int, make, out: EvalSetRows, key: str) -> None:
 def _own_logic(rows: list[dict], first: int, where: str, style: str) -> list[dict]:
     return [
         {
-            "id": _get(r, ("id",), where, n),
-            "question": _get(r, ("question", "prompt", "problem"), where, n),
-            "answer": _get(r, ("answer",), where, n),
-            "category": _get(r, ("template", "type"), where, n, required=False),
+            "id": row_field(r, ("id",), where, n),
+            "question": row_field(r, ("question", "prompt", "problem"), where, n),
+            "answer": row_field(r, ("answer",), where, n),
+            "category": row_field(r, ("template", "type"), where, n, required=False),
             "grader": style,
         }
         for n, r in enumerate(rows, first)
@@ -332,7 +341,7 @@ def _mt_bench(row: dict, n: int, where: str) -> list[dict]:
     turns = row.get("turns")
     if not isinstance(turns, list) or not turns or not all(isinstance(t, str) and t for t in turns):
         raise EvalDataError(f"{where}: row {n}'s `turns` is not a list of user messages")
-    qid = _get(row, ("question_id", "id"), where, n)
+    qid = row_field(row, ("question_id", "id"), where, n)
     references = row.get("reference") or []
     out = []
     for k, text in enumerate(turns, 1):
@@ -341,7 +350,7 @@ def _mt_bench(row: dict, n: int, where: str) -> list[dict]:
                 f"{qid}/{k}",
                 text,
                 str(references[k - 1]) if k <= len(references) else "",
-                _get(row, ("category",), where, n, required=False),
+                row_field(row, ("category",), where, n, required=False),
                 after=f"{qid}/{k - 1}" if k > 1 else "",
             )
         )
@@ -353,7 +362,7 @@ def _hh_rlhf(row: dict, n: int, where: str) -> dict:
 
     try:
         prompt, chosen, _ = split_hh_transcripts(
-            _get(row, ("chosen",), where, n), _get(row, ("rejected",), where, n)
+            row_field(row, ("chosen",), where, n), row_field(row, ("rejected",), where, n)
         )
     except RowRejected as exc:
         raise Quarantined(exc.reason, exc.detail) from None
@@ -364,9 +373,9 @@ def _hh_rlhf(row: dict, n: int, where: str) -> dict:
 def _alpaca_eval(r: dict, n: int, where: str) -> dict:
     return _turn(
         str(r.get("id", n)),
-        _get(r, ("instruction",), where, n),
-        _get(r, ("output",), where, n, required=False),
-        _get(r, ("dataset",), where, n, required=False),
+        row_field(r, ("instruction",), where, n),
+        row_field(r, ("output",), where, n, required=False),
+        row_field(r, ("dataset",), where, n, required=False),
     )
 
 
@@ -375,10 +384,10 @@ def _own_prompt(key: str):
 
     def make(r: dict, n: int, where: str) -> dict:
         return _turn(
-            _get(r, ("id",), where, n),
-            _get(r, ("prompt",), where, n),
-            _get(r, reference, where, n, required=key == "perplexity"),
-            _get(r, ("topic", "category"), where, n, required=False),
+            row_field(r, ("id",), where, n),
+            row_field(r, ("prompt",), where, n),
+            row_field(r, reference, where, n, required=key == "perplexity"),
+            row_field(r, ("topic", "category"), where, n, required=False),
         )
 
     return make

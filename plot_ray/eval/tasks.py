@@ -39,7 +39,7 @@ from pathlib import Path
 
 from plot_ray.config import EvalConfig, EvalSet
 from plot_ray.eval.attacks import StaticContext
-from plot_ray.eval.evalsets import EvalDataError, read_eval_set
+from plot_ray.eval.evalsets import EvalDataError, read_eval_set, row_field
 from plot_ray.eval.pipeline import turns
 
 __all__ = [
@@ -91,18 +91,6 @@ def eval_sets(ev: EvalConfig) -> dict[str, EvalSet | None]:
     return out
 
 
-def _field(row: dict, names: tuple[str, ...], where: str, n: int, required: bool = True) -> str:
-    for name in names:
-        value = row.get(name)
-        if value not in (None, ""):
-            return str(value)
-    if required:
-        raise EvalDataError(
-            f"{where}: row {n} has no {' / '.join(names)} field (keys: {sorted(row)})"
-        )
-    return ""
-
-
 def load_behaviors(source: Path | str | EvalSet) -> list[dict]:
     """Behaviours in one schema: ``behavior_id, behavior, category, target, context``, from
     HarmBench's CSV (or JSONL with its column names) or the synthetic ``behaviors.jsonl``.
@@ -120,19 +108,19 @@ def load_behaviors(source: Path | str | EvalSet) -> list[dict]:
                 f"{where}: row {n} is a copyright behaviour; its judge (hash matching) is not "
                 "part of plot-ray: filter those rows out"
             )
-        bid = _field(row, ("behavior_id", "BehaviorID", "id"), where, n)
+        bid = row_field(row, ("behavior_id", "BehaviorID", "id"), where, n)
         if bid in seen:
             raise EvalDataError(f"{where}: behaviour id {bid!r} appears twice")
         seen.add(bid)
         out.append(
             {
                 "behavior_id": bid,
-                "behavior": _field(row, ("behavior", "Behavior"), where, n),
-                "category": _field(
+                "behavior": row_field(row, ("behavior", "Behavior"), where, n),
+                "category": row_field(
                     row, ("category", "SemanticCategory", "topic"), where, n, required=False
                 ),
-                "target": targets.get(bid) or _field(row, ("target",), where, n, required=False),
-                "context": _field(row, ("context", "ContextString"), where, n, required=False),
+                "target": targets.get(bid) or row_field(row, ("target",), where, n, required=False),
+                "context": row_field(row, ("context", "ContextString"), where, n, required=False),
             }
         )
     return out
