@@ -108,6 +108,8 @@ def test_alpaca_eval_hh_rlhf_and_mt_bench_prompts():
         ["benign/901/1", "benign/902/1"],
         ["benign/901/2", "benign/902/2"],
     ]
+    # Rows of one round need no case_id (make-pairs cuts its problems with the same function).
+    assert [len(s) for s in shards([{"problem_id": i} for i in range(5)], 2).values()] == [2, 2, 1]
     answered = {"benign/901/1": {**mt[0], "completion": "Come to the park on Sunday!"}}
     assert conversation(mt[2], answered) == [
         {"role": "user", "content": "Write a two-sentence note inviting a friend to a picnic."},

@@ -74,12 +74,15 @@ def shards(rows: list[dict], size: int) -> dict[int, list[dict]]:
     """Consecutive rows, ``size`` per shard; a shard never spans two rounds (:func:`turns`), so
     that a round's shards can wait for the completions of the round before."""
     out: dict[int, list[dict]] = {}
-    rounds = turns(rows) if any(r.get("after") for r in rows) else {}
+    multi_turn = any(r.get("after") for r in rows)  # else rows need no case_id
+    rounds = turns(rows) if multi_turn else {}
+
+    def new_round(r: dict, prev: dict) -> bool:
+        return multi_turn and rounds[r["case_id"]] != rounds[prev["case_id"]]
+
     current: list[dict] = []
     for r in rows:
-        if current and (
-            len(current) == size or rounds.get(r["case_id"]) != rounds.get(current[-1]["case_id"])
-        ):
+        if current and (len(current) == size or new_round(r, current[-1])):
             out[len(out)] = current
             current = []
         current.append(r)
