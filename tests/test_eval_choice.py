@@ -146,7 +146,7 @@ def test_a_malformed_row_raises_an_error_naming_it(row, message):
 def test_malformed_files_name_the_line_and_unlabelled_hellaswag_is_refused(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(GOOD_MMLU) + "\n{not json\n")
-    with pytest.raises(ChoiceFormatError, match=r"bad.jsonl line 2: not JSON"):
+    with pytest.raises(ChoiceFormatError, match=r"bad.jsonl: line 2 is not valid JSON"):
         read_choice(bad)
     short = tmp_path / "law_dev.csv"
     short.write_text("Q?,a,b,c,d,A\nQ2?,a,B\n")

@@ -309,18 +309,6 @@ def _read_mmlu_csv(path: Path, subject: str | None) -> list[dict]:
     return normalise_rows(rows, "mmlu", str(path))
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise ChoiceFormatError(f"{path} line {number}: not JSON ({e.msg})") from None
-    return rows
-
-
 def read_choice(path: str | Path, shape: str = "auto", subject: str | None = None) -> list[dict]:
     """A file of one published shape (see the module's table) → items, in file order."""
     path = Path(path)
@@ -331,18 +319,13 @@ def read_choice(path: str | Path, shape: str = "auto", subject: str | None = Non
         if shape not in ("auto", "mmlu"):
             raise ValueError(f"{path}: a .csv is MMLU's original layout, not shape {shape!r}")
         return _read_mmlu_csv(path, subject)
-    if suffix == ".jsonl":
-        rows = _read_jsonl(path)
-    elif suffix == ".json":
-        rows = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(rows, list):
-            raise ChoiceFormatError(f"{path}: expected a JSON list of rows")
-    elif suffix == ".parquet":
-        import pyarrow.parquet as pq
+    from plot_ray.config import EvalSet
+    from plot_ray.eval.evalsets import EvalDataError, source_rows
 
-        rows = pq.read_table(path).to_pylist()
-    else:
-        raise ValueError(f"{path}: unknown file type {suffix!r} (.jsonl, .json, .parquet, .csv)")
+    try:  # the evaluation sets' file readers: JSON lines or a JSON list, Parquet
+        rows, _ = source_rows(EvalSet(path=str(path)), str(path))
+    except EvalDataError as exc:
+        raise ChoiceFormatError(str(exc)) from None
     return normalise_rows(rows, shape, str(path), subject)
 
 
