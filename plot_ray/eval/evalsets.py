@@ -504,7 +504,8 @@ def read_eval_set(key: str, evalset: EvalSet, logic_style: str = "gsm8k") -> Eva
     elif key == "coding":
         if fmt not in ("humaneval", "mbpp"):
             raise EvalDataError(f"{where}: coding problems are humaneval or mbpp, not {fmt}")
-        _each(raw, first, lambda r, n: _coding(fmt)(r, n, where), out, key)
+        make_problem = _coding(fmt)
+        _each(raw, first, lambda r, n: make_problem(r, n, where), out, key)
     else:
         make = {"mt_bench": _mt_bench, "hh_rlhf": _hh_rlhf, "alpaca_eval": _alpaca_eval}.get(
             fmt, _own_prompt(key)

@@ -122,10 +122,9 @@ def _generate_stage(store, model: EvalModel, path: str, cases, s: EngineSettings
     tok = load_tokenizer(path, trust_remote_code=s.trust_remote_code)
     rounds = {task: turns(cases[task]) for task in GENERATION_TASKS if task in cases}
 
+    answered: dict[str, dict] = {}  # the earlier rounds' completions, read once per round
+
     def with_prompts(rows: list[dict]) -> list[dict]:
-        answered: dict[str, dict] = {}
-        for task in {r["task"] for r in rows if r["after"]}:  # the rounds before, from disk
-            answered |= {r["case_id"]: r for r in store.read_all(model.name, task, COMPLETIONS)}
         prompts = chat_prompts(tok, [conversation(r, answered) for r in rows])
         out = [{**r, "prompt": p} for r, p in zip(rows, prompts, strict=True)]
         if s.temperature > 0:  # sampled: each case's own seed, whatever batch it lands in
@@ -138,6 +137,10 @@ def _generate_stage(store, model: EvalModel, path: str, cases, s: EngineSettings
 
     for r in sorted({round_of(key) for key in pending}):
         todo = {key: rows for key, rows in pending.items() if round_of(key) == r}
+        if r > 1:  # the rounds before are all on disk now
+            for task in {key[0] for key in todo}:
+                done = store.read_all(model.name, task, COMPLETIONS)
+                answered.update({row["case_id"]: row for row in done})
         bar.start(
             f"{model.name}: generate ({s.engine})" + (f", turn {r}" if r > 1 else ""),
             sum(map(len, todo.values())),
