@@ -23,8 +23,8 @@ from plot_ray.eval.choice import (
     lettered_prompt,
     normalise_rows,
     option_rows,
-    read_choice,
 )
+from plot_ray.eval.evalsets import read_choice
 from plot_ray.eval.metrics import wilson_interval
 
 DATA = Path(__file__).parent / "data" / "choice"

@@ -88,7 +88,7 @@ __all__ = [
     "loglik_stage",
     "normalise_rows",
     "option_rows",
-    "read_choice",
+    "read_mmlu_csv",
 ]
 
 LETTERS = string.ascii_uppercase  # option k is LETTERS[k]; at most 26 options
@@ -284,7 +284,7 @@ def _csv_subject(path: Path) -> str:
     return re.sub(r"_(test|dev|val)$", "", path.stem)
 
 
-def _read_mmlu_csv(path: Path, subject: str | None) -> list[dict]:
+def read_mmlu_csv(path: Path, subject: str | None = None) -> list[dict]:
     """MMLU's original CSV: no header; question, the options, the answer letter."""
     subj = subject if subject is not None else _csv_subject(path)
     rows = []
@@ -307,26 +307,6 @@ def _read_mmlu_csv(path: Path, subject: str | None) -> list[dict]:
                 }
             )
     return normalise_rows(rows, "mmlu", str(path))
-
-
-def read_choice(path: str | Path, shape: str = "auto", subject: str | None = None) -> list[dict]:
-    """A file of one published shape (see the module's table) → items, in file order."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"multiple-choice file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        if shape not in ("auto", "mmlu"):
-            raise ValueError(f"{path}: a .csv is MMLU's original layout, not shape {shape!r}")
-        return _read_mmlu_csv(path, subject)
-    from plot_ray.config import EvalSet
-    from plot_ray.eval.evalsets import EvalDataError, source_rows
-
-    try:  # the evaluation sets' file readers: JSON lines or a JSON list, Parquet
-        rows, _ = source_rows(EvalSet(path=str(path)), str(path))
-    except EvalDataError as exc:
-        raise ChoiceFormatError(str(exc)) from None
-    return normalise_rows(rows, shape, str(path), subject)
 
 
 # --------------------------------------------------------------------------------------------

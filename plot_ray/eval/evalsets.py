@@ -73,6 +73,7 @@ __all__ = [
     "EvalDataError",
     "EvalSetRows",
     "Quarantined",
+    "read_choice",
     "read_eval_set",
     "row_field",
     "source_rows",
@@ -454,8 +455,27 @@ def _renamed(rows: list, columns: dict[str, str], first: int, where: str) -> lis
     return out
 
 
+def read_choice(path: str | Path, shape: str = "auto", subject: str | None = None) -> list[dict]:
+    """A multiple-choice file of one published shape (:mod:`plot_ray.eval.choice`'s table) →
+    items, in file order: MMLU's header-less CSV, or JSON lines, a JSON list, Parquet."""
+    from plot_ray.eval.choice import ChoiceFormatError, normalise_rows, read_mmlu_csv
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"multiple-choice file not found: {path}")
+    if path.suffix.lower() == ".csv":
+        if shape not in ("auto", "mmlu"):
+            raise ValueError(f"{path}: a .csv is MMLU's original layout, not shape {shape!r}")
+        return read_mmlu_csv(path, subject)
+    try:
+        rows, _ = source_rows(EvalSet(path=str(path)), str(path))
+    except EvalDataError as exc:
+        raise ChoiceFormatError(str(exc)) from None
+    return normalise_rows(rows, shape, str(path), subject)
+
+
 def _choice_items(evalset: EvalSet, where: str) -> EvalSetRows:
-    from plot_ray.eval.choice import ChoiceFormatError, normalise_rows, read_choice
+    from plot_ray.eval.choice import ChoiceFormatError, normalise_rows
 
     shape = evalset.format
     try:
