@@ -48,7 +48,7 @@ demo: setup
 
 # --durations keeps the slowest tests visible in every run (CI's log included).
 test: setup browser
-	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest --durations=40 $(PYTEST_ARGS)
 
 test-fast: setup browser
 	$(PY) -m pytest -m "not slow and not vllm" $(PYTEST_ARGS)
