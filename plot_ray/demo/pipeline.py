@@ -256,7 +256,8 @@ def _identity(params: dict, base: dict, profile: DemoProfile) -> dict[str, Any]:
 def planned_runs(out: Path, profile: DemoProfile) -> list[dict]:
     """Every run the demo's sweeps will train (:func:`sweep_configs`), in their order: its
     identity (:func:`_identity`) and ``params``, the trial's parameters with its variant's
-    overrides spelled out. Nothing trains; the configs are not validated."""
+    overrides spelled out. Nothing trains, and only each sweep's base config is validated
+    (:func:`plot_ray.tune.check_space` validates every trial's)."""
     from plot_ray.config import validate_config
     from plot_ray.tune import grid_points
     from plot_ray.tune.space import with_variant

@@ -84,7 +84,7 @@ class DemoProfile:
         """The run label (``ablation`` in the results) of DEFT at ``weight``: ``deft=0.3``."""
         return f"deft={weight:g}"
 
-    @property
+    @functools.cached_property
     def deft_runs(self) -> dict[str, dict[str, Any]]:
         """The stability grid's DEFT runs, ``{label: {dotted key: value}}``: the primary method
         without PLOT, with DEFT's term at each weight and :data:`DEFT_RECIPE`'s other
