@@ -338,7 +338,7 @@ def _alpha_stability(plt, numbers: FigureNumbers, profile) -> Drawn:
     per point (hollow), and the vanilla run's value as a dashed line."""
     if not numbers.stability:
         return
-    method = profile.ablation_method
+    method, grid = profile.ablation_method, profile.stability_weights
     colours = {"PLOT": _colour(method, 1.0), "DEFT": method_colour("deft")}
     cols = min(4, len(numbers.stability))
     rows = -(-len(numbers.stability) // cols)
@@ -354,6 +354,8 @@ def _alpha_stability(plt, numbers: FigureNumbers, profile) -> Drawn:
         for _, y in arms["vanilla"]:
             ax.axhline(scale * y, color=_colour(method), ls="--", lw=0.8, label="α=0")
         ax.set_xscale("log")
+        ax.minorticks_off()  # the grid's weights as the only ticks: log minor labels overlap
+        ax.set_xticks(grid, [f"{w:g}" for w in grid])
         ax.set_title(metric + (" (%)" if scale == 100 else ""), fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(numbers.stability) :]:

@@ -747,7 +747,7 @@ def write_demo_report(
                 "loss.deft.weight = w, α = 0, with the DEFT recipe's top-fraction filter) at "
                 "weight w, for each w of the grid; min, max and spread (max − min) are over "
                 "the grid's runs, in the metric's units (ASR: %, spread in points); the seed "
-                "std is PLOT's at the main α over all seeds, the scale of seed noise",
+                "std is PLOT's at the main α over all seeds, the scale of seed noise.",
             )
         )
     if overhead:
