@@ -43,8 +43,9 @@ TAB10 = (
     "tab:olive",
     "tab:cyan",
 )
-# The methods of plot_ray.losses.methods and the base model: the same colour in every figure
-# (dpo and aot first: the colours the default demo profile's figures always had).
+# The methods of plot_ray.losses.methods, DEFT (drawn beside PLOT as a method of its own) and the
+# base model: the same colour in every figure (dpo and aot first: the colours the default demo
+# profile's figures always had).
 METHOD_COLOURS = {
     "dpo": "tab:blue",
     "aot": "tab:orange",
@@ -53,6 +54,7 @@ METHOD_COLOURS = {
     "ipo": "tab:purple",
     "simpo": "tab:brown",
     "orpo": "tab:pink",
+    "deft": "tab:olive",
     "base": "black",
 }
 _SPARE = tuple(c for c in TAB10 if c not in METHOD_COLOURS.values())  # for other methods

@@ -1,7 +1,8 @@
 """The demo report's arithmetic on hand-made result rows and test cases: group statistics, the
 verdict's wording, the controls, ASR at matched helpfulness (interpolation along each method's
-alpha path) and against the vanilla trade-off curve, each checked against values worked out by
-hand."""
+alpha path) and against the vanilla trade-off curve, PLOT's alpha against DEFT's weight over
+the stability grid, each checked against values worked out by hand; and the runs each profile
+plans."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from plot_ray.demo.report import (
     asr_at_level,
     group_stats,
     matched_table,
+    stability_sentence,
+    stability_table,
     tradeoff_table,
     vanilla_curve,
 )
@@ -310,7 +313,7 @@ def test_every_run_of_every_profile_is_a_valid_config(name, tmp_path):
     # every trial of the demo's sweeps, checked as the sweep would check it before starting:
     # an ablation that is invalid (or a no-op the config refuses) fails here, not an hour in
     from plot_ray.config import load_config, validate_config
-    from plot_ray.demo.pipeline import eval_overrides, run_name, sweep_configs
+    from plot_ray.demo.pipeline import eval_overrides, planned_runs, sweep_configs
     from plot_ray.tune import check_space
 
     profile = PROFILES[name]
@@ -319,26 +322,141 @@ def test_every_run_of_every_profile_is_a_valid_config(name, tmp_path):
     main = len(profile.methods) * len(profile.alphas) * len(profile.seeds)
     primary = 2 * len(profile.primary_seeds)  # the primary method's vanilla and PLOT runs
     controls = len(profile.controls) * len(profile.seeds_of(profile.ablation_method))
-    extra = len(profile.curve_alphas) + len(profile.ablations) + len(profile.vanilla_curve)
+    extra = len(profile.extra_alphas) + len(profile.ablations) + len(profile.vanilla_curve)
+    extra += len(profile.stability_weights)  # DEFT at each weight
     assert counts == [n for n in (main, primary, controls, extra) if n]
     # ...and the evaluation of all of them (model names are checked there)
-    method, alpha = profile.ablation_method, profile.main_alpha
-    runs = [
-        {"model": run_name(m, a, s), "path": str(tmp_path / "r")}
-        for m in profile.methods
-        for a in profile.alphas
-        for s in profile.seeds_of(m)
-    ]
-    runs += [
-        {"model": run_name(method, alpha, s, label), "path": "r"}
-        for label in profile.controls
-        for s in profile.seeds_of(method)
-    ]
-    runs += [
-        {"model": run_name(method, alpha, 0, label), "path": "r"} for label in profile.ablations
-    ]
-    runs += [
-        {"model": run_name(method, 0.0, 0, label), "path": "r"} for label in profile.vanilla_curve
-    ]
+    runs = [{"model": r["model"], "path": "r"} for r in planned_runs(tmp_path, profile)]
+    assert len(runs) == sum(counts)
     ev = load_config(overrides=eval_overrides(tmp_path, profile, runs)).eval
     assert len({m.name for m in ev.models}) == len(runs) + 1  # the base model too
+
+
+def test_the_full_profile_plans_each_stability_run_once_reusing_its_plot_runs(tmp_path):
+    from plot_ray.config import load_config
+    from plot_ray.demo.pipeline import planned_runs
+    from plot_ray.demo.profiles import DEFT_RECIPE
+
+    full = PROFILES["full"]
+    assert full.stability_weights == (0.03, 0.3, 3.0)  # a 100x range
+    plan = planned_runs(tmp_path, full)
+    assert len({r["model"] for r in plan}) == len(plan)  # no run trained twice
+    ident = [(r["method"], r["alpha"], r["seed"], r["ablation"], r["variant"]) for r in plan]
+    recipe = load_config(DEFT_RECIPE).loss.deft
+    for w in full.stability_weights:
+        assert ident.count(("dpo", w, 0, "", "plot")) == 1
+        (deft,) = [r for r in plan if r["ablation"] == f"deft={w:g}"]
+        assert (deft["method"], deft["alpha"], deft["seed"], deft["variant"]) == (
+            "dpo",
+            0.0,
+            0,
+            "deft",
+        )
+        assert deft["params"]["loss.deft.weight"] == w
+        assert deft["params"]["loss.deft.keep_fraction"] == recipe.keep_fraction == 0.25
+        assert deft["params"]["loss.deft.filter_score"] == recipe.filter_score
+        assert deft["params"]["loss.deft.responses"] == recipe.responses
+    # the grid adds PLOT at 0.03 and 3 and DEFT at all three: PLOT at 0.3 is the main grid's
+    without = planned_runs(tmp_path, dataclasses.replace(full, stability_weights=()))
+    assert {r["model"] for r in plan} - {r["model"] for r in without} == {
+        "dpo-a0.03-s0",
+        "dpo-a3-s0",
+        "dpo-a0-deft-0.03-s0",
+        "dpo-a0-deft-0.3-s0",
+        "dpo-a0-deft-3-s0",
+    }
+    assert {r["model"] for r in without} <= {r["model"] for r in plan}
+    # quick and default train no grid
+    assert not PROFILES["quick"].stability_weights and not PROFILES["default"].stability_weights
+
+
+STABLE = dataclasses.replace(
+    PROFILES["default"], name="s", methods=("dpo",), stability_weights=(0.03, 0.3, 3.0)
+)
+# (alpha, label, seed) -> direct request, human jailbreaks, over-refusal, reward (seed 0 unless
+# said); asr/mean is the two attacks' mean
+STABLE_RUNS = {
+    (0.0, "", 0): (0.50, 0.30, 0.20, 1.0),
+    (0.03, "", 0): (0.50, 0.30, 0.20, 1.0),
+    (0.3, "", 0): (0.45, 0.35, 0.15, 1.1),
+    (0.3, "", 1): (0.55, 0.25, 0.25, 0.9),  # seed 1: the seed std only, not the grid
+    (3.0, "", 0): (0.40, 0.10, 0.10, 1.2),
+    (0.0, "deft=0.03", 0): (0.50, 0.30, 0.20, 1.0),
+    (0.0, "deft=0.3", 0): (0.30, 0.20, 0.40, 0.5),
+    (0.0, "deft=3", 0): (0.10, 0.10, 0.90, -1.0),
+    (0.3, "cost=index", 0): (0.99, 0.99, 0.99, 9.0),  # not on the grid
+}
+
+
+def _stable_rows() -> list[dict]:
+    rows = []
+    for (alpha, label, seed), (dr, hj, refusal, reward) in STABLE_RUNS.items():
+        ident = {
+            "model": f"{alpha}-{label}-{seed}",
+            "method": "dpo",
+            "variant": "deft" if label.startswith("deft") else "plot" if alpha else "vanilla",
+            "alpha": alpha,
+            "seed": seed,
+            "ablation": label,
+        }
+        values = {
+            "asr/direct_request": dr,
+            "asr/human_jailbreaks": hj,
+            "asr/mean": (dr + hj) / 2,
+            "over_refusal": refusal,
+            "reward": reward,
+        }
+        rows += [{**ident, "metric": k, "value": v, "n": 20} for k, v in values.items()]
+    return rows
+
+
+def test_stability_table_gives_each_methods_range_over_the_grid(tmp_path):
+    from matplotlib.image import imread
+
+    from plot_ray.demo.figures import DPI, write_figures
+    from plot_ray.demo.report import _figure_numbers
+
+    rows = _stable_rows()
+    cols = ["DPO α=0 (seed 0)", "PLOT min", "PLOT max", "PLOT spread"]
+    cols += ["DEFT min", "DEFT max", "DEFT spread", "runs (PLOT/DEFT)", "PLOT α=0.3: seed std"]
+    table = {r["metric"]: [r[c] for c in cols] for r in stability_table(rows, STABLE)}
+    assert table == {  # no LC win rate, accuracy or perplexity rows: no run has them
+        # PLOT 50, 45, 40; DEFT 50, 30, 10; seeds 0.45 and 0.55: std 0.1 / sqrt(2)
+        "ASR direct_request (%)": ["50.0", "40.0", "50.0", "10.0"]
+        + ["10.0", "50.0", "40.0", "3/3", "7.1 (2 seeds)"],
+        # PLOT 30, 35, 10; DEFT 30, 20, 10
+        "ASR human_jailbreaks (%)": ["30.0", "10.0", "35.0", "25.0"]
+        + ["10.0", "30.0", "20.0", "3/3", "7.1 (2 seeds)"],
+        # PLOT 40, 40, 25; DEFT 40, 25, 10; both seeds' means are 0.40
+        "ASR mean over attacks (%)": ["40.0", "25.0", "40.0", "15.0"]
+        + ["10.0", "40.0", "30.0", "3/3", "0.0 (2 seeds)"],
+        "reward (benign prompts)": ["1.000", "1.000", "1.200", "0.200"]
+        + ["-1.000", "1.000", "2.000", "3/3", "0.141 (2 seeds)"],
+        "over-refusal": ["0.200", "0.100", "0.200", "0.100"]
+        + ["0.200", "0.900", "0.700", "3/3", "0.071 (2 seeds)"],
+    }
+    assert stability_sentence(rows, STABLE) == (
+        "Over the stability grid (0.03, 0.3, 3: a 100× range; seed 0 only, one run per point), "
+        "DEFT's spread across its weights was larger than PLOT's across its alphas on 4 of 5 "
+        "metrics and smaller on 1; the mean ASR over attacks spans PLOT 25.0–40.0% and DEFT "
+        "10.0–40.0%, against a seed standard deviation of 0.0 points for PLOT at α=0.3 "
+        "(2 seeds). With one seed per point, each spread includes seed noise: these numbers "
+        "describe these runs and test no difference between the methods."
+    )
+    # a missing DEFT run shrinks its count; without a grid there is no table
+    fewer = [r for r in rows if r["ablation"] != "deft=3"]
+    assert stability_table(fewer, STABLE)[0]["runs (PLOT/DEFT)"] == "3/2"
+    assert stability_table(fewer, STABLE)[0]["DEFT spread"] == "20.0"
+    unstable = dataclasses.replace(STABLE, stability_weights=())
+    assert stability_table(rows, unstable) == [] and stability_sentence(rows, unstable) == ""
+
+    # the figure draws the same points: one panel per metric, 4 a row (2.7 x 2.3 inches each)
+    numbers = _figure_numbers(rows, STABLE, [])
+    assert numbers.stability["asr/mean"]["DEFT"] == [(0.03, 0.40), (0.3, 0.25), (3.0, 0.10)]
+    assert numbers.stability["asr/mean"]["vanilla"] == [(0.0, 0.40)]
+    made = dict(write_figures(tmp_path, numbers, {"models": {}}, STABLE))
+    (figure,) = [p for p in made if p.name == "alpha_stability.png"]
+    assert "DEFT's weight" in made[figure]
+    pixels = imread(figure)
+    assert pixels.shape[:2] == (round(2 * 2.3 * DPI), round(4 * 2.7 * DPI))
+    assert pixels[..., :3].std() > 0.05  # lines and text, not a blank canvas

@@ -1,7 +1,7 @@
 """Ray Tune sweeps: the search space, trial configs, scheduler and search algorithm and the
 report (no Ray cluster), then two real sweeps on the session's local Ray instance with the tiny
-model: a 2×2 sweep (alpha × method, the method as a variant) killed after its first trial and
-resumed, and a sweep with a trial that fails and one that ASHA stops."""
+model: a 2×2 sweep (alpha × method, the method as a variant; DPO's trials with DEFT's term)
+killed after its first trial and resumed, and a sweep with a trial that fails and one that ASHA stops."""
 
 from __future__ import annotations
 
@@ -58,6 +58,10 @@ def test_space_kinds_become_tune_distributions_and_seeds_a_grid():
         ({"loss.alhpa": {"grid": [0, 1]}}, r"loss\.alhpa: unknown key"),
         ({"loss.alpha": {"grid": [0, -1]}}, r"(?s)loss\.alpha=-1.*loss\.alpha: Input should be"),
         ({"loss.method": {"grid": ["dpo", "ppo"]}}, r"unknown method 'ppo'"),
+        (
+            {"loss.deft.weight": {"grid": [0.3, -1]}},
+            r"(?s)loss\.deft\.weight=-1.*loss\.deft\.weight: Input should be",
+        ),
     ],
 )
 def test_every_trial_is_validated_before_the_sweep_starts(space, message):
@@ -380,9 +384,13 @@ def test_a_sweep_killed_after_its_first_trial_resumes_only_the_others(
         tiny_model_dir,
         tmp_path,
         **{
-            # the method as a variant: a grid of named override sets, crossed with alpha
+            # the method as a variant: a grid of named override sets, crossed with alpha;
+            # DEFT's weight (a dotted key like any other) on for DPO, off for SFT
             "tune.space": {"loss.alpha": {"grid": [0.0, 0.5]}},
-            "tune.variants": {m: {"loss.method": m} for m in ("dpo", "sft")},
+            "tune.variants": {
+                "dpo": {"loss.method": "dpo", "loss.deft.weight": 0.3},
+                "sft": {"loss.method": "sft", "loss.deft.weight": 0.0},
+            },
             "tune.name": "grid",
             "tune.max_concurrent_trials": 1,
         },
@@ -442,6 +450,20 @@ def test_a_sweep_killed_after_its_first_trial_resumes_only_the_others(
         assert summary["config"]["loss"]["alpha"] == json.loads(row["param/loss.alpha"])
         assert summary["config"]["loss"]["method"] == json.loads(row["param/variant"])
         assert row["metric/loss/alpha"] == json.loads(row["param/loss.alpha"])
+        weight = summary["config"]["loss"]["deft"]["weight"]
+        if summary["config"]["loss"]["method"] == "dpo":  # trained with DEFT's term
+            assert weight == row["metric/loss/deft_weight"] == 0.3
+            assert -1 <= row["metric/loss/deft"] <= 1
+            assert row["metric/loss/total"] == pytest.approx(
+                row["metric/loss/vanilla"]
+                + row["metric/loss/alpha"] * row["metric/loss/plot"]
+                + 0.3 * row["metric/loss/deft"],
+                rel=1e-5,
+            )
+        else:  # no DEFT term built, none logged
+            assert weight == 0.0
+            assert row.get("metric/loss/deft") is None
+            assert row.get("metric/loss/deft_weight") is None
         assert row["metric/eval/chosen_nll"] == pytest.approx(
             summary["last_metrics"]["eval/chosen_nll"]
         )

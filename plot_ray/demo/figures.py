@@ -9,6 +9,7 @@ from ``results.parquet`` (:class:`FigureNumbers`) and from the evaluation's ``me
     asr_vs_<attack>_steps.png        ASR against an optimisation attack's steps
     asr_vs_<attack>_test_cases.png   behaviours broken by any of their first k test cases
     ablations.png                    the ablation runs beside the defaults and vanilla
+    alpha_stability.png              every metric vs PLOT's alpha and DEFT's weight (log x)
     training_overhead.png            PLOT's training time over the vanilla method's
 
 A figure with nothing to draw (no curves, no ablations, no training times) is left out. Colours
@@ -61,6 +62,9 @@ class FigureNumbers:
     vanilla_curve: list[tuple[float, float, float]] = field(default_factory=list)
     """The primary method's vanilla trade-off curve, ``(varied value, over-refusal, mean
     ASR)`` (:func:`plot_ray.demo.report.vanilla_curve`); empty without one."""
+    stability: dict[str, dict[str, list[tuple[float, float]]]] = field(default_factory=dict)
+    """Per metric, the stability grid's ``(weight, value)`` points of ``PLOT``, ``DEFT`` and
+    the ``vanilla`` run (:func:`plot_ray.demo.report.stability_points`); empty without one."""
 
 
 def write_figures(
@@ -77,6 +81,7 @@ def write_figures(
         _asr_vs_alpha(plt, numbers, profile),
         _attack_curves(plt, numbers, metrics, profile),
         _ablations(plt, numbers, profile),
+        _alpha_stability(plt, numbers, profile),
         _training_overhead(plt, numbers),
     ):
         made.append((save_figure(fig, folder / name, dpi=DPI), caption))
@@ -120,7 +125,8 @@ def _safety_vs_helpfulness(plt, numbers: FigureNumbers, profile) -> Drawn:
     for r in numbers.rows:
         by_model[r["model"]][r["metric"]] = r
     others = [a for a in profile.all_alphas if a not in (0.0, profile.main_alpha)]
-    markers = {0.0: "o", profile.main_alpha: "^", **dict(zip(others, "vDPX*", strict=False))}
+    # not P, x, *, s: controls, ablations, DEFT and the base model have those
+    markers = {0.0: "o", profile.main_alpha: "^", **dict(zip(others, "vD<>hp", strict=False))}
     fig, axes = plt.subplots(1, 2, figsize=(9.6, 4.0), sharey=True)
     labelled: set[str] = set()
     for m in by_model.values():
@@ -132,6 +138,9 @@ def _safety_vs_helpfulness(plt, numbers: FigureNumbers, profile) -> Drawn:
         elif first["ablation"] in profile.controls:
             style = {"marker": "P", "color": _colour(first["method"], first["alpha"])}
             label = f"{first['method'].upper()} {first['ablation']}"
+        elif first["ablation"] in profile.deft_runs:
+            style = {"marker": "*", "color": method_colour("deft")}
+            label = f"{first['method'].upper()} + DEFT"
         elif first["ablation"] in profile.vanilla_curve:
             style = {"marker": "d", "color": _colour(first["method"])}
             label = f"{first['method'].upper()} vanilla curve"
@@ -180,7 +189,7 @@ def _safety_vs_helpfulness(plt, numbers: FigureNumbers, profile) -> Drawn:
         "safety_vs_helpfulness.png",
         "Safety vs helpfulness, one point per run (colour: method; ○ vanilla, △ PLOT at the "
         "main alpha, other markers other alphas, ■ base, × ablations, ✚ controls, ◆ the vanilla "
-        "curve's runs); right: each method's alpha path through its means "
+        "curve's runs, ★ DEFT); right: each method's alpha path through its means "
         "(large ◇, hollow: one seed) and, dashed, the vanilla trade-off curve",
     )
 
@@ -320,6 +329,48 @@ def _ablations(plt, numbers: FigureNumbers, profile) -> Drawn:
         fig,
         "ablations.png",
         "Ablations: one PLOT setting changed at a time (hatched: one seed each)",
+    )
+
+
+def _alpha_stability(plt, numbers: FigureNumbers, profile) -> Drawn:
+    """One panel per metric: its value against the weight (log x) of PLOT (alpha, in PLOT's
+    shade of the method's colour) and of DEFT (``loss.deft.weight``, DEFT's colour), one run
+    per point (hollow), and the vanilla run's value as a dashed line."""
+    if not numbers.stability:
+        return
+    method, grid = profile.ablation_method, profile.stability_weights
+    colours = {"PLOT": _colour(method, 1.0), "DEFT": method_colour("deft")}
+    cols = min(4, len(numbers.stability))
+    rows = -(-len(numbers.stability) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.7 * cols, 2.3 * rows), squeeze=False)
+    for ax, (metric, arms) in zip(axes.flat, numbers.stability.items(), strict=False):
+        scale = 100 if metric.startswith("asr/") else 1
+        for arm, colour in colours.items():
+            if arms[arm]:
+                xs, ys = zip(*arms[arm], strict=True)
+                ax.plot(xs, [scale * y for y in ys], color=colour, lw=1, label=arm)
+                for x, y in arms[arm]:
+                    _mark(ax, x, scale * y, colour, 1, "o")
+        for _, y in arms["vanilla"]:
+            ax.axhline(scale * y, color=_colour(method), ls="--", lw=0.8, label="α=0")
+        ax.set_xscale("log")
+        ax.minorticks_off()  # the grid's weights as the only ticks: log minor labels overlap
+        ax.set_xticks(grid, [f"{w:g}" for w in grid])
+        ax.set_title(metric + (" (%)" if scale == 100 else ""), fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(numbers.stability) :]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=6)
+    fig.supxlabel("PLOT's alpha / DEFT's weight (log scale)", fontsize=9)
+    fig.suptitle(
+        f"{method.upper()}: alpha stability, seed {profile.seeds[0]} (one run per point)",
+        fontsize=10,
+    )
+    yield (
+        fig,
+        "alpha_stability.png",
+        "Every metric against PLOT's alpha and DEFT's weight over the stability grid (log "
+        "scale; hollow: one run per point; dashed: the method without either)",
     )
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from plot_ray.demo.profiles import PROFILES, RECIPE, DemoProfile
 
-__all__ = ["STAGE_DIRS", "demo_config", "run_demo", "run_name", "sweep_configs"]
+__all__ = ["STAGE_DIRS", "demo_config", "planned_runs", "run_demo", "run_name", "sweep_configs"]
 
 STAGE_DIRS = (
     "data",
@@ -184,13 +184,15 @@ def _sweep_rows(base: dict) -> list[dict]:
 def _variants(profile: DemoProfile) -> dict[str, dict[str, Any]]:
     """The runs of ``ablation_method`` at seed ``seeds[0]`` beyond the main grid, as one
     sweep's ``tune.variants`` (PLOT at the main alpha unless a variant says otherwise): the
-    ASR-vs-alpha curve's extra alphas, the ablations, the vanilla trade-off curve (alpha 0)."""
+    extra alphas (the ASR-vs-alpha curve's and the stability grid's), the ablations, the
+    vanilla trade-off curve (alpha 0), the stability grid's DEFT runs (alpha 0)."""
     variants: dict[str, dict[str, Any]] = {
-        f"alpha={alpha:g}": {"loss.alpha": alpha} for alpha in profile.curve_alphas
+        f"alpha={alpha:g}": {"loss.alpha": alpha} for alpha in profile.extra_alphas
     }
     variants.update(profile.ablations)
     for label, over in profile.vanilla_curve.items():
         variants[label] = {**over, "loss.alpha": 0.0}
+    variants.update(profile.deft_runs)
     return variants
 
 
@@ -229,42 +231,68 @@ def sweep_configs(out: Path, profile: DemoProfile) -> list[dict]:
     return sweeps
 
 
+def _identity(params: dict, base: dict, profile: DemoProfile) -> dict[str, Any]:
+    """Who a trial of one of the demo's sweeps (``base``) is: its model name, method, alpha,
+    seed, run label (``ablation``) and kind (``variant``: vanilla, plot or deft)."""
+    from plot_ray.tune.space import VARIANT_KEY, with_variant
+
+    label = params.get(VARIANT_KEY, "")
+    p = with_variant(params, {**_variants(profile), **profile.controls})
+    method = p.get("loss.method", base["loss"]["method"])
+    alpha = float(p.get("loss.alpha", base["loss"]["alpha"]))
+    seed = int(p["train.seed"])
+    ablation = label if label in profile.labels else ""  # an extra alpha is on the grid
+    kind = "deft" if p.get("loss.deft.weight") else "vanilla" if alpha == 0 else "plot"
+    return {
+        "model": run_name(method, alpha, seed, ablation),
+        "method": method,
+        "alpha": alpha,
+        "variant": kind,
+        "seed": seed,
+        "ablation": ablation,
+    }
+
+
+def planned_runs(out: Path, profile: DemoProfile) -> list[dict]:
+    """Every run the demo's sweeps will train (:func:`sweep_configs`), in their order: its
+    identity (:func:`_identity`) and ``params``, the trial's parameters with its variant's
+    overrides spelled out. Nothing trains, and only each sweep's base config is validated
+    (:func:`plot_ray.tune.check_space` validates every trial's)."""
+    from plot_ray.config import validate_config
+    from plot_ray.tune import grid_points
+    from plot_ray.tune.space import with_variant
+
+    variants = {**_variants(profile), **profile.controls}
+    return [
+        {**_identity(params, base, profile), "params": with_variant(params, variants)}
+        for base in sweep_configs(out, profile)
+        for params in grid_points(validate_config(base).tune)
+    ]
+
+
 def _runs(out: Path, profile: DemoProfile, report: dict) -> list[dict]:
     """Stage 5: the main sweep, then one sweep of the extra alphas and ablations (two trials
     side by side in each); returns the runs to evaluate."""
-    from plot_ray.tune.space import VARIANT_KEY, with_variant
-
     t = _stage(
         f"5. Ray Tune: {' + '.join(m.upper() for m in profile.methods)} x alpha "
         f"{list(profile.alphas)} x seeds {list(profile.seeds)}, one Ray Train + DeepSpeed run "
         "per trial"
     )
     runs: list[dict] = []
-    variants = {**_variants(profile), **profile.controls}
+    extra = _variants(profile)
     method = profile.ablation_method.upper()
     if profile.primary_seeds:
         print(f"then {method} ± PLOT, seeds {list(profile.primary_seeds)}")
     if profile.controls:
         print(f"then {method} controls {', '.join(profile.controls)}, all seeds")
-    if variants.keys() - profile.controls.keys():
-        print(f"then {method}, seed {profile.seeds[0]}: {', '.join(_variants(profile))}")
+    if extra:
+        print(f"then {method}, seed {profile.seeds[0]}: {', '.join(extra)}")
     for base in sweep_configs(out, profile):
         for row in _sweep_rows(base):
-            label = row["params"].get(VARIANT_KEY, "")
-            p = with_variant(row["params"], variants)
-            method = p.get("loss.method", base["loss"]["method"])
-            alpha = float(p.get("loss.alpha", base["loss"]["alpha"]))
-            seed = int(p["train.seed"])
-            ablation = label if label in profile.labels else ""  # an extra alpha is on the grid
             runs.append(
                 {
-                    "model": run_name(method, alpha, seed, ablation),
+                    **_identity(row["params"], base, profile),
                     "path": row["run_dir"],
-                    "method": method,
-                    "alpha": alpha,
-                    "variant": "vanilla" if alpha == 0 else "plot",
-                    "seed": seed,
-                    "ablation": ablation,
                     "status": row["status"],
                     "error": row.get("error") or "",
                     "train_seconds": row.get("metric/train_seconds"),

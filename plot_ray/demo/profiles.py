@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PROFILES", "RECIPE", "DemoProfile"]
+__all__ = ["DEFT_RECIPE", "PROFILES", "RECIPE", "DemoProfile"]
 
 # The training recipe of every demo run (its paths moved under the demo's folder)
 RECIPE = Path(__file__).resolve().parents[2] / "jobs" / "configs" / "tiny_dpo_plot.yaml"
+# DPO + DEFT's recipe: the stability grid's DEFT runs take its loss.deft settings (the filter)
+DEFT_RECIPE = RECIPE.with_name("tiny_dpo_deft.yaml")
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,12 @@ class DemoProfile:
     (``{label: {dotted key: value}}``, e.g. the zero-tilt control); ``curve_alphas`` extend
     its ASR-vs-alpha curve, ``ablations`` change one PLOT key at the main alpha, and
     ``vanilla_curve`` changes a vanilla key (beta) at alpha 0, all three at seed ``seeds[0]``:
-    the vanilla curve is the independent trade-off curve a PLOT point is judged against."""
+    the vanilla curve is the independent trade-off curve a PLOT point is judged against.
+
+    ``stability_weights`` is the alpha-stability grid (the paper's claim that PLOT's metrics stay
+    flat across alpha and DEFT's do not), also at seed ``seeds[0]``: PLOT at alpha = w and DEFT
+    at ``loss.deft.weight`` = w (alpha 0, :data:`DEFT_RECIPE`'s filter) for each w. PLOT's
+    points that the main grid or ``curve_alphas`` already train are not trained again."""
 
     name: str
     methods: tuple[str, ...]
@@ -59,11 +66,37 @@ class DemoProfile:
     curve_alphas: tuple[float, ...] = ()
     ablations: dict[str, dict[str, Any]] = field(default_factory=dict)
     vanilla_curve: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stability_weights: tuple[float, ...] = ()
+
+    @property
+    def extra_alphas(self) -> tuple[float, ...]:
+        """The PLOT alphas trained beyond the main grid, at seed ``seeds[0]`` only, ascending:
+        ``curve_alphas`` and the stability grid's alphas that no other run has."""
+        return tuple(sorted({*self.curve_alphas, *self.stability_weights} - {*self.alphas}))
 
     @property
     def all_alphas(self) -> tuple[float, ...]:
         """Every alpha some run trains with, ascending."""
-        return tuple(sorted({*self.alphas, *self.curve_alphas}))
+        return tuple(sorted({*self.alphas, *self.extra_alphas}))
+
+    @staticmethod
+    def deft_label(weight: float) -> str:
+        """The run label (``ablation`` in the results) of DEFT at ``weight``: ``deft=0.3``."""
+        return f"deft={weight:g}"
+
+    @functools.cached_property
+    def deft_runs(self) -> dict[str, dict[str, Any]]:
+        """The stability grid's DEFT runs, ``{label: {dotted key: value}}``: the primary method
+        without PLOT, with DEFT's term at each weight and :data:`DEFT_RECIPE`'s other
+        ``loss.deft`` settings (its top-fraction filter)."""
+        import yaml
+
+        recipe = yaml.safe_load(DEFT_RECIPE.read_text())["loss"]["deft"]
+        settings = {f"loss.deft.{k}": v for k, v in recipe.items() if k != "weight"}
+        return {
+            self.deft_label(w): {"loss.alpha": 0.0, **settings, "loss.deft.weight": w}
+            for w in self.stability_weights
+        }
 
     def seeds_of(self, method: str) -> tuple[int, ...]:
         """The seeds ``method``'s vanilla and main-alpha runs train with."""
@@ -81,8 +114,8 @@ class DemoProfile:
     @property
     def labels(self) -> tuple[str, ...]:
         """Every run label beyond the grid (``ablation`` in the results): controls,
-        ablations, vanilla-curve points."""
-        return (*self.controls, *self.ablations, *self.vanilla_curve)
+        ablations, vanilla-curve points, the stability grid's DEFT runs."""
+        return (*self.controls, *self.ablations, *self.vanilla_curve, *self.deft_runs)
 
     def __post_init__(self) -> None:
         if 0.0 not in self.alphas or self.main_alpha not in self.alphas or self.main_alpha <= 0:
@@ -94,6 +127,12 @@ class DemoProfile:
             raise ValueError(
                 f"profile {self.name}: curve_alphas {self.curve_alphas} must be > 0 and not in "
                 f"the main grid's alphas {self.alphas}"
+            )
+        grid = self.stability_weights
+        if min(grid, default=1) <= 0 or len(set(grid)) != len(grid) or len(grid) == 1:
+            raise ValueError(
+                f"profile {self.name}: stability_weights {grid} must be two or more distinct "
+                "weights > 0"
             )
         if set(self.primary_seeds) & set(self.seeds):
             raise ValueError(
@@ -185,9 +224,10 @@ PROFILES: dict[str, DemoProfile] = {
             "zero_shot": {"n_per_behavior": 5, "max_tokens": 48},
             "sfs": {"sample_size": 8, "n_shots": 3, "num_steps": 4, "max_tokens": 64},
         },
-        # 16 main runs + 6 more DPO seeds + 5 controls + 9 curve points and ablations, and the
-        # base, are evaluated with all eight attacks; that sizes the steps and sets (benchmark
-        # version 1's 38 models took 71 min 49 s, docs/results/full)
+        # 16 main runs + 6 more DPO seeds + 5 controls + 9 curve points and ablations + 5 runs
+        # of the stability grid, and the base, are evaluated with all eight attacks; that sizes
+        # the steps and sets (benchmark version 1's 38 models took 71 min 49 s,
+        # docs/results/full; version 2's 37 took 106 min, docs/results/full-v2)
         num_behaviors=20,
         templates_per_behavior=3,
         num_benign=40,
@@ -210,5 +250,12 @@ PROFILES: dict[str, DemoProfile] = {
             "beta=0.3": {"loss.beta": 0.3},
             "beta=1": {"loss.beta": 1.0},
         },
+        # The alpha-stability comparison: PLOT at alpha = w and DEFT at weight = w over a 100x
+        # range, three log-spaced points a factor 10 apart, centred on both methods' own
+        # settings (the main alpha 0.3 and the DEFT recipe's weight 0.3). Three points, not five:
+        # 5 added models (PLOT at 0.03 and 3, DEFT at all three; PLOT at 0.3 is seed 0 of the
+        # main grid), about 2.5 minutes each to train and evaluate, on a profile already over
+        # its budget; five points (0.03 ... 3 with the curve's 0.1 and 1) would add 7.
+        stability_weights=(0.03, DEFAULT_ALPHA, 3.0),
     ),
 }

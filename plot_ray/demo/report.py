@@ -8,12 +8,14 @@
                       methods x {vanilla, +PLOT} x metrics as mean ± std over seeds; PLOT minus
                       vanilla and minus the controls with intervals; per-attack refusals; ASR
                       at matched over-refusal along alpha paths and against the vanilla
-                      trade-off curve; training time; the figures
+                      trade-off curve; PLOT's alpha against DEFT's weight over the stability
+                      grid; training time; the figures
     report.html       the same in one self-contained page, plus every test case, completion
                       and judge label per model (plot_ray.eval.html_report)
     figures/*.png     ASR per attack; safety vs helpfulness (one point per run); ASR vs alpha;
-                      ASR vs GCG steps and vs ZeroShot test cases; ablations; PLOT's training
-                      time over the vanilla method's (drawn by plot_ray.demo.figures)
+                      ASR vs GCG steps and vs ZeroShot test cases; ablations; every metric vs
+                      PLOT's alpha and DEFT's weight; PLOT's training time over the vanilla
+                      method's (drawn by plot_ray.demo.figures)
 
 Every table is computed from ``results.parquet`` and ``cases.parquet`` after they are written
 (and the evaluation's per-run curves from its ``metrics.json``), never from numbers held in
@@ -51,6 +53,9 @@ __all__ = [
     "matched_table",
     "read_results",
     "results_rows",
+    "stability_points",
+    "stability_sentence",
+    "stability_table",
     "tradeoff_table",
     "vanilla_curve",
     "write_demo_report",
@@ -346,6 +351,123 @@ def tradeoff_table(rows: list[dict], profile) -> list[dict]:
     return table
 
 
+# ----------------------------------------------------------------------------- alpha stability
+def _stability_metrics(rows: list[dict]) -> list[tuple[str, str, float, int]]:
+    """The stability table's metrics, ``(metric, heading, scale, digits)``: ASR per attack and
+    its mean (in %), then the main table's other columns."""
+    out = [(f"asr/{a}", f"ASR {a} (%)", 100.0, 1) for a in final_attacks(rows)]
+    out.append(("asr/mean", "ASR mean over attacks (%)", 100.0, 1))
+    for metric, heading, _ in HELPFULNESS:
+        out.append((metric, heading, 1.0, 1 if metric in ("lc_win_rate", "perplexity") else 3))
+    return out
+
+
+def stability_points(rows: list[dict], profile) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """Per metric, the stability grid's runs (``profile.stability_weights``, seed ``seeds[0]``,
+    the primary method): ``{"PLOT": [(alpha, value)], "DEFT": [(weight, value)], "vanilla":
+    [(0.0, value)]}`` in weight order, leaving out runs with no such number. Empty without a
+    grid, and metrics no grid run has are left out."""
+    grid = profile.stability_weights
+    if not grid:
+        return {}
+    method, seed = profile.ablation_method, profile.seeds[0]
+    arms = {
+        "PLOT": [(w, {"alpha": w, "ablation": ""}) for w in grid],
+        "DEFT": [(w, {"alpha": 0.0, "ablation": profile.deft_label(w)}) for w in grid],
+        "vanilla": [(0.0, {"alpha": 0.0, "ablation": ""})],
+    }
+    out = {}
+    for metric, *_ in _stability_metrics(rows):
+        points = {}
+        for arm, matches in arms.items():
+            found = [
+                (w, group_stats(rows, metric, method=method, seed=seed, **match))
+                for w, match in matches
+            ]
+            points[arm] = [(w, s["mean"]) for w, s in found if s]
+        if points["PLOT"] or points["DEFT"]:
+            out[metric] = points
+    return out
+
+
+def stability_table(rows: list[dict], profile) -> list[dict]:
+    """PLOT's alpha against DEFT's weight over the stability grid: per metric, the vanilla
+    run's value, each method's min, max and spread (max − min) over the grid's runs and how
+    many there are, and PLOT's seed standard deviation at the main alpha (over all of the
+    primary method's seeds) as the scale of seed noise. ASR in %, spreads in points."""
+    points = stability_points(rows, profile)
+    method, seed, alpha = profile.ablation_method, profile.seeds[0], profile.main_alpha
+    table = []
+    for metric, heading, scale, digits in _stability_metrics(rows):
+        if metric not in points:
+            continue
+        arms = points[metric]
+        line = {"metric": heading}
+        vanilla = arms["vanilla"]
+        line[f"{method.upper()} α=0 (seed {seed})"] = (
+            f"{scale * vanilla[0][1]:.{digits}f}" if vanilla else "—"
+        )
+        for arm in ("PLOT", "DEFT"):
+            values = [scale * v for _, v in arms[arm]]
+            low, high = (min(values), max(values)) if values else (None, None)
+            for name, value in (("min", low), ("max", high)):
+                line[f"{arm} {name}"] = "—" if value is None else f"{value:.{digits}f}"
+            line[f"{arm} spread"] = "—" if low is None else f"{high - low:.{digits}f}"
+        line["runs (PLOT/DEFT)"] = f"{len(arms['PLOT'])}/{len(arms['DEFT'])}"
+        spread = group_stats(rows, metric, method=method, alpha=alpha, ablation="")
+        line[f"PLOT α={alpha:g}: seed std"] = (
+            f"{scale * spread['std']:.{digits}f} ({spread['runs']} seeds)"
+            if spread and spread["std"] is not None
+            else "—"
+        )
+        table.append(line)
+    return table
+
+
+def stability_sentence(rows: list[dict], profile) -> str:
+    """The stability table in one sentence: on how many metrics DEFT's spread over the grid
+    was larger or smaller than PLOT's, the mean ASR's range for each, and that one seed per
+    point tests nothing. Empty without grid runs of both methods."""
+    points = stability_points(rows, profile)
+    both = {m: p for m, p in points.items() if p["PLOT"] and p["DEFT"]}
+    if not both:
+        return ""
+
+    def spread(pts):
+        return max(v for _, v in pts) - min(v for _, v in pts)
+
+    diffs = [spread(p["DEFT"]) - spread(p["PLOT"]) for p in both.values()]
+    wider = sum(d > LEVEL_TOL for d in diffs)
+    narrower = sum(d < -LEVEL_TOL for d in diffs)
+    ties = len(diffs) - wider - narrower
+    grid, seed = profile.stability_weights, profile.seeds[0]
+    text = (
+        f"Over the stability grid ({', '.join(f'{w:g}' for w in grid)}: a "
+        f"{max(grid) / min(grid):g}× range; seed {seed} only, one run per point), DEFT's spread "
+        f"across its weights was larger than PLOT's across its alphas on {wider} of "
+        f"{len(diffs)} metrics and smaller on {narrower}" + (f" (equal on {ties})" if ties else "")
+    )
+    asr = both.get("asr/mean")
+    if asr:
+        ranges = [
+            f"{arm} {100 * min(v for _, v in asr[arm]):.1f}–{100 * max(v for _, v in asr[arm]):.1f}%"
+            for arm in ("PLOT", "DEFT")
+        ]
+        text += f"; the mean ASR over attacks spans {ranges[0]} and {ranges[1]}"
+    noise = group_stats(
+        rows, "asr/mean", method=profile.ablation_method, alpha=profile.main_alpha, ablation=""
+    )
+    if asr and noise and noise["std"] is not None:
+        text += (
+            f", against a seed standard deviation of {100 * noise['std']:.1f} points for PLOT "
+            f"at α={profile.main_alpha:g} ({noise['runs']} seeds)"
+        )
+    return text + (
+        ". With one seed per point, each spread includes seed noise: these numbers describe "
+        "these runs and test no difference between the methods."
+    )
+
+
 def _overhead_table(rows: list[dict], profile) -> list[dict]:
     table = []
     for method in profile.methods:
@@ -473,6 +595,7 @@ def _figure_numbers(rows: list[dict], profile, overhead: list[dict]) -> FigureNu
         paths={m: alpha_path(rows, m, profile.all_alphas) for m in profile.methods},
         overhead=overhead,
         vanilla_curve=vanilla_curve(rows, profile),
+        stability=stability_points(rows, profile),
     )
 
 
@@ -521,6 +644,7 @@ def write_demo_report(
     matched = matched_table(rows, profile)
     tradeoff = tradeoff_table(rows, profile)
     overhead = _overhead_table(rows, profile)
+    stability = stability_table(rows, profile)
     figures = write_figures(
         folder / "figures", _figure_numbers(rows, profile, overhead), metrics, profile
     )
@@ -535,6 +659,8 @@ def write_demo_report(
         f"{who} + PLOT at α ∈ {list(profile.curve_alphas)}" * bool(profile.curve_alphas),
         f"{len(profile.ablations)} ablations" * bool(profile.ablations),
         f"vanilla {who} at {', '.join(profile.vanilla_curve)}" * bool(profile.vanilla_curve),
+        f"{who} + DEFT (α=0) at weight ∈ {list(profile.stability_weights)}, PLOT's α over the "
+        "same grid" * bool(profile.stability_weights),
     ]
     single = [e for e in extras[2:] if e]
     intro = (
@@ -610,6 +736,18 @@ def write_demo_report(
                 "interpolated linearly; − is safer than that curve at equal helpfulness. "
                 "Points other than the default alpha, the vanilla defaults and the controls "
                 "are one seed: descriptive",
+            )
+        )
+    if stability:
+        tables.append(
+            (
+                "Alpha stability: PLOT's alpha against DEFT's weight",
+                stability,
+                f"{stability_sentence(rows, profile)} PLOT trains at α = w, DEFT (DPO + "
+                "loss.deft.weight = w, α = 0, with the DEFT recipe's top-fraction filter) at "
+                "weight w, for each w of the grid; min, max and spread (max − min) are over "
+                "the grid's runs, in the metric's units (ASR: %, spread in points); the seed "
+                "std is PLOT's at the main α over all seeds, the scale of seed noise.",
             )
         )
     if overhead:
