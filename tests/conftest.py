@@ -173,6 +173,33 @@ def dpo_run(ray_local, prepared_dir, tiny_model_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def deft_precomputed_run(ray_local, prepared_dir, tiny_model_dir, tmp_path_factory):
+    """Two DPO + PLOT (global target) steps with DEFT's filter and loss term and the reference
+    log-probs precomputed: one run serves tests/test_train_deft.py (the filter's files, the
+    loss term) and tests/test_train.py (the stored reference log-probs; the filter runs first,
+    so they are the kept rows'). Returns ``(config, run)``."""
+    from plot_ray.train import run_training
+
+    cfg = train_config(
+        prepared_dir,
+        tiny_model_dir,
+        tmp_path_factory.mktemp("deft-precomputed"),
+        **{
+            "loss.method": "dpo",
+            "loss.alpha": 0.5,
+            "loss.plot.target": "global",  # a precomputed reference has no logits to anchor to
+            "loss.reference": "precomputed",
+            "loss.deft.weight": 1.0,
+            "loss.deft.keep_fraction": 0.25,
+            "train.run_name": "deft-precomputed",
+            "train.eval_batch_size": 32,  # rows per forward of the filter's scoring pass
+            "train.save_hf_model": False,
+        },
+    )
+    return cfg, run_training(cfg)
+
+
+@pytest.fixture(scope="session")
 def bf16_runs_dir(tmp_path_factory):
     """Where the two bf16 ZeRO-3 runs keep their checkpoints and logs (``<dir>/<run name>``)."""
     return tmp_path_factory.mktemp("bf16-runs")

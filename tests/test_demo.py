@@ -1,13 +1,21 @@
 """`plot-ray demo --quick` end to end on the session's local Ray: every stage, the report's table
 filled and equal to a recomputation from results.parquet, every figure on disk, report.html
-rendered by a real headless Chromium; a second run reuses every stage."""
+rendered by a real headless Chromium; a second run reuses every stage.
+
+To keep CI inside its budget the test runs the quick profile with fewer training steps and
+evaluation cases (``TEST_PROFILE``), and its first run starts from the session's benchmark,
+base model and reward model (what the demo's stages 1-3 build at the quick profile's scale,
+and reuse when they are on disk), so stages 1-3 are reused and stages 4-7 run in full."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import shutil
 import time
 
 import pytest
+from conftest import REWARD_STEPS, SYNTH_SCALE
 from test_html_report import _cells, _chromium_dom
 
 from plot_ray.demo import PROFILES, run_demo
@@ -24,12 +32,28 @@ def _markdown_table(text: str, heading: str) -> list[dict]:
     ]
 
 
+# The quick profile, trimmed: its methods, alphas, seeds and attacks, 6 steps per run instead
+# of 30 and 8 behaviours, benign prompts and problems each (every stage, table and figure the
+# same; a smoke test of the pipeline, not evidence).
+TEST_PROFILE = dataclasses.replace(
+    PROFILES["quick"], train_steps=6, num_behaviors=8, num_benign=8, num_logic=8
+)
+
+
 @pytest.mark.slow
-def test_quick_demo_fills_its_table_from_results_and_reuses_finished_stages(tmp_path):
+def test_quick_demo_fills_its_table_from_results_and_reuses_finished_stages(
+    tmp_path, synth_dir, tiny_model_dir, reward_model_dir
+):
     out = tmp_path / "demo"
-    quick = PROFILES["quick"]
+    quick = TEST_PROFILE
+    # stages 1-3 as the demo would build them (same benchmark scale and reward steps), from the
+    # session's fixtures: the demo reuses a stage whose summary file is on disk
+    assert (quick.scale, quick.reward_steps) == (SYNTH_SCALE, REWARD_STEPS)
+    shutil.copytree(synth_dir, out / "data")
+    shutil.copytree(tiny_model_dir, out / "base-model")
+    shutil.copytree(reward_model_dir, out / "reward-model")
     started = time.perf_counter()
-    report = run_demo(out, "quick")
+    report = run_demo(out, quick)
     first = time.perf_counter() - started
     folder = out / "report"
 
@@ -102,7 +126,7 @@ def test_quick_demo_fills_its_table_from_results_and_reuses_finished_stages(tmp_
     # A second run reuses every stage: no training, no generation, a fraction of the time.
     mtimes = {p: p.stat().st_mtime_ns for p in (out / "eval").rglob("*.parquet")}
     started = time.perf_counter()
-    again = run_demo(out, "quick")
+    again = run_demo(out, quick)
     second = time.perf_counter() - started
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
     assert second < 0.5 * first, (second, first)

@@ -612,11 +612,12 @@ def test_tokenizer_mismatch_fails_fast(ray_local, prepared_dir, tiny_model_dir, 
 
 # ------------------------------------------------------------------- precomputed reference
 def test_precomputed_reference_logps_match_the_model_and_train(
-    ray_local, prepared_dir, tiny_model_dir, runs
+    deft_precomputed_run, prepared_dir, tiny_model_dir
 ):
-    """``loss.reference=precomputed``: one Ray Data pass scores every response with the frozen
-    reference before training; DPO trains on them, and the stored scores equal a direct
-    computation."""
+    """``loss.reference=precomputed``: one Ray Data pass scores every (DEFT-kept) response with
+    the frozen reference before training; DPO + PLOT trains on them, and the stored scores
+    equal a direct computation. The run is the session's DPO + PLOT + DEFT run (conftest
+    ``deft_precomputed_run``), which tests/test_train_deft.py checks for DEFT."""
     import torch
 
     from plot_ray.data import collate_preference_batch, load_tokenized_dataset
@@ -625,19 +626,7 @@ def test_precomputed_reference_logps_match_the_model_and_train(
     from plot_ray.train.reference import add_reference_logps
     from plot_ray.train.trainer import run_log_dir
 
-    cfg = train_config(
-        prepared_dir,
-        tiny_model_dir,
-        runs,
-        **{
-            "loss.reference": "precomputed",
-            "loss.alpha": 0.5,
-            "loss.plot.target": "global",
-            "train.run_name": "precomputed",
-            "train.save_hf_model": False,
-        },
-    )
-    run = run_training(cfg)
+    cfg, run = deft_precomputed_run
     assert [m["step"] for m in run.metrics] == [1, 2]
     assert run.metrics[0]["loss/vanilla"] == pytest.approx(0.6931, abs=1e-3)  # policy == reference
 

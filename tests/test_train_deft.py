@@ -8,42 +8,30 @@ import math
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import train_config
-
-from plot_ray.train import run_training
 
 pytestmark = [pytest.mark.slow]
 
 
 def test_dpo_with_deft_trains_on_the_top_quarter_and_records_the_rest(
-    ray_local, prepared_dir, tiny_model_dir, tmp_path
+    deft_precomputed_run, prepared_dir, tiny_model_dir
 ):
+    """The session's DPO + PLOT + DEFT run (conftest ``deft_precomputed_run``: keep fraction
+    0.25, DEFT weight 1, alpha 0.5, reference log-probs precomputed)."""
     import torch
 
     from plot_ray.data import TokenCounts, collate_preference_batch
     from plot_ray.losses import IGNORE_INDEX, DeftLoss, shift_labels
     from plot_ray.models import load_causal_lm, load_tokenizer
 
-    cfg = train_config(
-        prepared_dir,
-        tiny_model_dir,
-        tmp_path,
-        **{
-            "loss.method": "dpo",
-            "loss.deft.weight": 1.0,
-            "loss.deft.keep_fraction": 0.25,
-            "train.run_name": "deft",
-            "train.eval_batch_size": 32,  # rows per forward of the filter's scoring pass
-            "train.save_hf_model": False,
-        },
-    )
-    run = run_training(cfg)
+    cfg, run = deft_precomputed_run
 
     # the loss term trains: logged each step, finite, a reward in [-1, 1], and it adds up
     assert [m["step"] for m in run.metrics] == [1, 2]
     for m in run.metrics:
         assert math.isfinite(m["loss/deft"]) and -1 <= m["loss/deft"] <= 1
-        assert m["loss/total"] == pytest.approx(m["loss/vanilla"] + m["loss/deft"], rel=1e-4)
+        assert m["loss/total"] == pytest.approx(
+            m["loss/vanilla"] + 0.5 * m["loss/plot"] + m["loss/deft"], rel=1e-4
+        )
     assert run.metrics[0]["loss/vanilla"] == pytest.approx(math.log(2), abs=1e-3)
 
     # the filter: every prepared row scored, the top quarter kept, the rest listed with why
