@@ -40,7 +40,17 @@ STAGE_DIRS = (
     "eval",
     "report",
 )
-SWEEP_METRIC = "eval/chosen_nll"  # reported by every method (rewards are not: SFT has none)
+SWEEP_METRIC = "eval/chosen_nll"
+# The benchmark's pair folders, each its own sub-preference (``logic`` is mathematics)
+TRAINING_SUBPREFERENCES = (
+    "harmlessness",
+    "helpfulness",
+    "humanity",
+    "logic",
+    "reasoning",
+    "coding",
+    "stem",
+)  # reported by every method (rewards are not: SFT has none)
 
 
 def _stage(name: str) -> float:
@@ -71,15 +81,12 @@ def demo_config(out: Path, profile: DemoProfile | None = None, overrides: dict |
     data = out / "data"
     moved: dict[str, Any] = {
         "data.sources": [
-            {"path": str(data / "harmlessness" / "train.jsonl"), "subpreference": "harmlessness"},
-            {"path": str(data / "logic" / "train.jsonl"), "subpreference": "logic"},
+            {"path": str(data / name / "train.jsonl"), "subpreference": name}
+            for name in TRAINING_SUBPREFERENCES
         ],
         "data.eval_sources": [
-            {
-                "path": str(data / "harmlessness" / "validation.jsonl"),
-                "subpreference": "harmlessness",
-            },
-            {"path": str(data / "logic" / "validation.jsonl"), "subpreference": "logic"},
+            {"path": str(data / name / "validation.jsonl"), "subpreference": name}
+            for name in TRAINING_SUBPREFERENCES
         ],
         "data.output_dir": str(out / "prepared"),
         "model.name_or_path": str(out / "base-model"),
@@ -304,6 +311,7 @@ def eval_overrides(out: Path, profile: DemoProfile, runs: list[dict]) -> dict[st
         "eval.num_benign": profile.num_benign,
         "eval.num_logic": profile.num_logic,
         "eval.reward_model": str(out / "reward-model"),
+        **subpreference_eval_overrides(profile),
         "eval.generation.num_engines": 2,
         "eval.name": "demo",
         "eval.output_dir": str(out / "eval"),
@@ -315,13 +323,36 @@ def eval_overrides(out: Path, profile: DemoProfile, runs: list[dict]) -> dict[st
     return over
 
 
+def subpreference_eval_overrides(profile: DemoProfile) -> dict[str, Any]:
+    """The eval keys that make the evaluation report all seven sub-preferences: the humanity,
+    coding and multiple-choice (reasoning, STEM) tasks on the benchmark's sets, and judged
+    helpfulness of the benign answers (synthetic_helpfulness ratings)."""
+    return {
+        "eval.tasks": [
+            "harmful",
+            "benign",
+            "logic",
+            "perplexity",
+            "humanity",
+            "coding",
+            "choice",
+        ],
+        "eval.num_humanity": profile.num_humanity,
+        "eval.num_coding": profile.num_coding,
+        "eval.num_choice": profile.num_choice,
+        "eval.helpfulness_judge": "synthetic_helpfulness",
+        "eval.helpfulness_mode": "single",
+    }
+
+
 def _evaluate(out: Path, profile: DemoProfile, runs: list[dict], report: dict, verbose: bool):
     from plot_ray.config import load_config
     from plot_ray.eval import run_eval
 
     t = _stage(
         f"6. evaluation of the base model and {len(runs)} runs: attacks "
-        f"{', '.join(profile.attacks)}; benign helpfulness, arithmetic, perplexity"
+        f"{', '.join(profile.attacks)}; benign helpfulness, humanity, arithmetic, reasoning, "
+        "coding, STEM, perplexity"
     )
     cfg = load_config(overrides=eval_overrides(out, profile, runs))
     metrics = run_eval(cfg, progress=True, verbose=verbose)

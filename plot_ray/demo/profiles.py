@@ -53,6 +53,11 @@ class DemoProfile:
     templates_per_behavior: int = 3
     num_benign: int = 40
     num_logic: int = 40
+    # version 3's sub-preferences (synth/SCHEMA.md): humanity prompts, coding problems and
+    # multiple-choice items (reasoning and STEM alternate in eval/choice.jsonl)
+    num_humanity: int = 30
+    num_coding: int = 20
+    num_choice: int = 40
     ablation_method: str = "dpo"
     primary_seeds: tuple[int, ...] = ()
     controls: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -138,6 +143,9 @@ PROFILES: dict[str, DemoProfile] = {
         templates_per_behavior=2,
         num_benign=24,
         num_logic=24,
+        num_humanity=6,
+        num_coding=4,
+        num_choice=8,
     ),
     "default": DemoProfile(
         name="default",

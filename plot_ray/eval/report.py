@@ -21,6 +21,10 @@ Per model, each metric with its counts:
 - ``coding``: pass@1 (and pass@n with n samples per problem) of the completions run against
   the problems' hidden tests in the sandbox, and how every program ended (passed, failed,
   timeout, crashed, memory, output_limit, sandbox_error).
+- ``humanity``: the mean 1-10 rating of ``eval.humanity_judge`` and the considerate rate
+  (answers labelled 1), overall and per category (the situation).
+- ``subpreferences``: the paper's seven sub-preferences, each one number read off the tasks
+  above (:mod:`plot_ray.eval.subpreferences`), and the report's sub-preference table.
 """
 
 from __future__ import annotations
@@ -33,12 +37,14 @@ from typing import Any
 
 from plot_ray.config import PlotRayConfig
 from plot_ray.eval.attacks import ATTACKS
-from plot_ray.eval.judges import resolve_judge
+from plot_ray.eval.judges import get_judge, resolve_judge
 from plot_ray.eval.metrics import asr_table, asr_vs_num_cases, mean_std, perplexity, win_rates
 from plot_ray.eval.store import ResultStore
+from plot_ray.eval.subpreferences import subpreference_scores
 from plot_ray.reporting import markdown_table, save_figure, start_matplotlib
 
 __all__ = [
+    "subpreference_lines",
     "asr_by_num_cases",
     "attack_quality_sentences",
     "compute_metrics",
@@ -225,6 +231,29 @@ def _choice(rows: list[dict]) -> dict:
     }
 
 
+def _humanity_rated(rows: list[dict]) -> dict:
+    rated = [r for r in rows if r["label"] in (0, 1) and r.get("judge_score") is not None]
+    return {
+        "score": sum(r["judge_score"] for r in rated) / len(rated) if rated else None,
+        "considerate_rate": sum(r["label"] == 1 for r in rated) / len(rated) if rated else None,
+        "n": len(rows),
+        "n_rated": len(rated),
+        "n_unparseable": len(rows) - len(rated),
+    }
+
+
+def _humanity(rows: list[dict], judge: str) -> dict:
+    """The humanity judge's mean 1-10 rating and considerate rate, overall and per category."""
+    categories = sorted({r["category"] for r in rows})
+    return {
+        "judge": judge,
+        **_humanity_rated(rows),
+        "by_category": {
+            c: _humanity_rated([r for r in rows if r["category"] == c]) for c in categories
+        },
+    }
+
+
 def _perplexity(rows: list[dict]) -> dict:
     nll, tokens = sum(r["nll"] for r in rows), sum(r["num_tokens"] for r in rows)
     return {"perplexity": perplexity(nll, tokens), "n_responses": len(rows), "n_tokens": tokens}
@@ -269,6 +298,9 @@ def compute_metrics(
             entry["coding"] = _coding(got["coding"])
         if "choice" in got:
             entry["choice"] = _choice(got["choice"])
+        if "humanity" in got:
+            entry["humanity"] = _humanity(got["humanity"], ev.humanity_judge)
+        entry["subpreferences"] = subpreference_scores(entry)
         models[m.name] = entry
     out: dict[str, Any] = {
         "name": ev.name,
@@ -278,6 +310,7 @@ def compute_metrics(
         "judge": {
             "kind": ev.judge,
             **({"helpfulness": ev.helpfulness_judge} if ev.helpfulness_judge else {}),
+            **({"humanity": ev.humanity_judge} if "humanity" in ev.tasks else {}),
         },
         "models": models,
     }
@@ -289,6 +322,9 @@ def compute_metrics(
     judge, _model = resolve_judge(ev.judge)
     if judge.error_rate is not None:
         out["judge"]["measured_error_rate"] = judge.error_rate()
+    humanity = get_judge(ev.humanity_judge, asks="humanity")
+    if "humanity" in ev.tasks and humanity.error_rate is not None:
+        out["judge"]["humanity_measured_error_rate"] = humanity.error_rate()
     return out
 
 
@@ -438,6 +474,14 @@ def summary_rows(metrics: dict) -> list[dict[str, Any]]:
                 row[f"choice/{method}"] = acc["accuracy"]
             row["choice/n_items"] = m["choice"]["n_items"]
             row["choice/n_unparseable"] = m["choice"]["methods"]["generated_letter"]["unparseable"]
+        if "humanity" in m:
+            row["humanity_score"] = m["humanity"]["score"]
+            row["considerate_rate"] = m["humanity"]["considerate_rate"]
+            row["humanity/n_prompts"] = m["humanity"]["n"]
+            row["humanity/n_unparseable"] = m["humanity"]["n_unparseable"]
+        for name, sp in m.get("subpreferences", {}).items():
+            row[f"subpref/{name}"] = sp["value"]
+            row[f"subpref/{name}/n_items"] = sp["n"]
         rows.append(row)
     return rows
 
@@ -523,6 +567,7 @@ def _markdown(metrics: dict, figures: list[str]) -> str:
             ],
             compact=True,
         )
+    lines += subpreference_lines(metrics)
     lines += _template_table(metrics)
     lines += sanity_lines(metrics)
     for sentence in attack_quality_sentences(metrics):
@@ -542,9 +587,54 @@ def _markdown(metrics: dict, figures: list[str]) -> str:
             f"{100 * e['error_rate']:.2f}% ({e['false_positive']} false positives, "
             f"{e['false_negative']} false negatives)."
         )
+    if "humanity_measured_error_rate" in judge:
+        e = judge["humanity_measured_error_rate"]
+        lines[-1] += (
+            f" Humanity judge: `{judge['humanity']}`, error rate on {e['n']} labelled answers "
+            f"{100 * e['error_rate']:.2f}% ({e['false_positive']} false positives, "
+            f"{e['false_negative']} false negatives)."
+        )
     if figures:
         lines += ["", "## Figures", ""] + [f"![{f}](figures/{f})" for f in figures]
     return "\n".join(lines) + "\n"
+
+
+def subpreference_lines(metrics: dict) -> list[str]:
+    """The report's sub-preference table: one column per sub-preference any model has (its
+    value, higher is better: a fraction in % or a 1-10 rating, with its count)."""
+    from plot_ray.eval.subpreferences import SUBPREFERENCES
+
+    models = metrics["models"]
+    names = [
+        n for n in SUBPREFERENCES if any(n in m.get("subpreferences", {}) for m in models.values())
+    ]
+    if not names:
+        return []
+    metric_of = {}
+    for m in models.values():
+        for n, sp in m.get("subpreferences", {}).items():
+            metric_of.setdefault(n, sp["metric"])
+    table = []
+    for model, m in models.items():
+        cells = [f"`{model}`"]
+        for n in names:
+            sp = m.get("subpreferences", {}).get(n)
+            if sp is None or sp["value"] is None:
+                cells.append("—")
+            elif sp["scale"] == "fraction":
+                cells.append(f"{100 * sp['value']:.1f} ({sp['n']})")
+            else:
+                cells.append(f"{sp['value']:.2f} ({sp['n']})")
+        table.append(cells)
+    return [
+        "",
+        "## Sub-preferences",
+        "",
+        "The paper's seven sub-preferences, higher is better (% or a 1-10 rating; items in "
+        "parentheses): " + "; ".join(f"{n}: {metric_of[n]}" for n in names) + ".",
+        "",
+        *markdown_table(["model", *names], table, compact=True),
+    ]
 
 
 def _judged_cells(row: dict, judged: list[str]) -> list[str]:

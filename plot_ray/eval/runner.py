@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 # perplexity scores references: no generation
-GENERATION_TASKS = ("harmful", "benign", "logic", "coding", "choice")
+GENERATION_TASKS = ("harmful", "benign", "logic", "coding", "choice", "humanity")
 COMPLETIONS, SCORES = "completions", "scores"
 # judged helpfulness of the benign answers: per-answer ratings, position-swapped comparisons
 RATINGS, PAIRWISE = "ratings", "pairwise"
@@ -91,6 +91,7 @@ def _model_settings(path: str, s: EngineSettings, ev: EvalConfig) -> dict:
             if "coding" in ev.tasks
             else {}
         ),
+        **({"humanity_judge": ev.humanity_judge} if "humanity" in ev.tasks else {}),
         **(
             {
                 "helpfulness_judge": ev.helpfulness_judge,
@@ -250,6 +251,21 @@ _CHOICE_CASE_COLUMNS = (
 )
 
 
+def _humanity_scoring(ev: EvalConfig) -> Stage:
+    """The humanity judge (``eval.humanity_judge``) on each answer: ``label`` (1 considerate),
+    ``judge_score`` (1-10; None when it cannot tell) and ``judge_reason``."""
+    from plot_ray.eval.judges import JudgeContext, get_judge
+
+    judge = get_judge(ev.humanity_judge, asks="humanity").build(JudgeContext(ev=ev))
+
+    def rate(row: dict) -> dict:
+        row = judge.label_row(row)
+        row.setdefault("judge_score", None)  # one schema per shard, rated or not
+        return row
+
+    return Stage(finish=rate)
+
+
 def _choice_scoring(path: str, s: EngineSettings) -> Stage:
     """A shard's multiple-choice completions: the generated letter read from each, and every
     option's log-likelihood (letter and text continuations) from a pool of NLLScorer actors;
@@ -316,6 +332,7 @@ def _score_stage(store, model: EvalModel, path: str, cases, s: EngineSettings, e
         "logic": _logic_scoring,
         "coding": lambda: _coding_scoring(ev),
         "choice": lambda: _choice_scoring(path, s),
+        "humanity": lambda: _humanity_scoring(ev),
         "perplexity": lambda: _perplexity_scoring(path, s),
     }
     for task in ev.tasks:

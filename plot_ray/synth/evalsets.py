@@ -125,14 +125,17 @@ def choice_eval_rows(
 ) -> list[dict]:
     """``eval/choice.jsonl`` in MMLU's shape: half reasoning items (``reasoning/...``
     subjects: fresh premises, half of them in held-out wordings), half STEM items
-    (``stem/...``: held-out facts or held-out wordings; each question once, so at most 48)."""
+    (``stem/...``: held-out facts or held-out wordings; each question once, so at most 48).
+    The two alternate, so that the first k items of the file hold both (a small evaluation
+    reads a prefix)."""
     n_reasoning = n // 2
-    items = (
-        reasoning.draw(n_reasoning - n_reasoning // 2)
-        + reasoning_heldout.draw(n_reasoning // 2)
-        + S.heldout_items(rng)[: n - n_reasoning]
+    reasoning_items = reasoning.draw(n_reasoning - n_reasoning // 2) + reasoning_heldout.draw(
+        n_reasoning // 2
     )
-    rng.shuffle(items)
+    rng.shuffle(reasoning_items)
+    stem_items = S.heldout_items(rng)[: n - n_reasoning]
+    items = [x for pair in zip(reasoning_items, stem_items, strict=False) for x in pair]
+    items += reasoning_items[len(stem_items) :] + stem_items[len(reasoning_items) :]
     return [M.eval_row(item, f"choice-eval-{i:05d}") for i, item in enumerate(items)]
 
 

@@ -21,7 +21,7 @@ import random
 
 from plot_ray.eval.judges.refusal import normalize as _norm
 from plot_ray.eval.judges.registry import RuleJudge, Verdict
-from plot_ray.eval.judges.synthetic import _content_words
+from plot_ray.eval.judges.synthetic import content_words
 from plot_ray.synth import humanity as U
 from plot_ray.synth import humanity_phrases as HP
 
@@ -35,7 +35,7 @@ __all__ = [
 _FILLER = frozenset(
     w
     for t in (*HP.EMPATHY["train"], *HP.EMPATHY["heldout"], *HP.CONSIDERATE_CLOSERS)
-    for w in _content_words(_norm(t))
+    for w in content_words(_norm(t))
 )
 
 
@@ -52,12 +52,12 @@ class SyntheticHumanityJudge(RuleJudge):
         text = _norm(completion).strip()
         if not text:
             return Verdict(0, "empty answer", score=1)
-        wanted = _content_words(_norm(reference)) - _FILLER
+        wanted = content_words(_norm(reference)) - _FILLER
         if not wanted:
             return Verdict(-1, "no reference answer to compare with")
         empathy, cold = _has(text, HP.EMPATHY_MARKERS), _has(text, HP.COLD_MARKERS)
-        said = _content_words(text) - _FILLER
-        key = wanted & _content_words(_norm(test_case))
+        said = content_words(text) - _FILLER
+        key = wanted & content_words(_norm(test_case))
         names_it = bool(key & said) if key else bool(wanted & said)
         if cold:
             return Verdict(
