@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CHOICE_SUBPREFERENCES", "SUBPREFERENCES", "subpreference_scores"]
+__all__ = ["CHOICE_SUBPREFERENCES", "RATED", "SUBPREFERENCES", "subpreference_scores"]
 
 SUBPREFERENCES = (
     "harmlessness",
@@ -28,6 +28,7 @@ SUBPREFERENCES = (
     "coding",
     "stem",
 )
+RATED = frozenset({"helpfulness", "humanity"})  # 1-10 ratings; the others are fractions
 # choice subjects "<prefix>/<area>" that belong to a sub-preference
 CHOICE_SUBPREFERENCES = {"reasoning": "reasoning", "stem": "stem"}
 CHOICE_METHOD = "generated_letter"  # what a chat model answers, as the other tasks
