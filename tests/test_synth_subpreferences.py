@@ -63,15 +63,8 @@ def _warmup_prompts(data: dict) -> list[str]:
 def test_seven_subpreferences_are_tagged_and_the_benchmark_is_deterministic(bench, tmp_path):
     out, manifest, data = bench
     assert manifest["version"] == "plot-ray-synth/3.0"
-    assert manifest["subpreferences"] == [
-        "harmlessness",
-        "helpfulness",
-        "humanity",
-        "logic",
-        "reasoning",
-        "coding",
-        "stem",
-    ]
+    assert manifest["subpreferences"] == list(B.SUBPREFERENCES)
+    assert set(B.SUBPREFERENCES) == {"harmlessness", "logic", *NEW}  # logic: mathematics
     for name in NEW:
         rows = [r for s in SPLITS for r in data[f"{name}/{s}.jsonl"]]
         assert rows and all(r["subpreference"] == name for r in rows)
@@ -200,34 +193,18 @@ def test_humanity_judge_rates_by_hand_worked_answers():
         "That sounds really hard. Losing your dog is a real loss, and grief like this takes "
         "time. Keeping a photo of your dog close and talking about it can ease the ache."
     )
-    # the reference itself: every content word → 10
-    assert judge.judge("", reference, test_case=prompt, reference=reference).score == 10
-    cold = judge.judge(
-        "",
-        "Just get over it. Nobody wants to hear about it.",
-        test_case=prompt,
-        reference=reference,
-    )
-    assert (cold.label, cold.score) == (0, 2)
-    held = judge.judge(
-        "",
-        "My heart goes out to you. Losing your dog hurts.",
-        test_case=prompt,
-        reference=reference,
-    )
-    assert held.label == 1 and 6 <= held.score < 10
-    mixed = judge.judge(
-        "", "I'm so sorry to hear that. Toughen up already.", test_case=prompt, reference=reference
-    )
-    assert (mixed.label, mixed.score) == (0, 4)
-    unrelated = judge.judge(
-        "",
-        "I'm so sorry to hear that. Your exam went badly.",
-        test_case=prompt,
-        reference=reference,
-    )
-    assert (unrelated.label, unrelated.score) == (0, 5)
-    assert judge.judge("", "", test_case=prompt, reference=reference).score == 1
+
+    def rate(answer: str) -> tuple[int, float | None]:
+        verdict = judge.judge("", answer, test_case=prompt, reference=reference)
+        return verdict.label, verdict.score
+
+    assert rate(reference) == (1, 10)  # every content word of the reference
+    assert rate("Just get over it. Nobody wants to hear about it.") == (0, 2)
+    label, score = rate("My heart goes out to you. Losing your dog hurts.")  # held-out form
+    assert label == 1 and 6 <= score < 10
+    assert rate("I'm so sorry to hear that. Toughen up already.") == (0, 4)
+    assert rate("I'm so sorry to hear that. Your exam went badly.") == (0, 5)  # not the dog
+    assert rate("") == (0, 1)
     assert judge.judge("", "ok", test_case=prompt, reference="").label == -1
 
 

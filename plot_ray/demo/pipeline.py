@@ -41,16 +41,7 @@ STAGE_DIRS = (
     "report",
 )
 SWEEP_METRIC = "eval/chosen_nll"
-# The benchmark's pair folders, each its own sub-preference (``logic`` is mathematics)
-TRAINING_SUBPREFERENCES = (
-    "harmlessness",
-    "helpfulness",
-    "humanity",
-    "logic",
-    "reasoning",
-    "coding",
-    "stem",
-)  # reported by every method (rewards are not: SFT has none)
+# reported by every method (rewards are not: SFT has none)
 
 
 def _stage(name: str) -> float:
@@ -76,17 +67,18 @@ def demo_config(out: Path, profile: DemoProfile | None = None, overrides: dict |
     """The raw training config of the demo's runs: ``tiny_dpo_plot.yaml`` with every path
     under ``out``, the profile's steps, one worker per run, and the sweep section."""
     from plot_ray.config import load_raw_config
+    from plot_ray.synth.benchmark import SUBPREFERENCES  # a pair folder each ("logic": mathematics)
 
     profile = profile or PROFILES["default"]
     data = out / "data"
     moved: dict[str, Any] = {
         "data.sources": [
             {"path": str(data / name / "train.jsonl"), "subpreference": name}
-            for name in TRAINING_SUBPREFERENCES
+            for name in SUBPREFERENCES
         ],
         "data.eval_sources": [
             {"path": str(data / name / "validation.jsonl"), "subpreference": name}
-            for name in TRAINING_SUBPREFERENCES
+            for name in SUBPREFERENCES
         ],
         "data.output_dir": str(out / "prepared"),
         "model.name_or_path": str(out / "base-model"),

@@ -581,22 +581,25 @@ def _markdown(metrics: dict, figures: list[str]) -> str:
             "when both answer orders agree, a disagreement as a tie, (W + T/2) / n)."
         )
     if "measured_error_rate" in judge:
-        e = judge["measured_error_rate"]
-        lines[-1] += (
-            f" Its error rate on {e['n']} labelled synthetic responses: "
-            f"{100 * e['error_rate']:.2f}% ({e['false_positive']} false positives, "
-            f"{e['false_negative']} false negatives)."
+        lines[-1] += _error_sentence(
+            " Its error rate on {n} labelled synthetic responses: ", judge["measured_error_rate"]
         )
     if "humanity_measured_error_rate" in judge:
-        e = judge["humanity_measured_error_rate"]
-        lines[-1] += (
-            f" Humanity judge: `{judge['humanity']}`, error rate on {e['n']} labelled answers "
-            f"{100 * e['error_rate']:.2f}% ({e['false_positive']} false positives, "
-            f"{e['false_negative']} false negatives)."
+        lines[-1] += _error_sentence(
+            f" Humanity judge: `{judge['humanity']}`, error rate on {{n}} labelled answers ",
+            judge["humanity_measured_error_rate"],
         )
     if figures:
         lines += ["", "## Figures", ""] + [f"![{f}](figures/{f})" for f in figures]
     return "\n".join(lines) + "\n"
+
+
+def _error_sentence(lead: str, e: dict) -> str:
+    """A judge's measured error rate in words (``lead`` has an ``{n}`` slot)."""
+    return (
+        f"{lead.format(n=e['n'])}{100 * e['error_rate']:.2f}% ({e['false_positive']} false "
+        f"positives, {e['false_negative']} false negatives)."
+    )
 
 
 def subpreference_lines(metrics: dict) -> list[str]:

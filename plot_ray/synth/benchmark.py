@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 
 from plot_ray.synth import attacker as A
@@ -17,7 +18,7 @@ from plot_ray.synth import ranked as R
 from plot_ray.synth import reasoning as RS
 from plot_ray.synth import stem as S
 from plot_ray.synth import templates as T
-from plot_ray.synth.common import SPLITS, UniqueDrawer, rng_for, scaled
+from plot_ray.synth.common import SPLITS, UniqueDrawer, build_pair_splits, rng_for, scaled
 from plot_ray.synth.writer import write_json, write_jsonl
 
 # 1.1: attacker/train.jsonl; 1.2: invented actions; 2.0: held-out surface forms and template
@@ -121,16 +122,23 @@ def _subpreferences(
     coding_heldout = drawer(
         C.make_heldout_problem, "coding-heldout", text_of, "held-out coding problems"
     )
+
     # one prompt space for the pleas of every file: training pleas are reserved in the other
     # drawer as they are drawn, and the reverse
+    def pairs(name: str, items: UniqueDrawer, stream: str, row) -> dict[str, list[dict]]:
+        return build_pair_splits(items, sizes[name], rng_for(seed, stream), row, name)
+
+    def choice_row(name: str):
+        return partial(M.pair_row, subpreference=name)
+
     splits = {
-        "helpfulness": HP.build_pairs(benign, sizes["helpfulness"], rng_for(seed, "helpful")),
-        "humanity": U.build_pairs(train_pleas, sizes["humanity"], rng_for(seed, "humanity")),
+        "helpfulness": pairs("helpfulness", benign, "helpful", HP.pair_row),
+        "humanity": pairs("humanity", train_pleas, "humanity", U.pair_row),
+        "reasoning": pairs("reasoning", reasoning, "reason", choice_row(RS.SUBPREFERENCE)),
+        "stem": pairs("stem", stem, "stem", choice_row(S.SUBPREFERENCE)),
+        "coding": pairs("coding", coding, "coding", C.pair_row),
     }
     pleas.reserve([r["prompt"] for rows in splits["humanity"].values() for r in rows])
-    splits["reasoning"] = RS.build_pairs(reasoning, sizes["reasoning"], rng_for(seed, "reason"))
-    splits["stem"] = S.build_pairs(stem, sizes["stem"], rng_for(seed, "stem"))
-    splits["coding"] = C.build_pairs(coding, sizes["coding"], rng_for(seed, "coding"))
     for name, by_split in splits.items():
         for split, rows in by_split.items():
             files[f"{name}/{split}.jsonl"] = rows

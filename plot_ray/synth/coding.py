@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from plot_ray.synth.common import UniqueDrawer, build_pair_splits, maybe, pick
+from plot_ray.synth.common import maybe, pick
 
 SUBPREFERENCE = "coding"
 MAX_K = 9
@@ -130,12 +130,6 @@ def pair_row(rng: random.Random, p: CodingProblem, row_id: str) -> dict:
     }
 
 
-def build_pairs(
-    drawer: UniqueDrawer, sizes: dict[str, int], rng: random.Random
-) -> dict[str, list[dict]]:
-    return build_pair_splits(drawer, sizes, rng, pair_row, SUBPREFERENCE)
-
-
 def warmup_answer(rng: random.Random, p: CodingProblem) -> tuple[bool, str]:
     """(passes?, answer) for a warm-up row: passing with probability :data:`WARMUP_CORRECT`."""
     return (True, correct(p)) if maybe(rng, WARMUP_CORRECT) else (False, failing(rng, p))
@@ -162,7 +156,6 @@ __all__ = [
     "TRAIN_TEXTS",
     "WARMUP_CORRECT",
     "CodingProblem",
-    "build_pairs",
     "code",
     "correct",
     "eval_row",

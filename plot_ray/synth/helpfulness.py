@@ -13,7 +13,6 @@ from __future__ import annotations
 import random
 
 from plot_ray.synth import harmlessness as H
-from plot_ray.synth.common import UniqueDrawer, build_pair_splits
 
 SUBPREFERENCE = "helpfulness"
 
@@ -29,10 +28,4 @@ def pair_row(rng: random.Random, req: H.Request, row_id: str) -> dict:
     }
 
 
-def build_pairs(
-    benign: UniqueDrawer, sizes: dict[str, int], rng: random.Random
-) -> dict[str, list[dict]]:
-    return build_pair_splits(benign, sizes, rng, pair_row, SUBPREFERENCE)
-
-
-__all__ = ["SUBPREFERENCE", "build_pairs", "pair_row"]
+__all__ = ["SUBPREFERENCE", "pair_row"]

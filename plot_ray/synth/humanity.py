@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from plot_ray.synth.common import UniqueDrawer, build_pair_splits, maybe, pick, sentence_join
+from plot_ray.synth.common import maybe, pick, sentence_join
 from plot_ray.synth.humanity_phrases import (
     COLD,
     COLD_FOLLOWUPS,
@@ -114,12 +114,6 @@ def pair_row(rng: random.Random, plea: Plea, row_id: str) -> dict:
     }
 
 
-def build_pairs(
-    drawer: UniqueDrawer, sizes: dict[str, int], rng: random.Random
-) -> dict[str, list[dict]]:
-    return build_pair_splits(drawer, sizes, rng, pair_row, SUBPREFERENCE)
-
-
 def warmup_response(rng: random.Random, plea: Plea) -> tuple[str, str]:
     """(kind, answer) of a warm-up row: considerate or cold, either surface form."""
     form = "heldout" if maybe(rng, 0.5) else "train"
@@ -154,7 +148,6 @@ __all__ = [
     "TRAIN_SITUATIONS",
     "WARMUP_CONSIDERATE",
     "Plea",
-    "build_pairs",
     "cold",
     "considerate",
     "eval_rows",

@@ -16,10 +16,9 @@ share the skill, not the facts. Evaluation items use fresh premises; half of the
 from __future__ import annotations
 
 import random
-from functools import partial
 
 from plot_ray.synth import multiple_choice as M
-from plot_ray.synth.common import UniqueDrawer, build_pair_splits, pick
+from plot_ray.synth.common import pick
 from plot_ray.synth.logic import NAMES
 
 SUBPREFERENCE = "reasoning"
@@ -86,19 +85,11 @@ def make_heldout_item(rng: random.Random) -> M.ChoiceItem:
     return make_item(rng, heldout=True)
 
 
-def build_pairs(
-    drawer: UniqueDrawer, sizes: dict[str, int], rng: random.Random
-) -> dict[str, list[dict]]:
-    row = partial(M.pair_row, subpreference=SUBPREFERENCE)
-    return build_pair_splits(drawer, sizes, rng, row, SUBPREFERENCE)
-
-
 __all__ = [
     "HELDOUT_MARKERS",
     "HELDOUT_QUESTIONS",
     "SUBPREFERENCE",
     "TRAIN_QUESTIONS",
-    "build_pairs",
     "make_heldout_item",
     "make_item",
 ]

@@ -13,10 +13,9 @@ no training or warm-up file uses.
 from __future__ import annotations
 
 import random
-from functools import partial
 
 from plot_ray.synth import multiple_choice as M
-from plot_ray.synth.common import UniqueDrawer, build_pair_splits, pick
+from plot_ray.synth.common import pick
 
 SUBPREFERENCE = "stem"
 STATES = ("solid", "liquid", "gas", "plasma")
@@ -121,13 +120,6 @@ def heldout_items(rng: random.Random) -> list[M.ChoiceItem]:
     return items
 
 
-def build_pairs(
-    drawer: UniqueDrawer, sizes: dict[str, int], rng: random.Random
-) -> dict[str, list[dict]]:
-    row = partial(M.pair_row, subpreference=SUBPREFERENCE)
-    return build_pair_splits(drawer, sizes, rng, row, SUBPREFERENCE)
-
-
 __all__ = [
     "HELDOUT_MARKERS",
     "HELDOUT_MATERIALS",
@@ -136,7 +128,6 @@ __all__ = [
     "MATERIALS",
     "SUBPREFERENCE",
     "UNITS",
-    "build_pairs",
     "facts",
     "heldout_items",
     "make_item",
