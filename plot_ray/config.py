@@ -638,6 +638,9 @@ class EvalConfig(_Section):
     num_coding: int | None = Field(default=None, ge=1)
     num_choice: int | None = Field(default=None, ge=1)
     num_humanity: int | None = Field(default=None, ge=1)
+    # Multiple choice: also score every option's log-likelihood (a pool of NLL scorers per
+    # model); false: only the letter each model generates is graded (a smoke test's speed)
+    choice_loglik: bool = True
     # Completions per coding problem: 1 gives pass@1; n > 1 (sampled: generation.temperature
     # > 0) gives pass@1 and pass@n by the unbiased estimator
     coding_samples: int = Field(default=1, ge=1)

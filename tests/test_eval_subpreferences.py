@@ -112,3 +112,25 @@ def test_each_subpreference_is_read_off_its_task():
         "50.0 (4)",
         "75.0 (4)",
     ]
+
+
+def test_without_loglik_only_the_generated_letter_is_graded(synth_dir, tmp_path):
+    """eval.choice_loglik: false (the quick demo's setting): no NLL scorer pool, one row per
+    item with the generated letter's prediction, and the report's methods are that one."""
+    from plot_ray.eval.report import _choice
+    from plot_ray.eval.runner import _choice_scoring
+
+    cfg = _config(synth_dir, tmp_path, **{"eval.choice_loglik": False})
+    cases = build_cases(cfg.eval)["choice"]
+    stage = _choice_scoring("unused", None, cfg.eval.choice_loglik)
+    assert stage.transform is None  # nothing goes to an actor pool
+    item = json.loads(cases[0]["reference"])
+    right = "ABCD"[item["answer_index"]]
+    rows = [stage.finish({**c, "completion": f"{right}."}) for c in cases[:1]]
+    rows += [stage.finish({**c, "completion": "no idea"}) for c in cases[1:]]
+    assert rows[0]["pred_generated_letter"] == item["answer_index"] == rows[0]["answer_index"]
+    assert "pred_loglik_letter" not in rows[0]
+    got = _choice(rows)
+    assert list(got["methods"]) == ["generated_letter"]
+    assert got["methods"]["generated_letter"]["correct"] == 1
+    assert got["methods"]["generated_letter"]["unparseable"] == 3

@@ -23,6 +23,7 @@ from plot_ray.synth import benchmark as B
 from plot_ray.synth import coding as C
 from plot_ray.synth import humanity as U
 from plot_ray.synth import humanity_phrases as HP
+from plot_ray.synth import multiple_choice as M
 from plot_ray.synth import reasoning as RS
 from plot_ray.synth import stem as S
 
@@ -148,7 +149,7 @@ def test_formats_are_the_evaluations_and_the_chosen_answer_is_the_right_one(benc
         if r["kind"].startswith(("reasoning_", "stem_r", "stem_w"))
     ]
     right = sum(r["kind"].endswith("_right") for r in asked) / len(asked)
-    assert 0.45 <= right <= 0.75
+    assert abs(right - M.WARMUP_CORRECT) <= 0.15
 
 
 def _passes(answer: str, tests: list[str]) -> bool:

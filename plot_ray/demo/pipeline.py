@@ -332,6 +332,7 @@ def subpreference_eval_overrides(profile: DemoProfile) -> dict[str, Any]:
         "eval.num_humanity": profile.num_humanity,
         "eval.num_coding": profile.num_coding,
         "eval.num_choice": profile.num_choice,
+        "eval.choice_loglik": profile.choice_loglik,
         "eval.helpfulness_judge": "synthetic_helpfulness",
         "eval.helpfulness_mode": "single",
     }

@@ -58,6 +58,7 @@ class DemoProfile:
     num_humanity: int = 30
     num_coding: int = 20
     num_choice: int = 40
+    choice_loglik: bool = True  # eval.choice_loglik (the quick profile grades letters only)
     ablation_method: str = "dpo"
     primary_seeds: tuple[int, ...] = ()
     controls: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -146,6 +147,7 @@ PROFILES: dict[str, DemoProfile] = {
         num_humanity=6,
         num_coding=4,
         num_choice=8,
+        choice_loglik=False,  # saves an NLL scorer pool per model (~9 s each here)
     ),
     "default": DemoProfile(
         name="default",

@@ -223,7 +223,8 @@ def _choice(rows: list[dict]) -> dict:
     Wilson interval), over all items and per subject."""
     from plot_ray.eval.choice import METHODS, choice_table
 
-    table = choice_table(rows, METHODS)
+    methods = [m for m in METHODS if rows and f"pred_{m}" in rows[0]]  # eval.choice_loglik
+    table = choice_table(rows, methods)
     return {
         "n_items": len(rows),
         "methods": {r["method"]: r for r in table if r["subject"] is None},
@@ -505,8 +506,10 @@ def _markdown(metrics: dict, figures: list[str]) -> str:
         head += ["perplexity"]
     if "coding" in metrics["tasks"]:
         head += ["pass@1"]
+    loglik = any("choice/loglik_letter" in r for r in rows)  # eval.choice_loglik
     if "choice" in metrics["tasks"]:
-        head += ["multiple choice: letter log-lik.", "text log-lik. / char", "generated letter"]
+        head += ["multiple choice: letter log-lik.", "text log-lik. / char"] * loglik
+        head += ["generated letter" if loglik else "multiple choice: generated letter"]
     lines = [
         f"# Evaluation `{metrics['name']}`",
         "",
@@ -544,12 +547,16 @@ def _markdown(metrics: dict, figures: list[str]) -> str:
                 f"{r['coding/n_samples']} programs)"
             )
         if "choice" in metrics["tasks"]:
-            cells += [
-                f"{100 * r['choice/loglik_letter']:.1f} ({r['choice/n_items']} items)",
-                f"{100 * r['choice/loglik_text_per_char']:.1f}",
+            if loglik:
+                cells += [
+                    f"{100 * r['choice/loglik_letter']:.1f} ({r['choice/n_items']} items)",
+                    f"{100 * r['choice/loglik_text_per_char']:.1f}",
+                ]
+            items = "" if loglik else f"{r['choice/n_items']} items, "
+            cells.append(
                 f"{100 * r['choice/generated_letter']:.1f} "
-                f"({r['choice/n_unparseable']} unparseable)",
-            ]
+                f"({items}{r['choice/n_unparseable']} unparseable)"
+            )
         table.append(cells)
     lines += markdown_table(head, table, compact=True)
     if attacks:

@@ -92,6 +92,7 @@ def _model_settings(path: str, s: EngineSettings, ev: EvalConfig) -> dict:
             else {}
         ),
         **({"humanity_judge": ev.humanity_judge} if "humanity" in ev.tasks else {}),
+        **({"choice_loglik": ev.choice_loglik} if "choice" in ev.tasks else {}),
         **(
             {
                 "helpfulness_judge": ev.helpfulness_judge,
@@ -266,17 +267,24 @@ def _humanity_scoring(ev: EvalConfig) -> Stage:
     return Stage(finish=rate)
 
 
-def _choice_scoring(path: str, s: EngineSettings) -> Stage:
-    """A shard's multiple-choice completions: the generated letter read from each, and every
-    option's log-likelihood (letter and text continuations) from a pool of NLLScorer actors;
-    written as one row per item with ``pred_<method>`` for every method of
-    :mod:`plot_ray.eval.choice`."""
+def _choice_scoring(path: str, s: EngineSettings, loglik: bool = True) -> Stage:
+    """A shard's multiple-choice completions: the generated letter read from each, and (with
+    ``loglik``, ``eval.choice_loglik``) every option's log-likelihood (letter and text
+    continuations) from a pool of NLLScorer actors; written as one row per item with
+    ``pred_<method>`` for every method of :mod:`plot_ray.eval.choice` (only
+    ``pred_generated_letter`` without ``loglik``)."""
     from plot_ray.eval.choice import choose, grade_generated, loglik_stage
 
+    def graded(row: dict) -> dict:
+        return grade_generated({**row, "choice_item": row["reference"]})
+
+    if not loglik:
+        keep = (*_CHOICE_CASE_COLUMNS, "subject", "answer_index", "n_choices")
+        return Stage(finish=lambda row: {k: v for k, v in graded(row).items() if k in keep})
     generated: dict[str, dict] = {}  # item id → its case and generated-letter columns
 
     def with_items(rows: list[dict]) -> list[dict]:
-        items = [grade_generated({**r, "choice_item": r["reference"]}) for r in rows]
+        items = [graded(r) for r in rows]
         generated.update({item["item_id"]: item for item in items})
         return items
 
@@ -331,7 +339,7 @@ def _score_stage(store, model: EvalModel, path: str, cases, s: EngineSettings, e
         "benign": lambda: _benign_scoring(ev, s, refusal),
         "logic": _logic_scoring,
         "coding": lambda: _coding_scoring(ev),
-        "choice": lambda: _choice_scoring(path, s),
+        "choice": lambda: _choice_scoring(path, s, ev.choice_loglik),
         "humanity": lambda: _humanity_scoring(ev),
         "perplexity": lambda: _perplexity_scoring(path, s),
     }

@@ -59,7 +59,11 @@ BASE_EVAL = {
     "humanity": 120,
     "choice": 240,
     "coding": 120,
-    "warmup_subpreference": 250,  # warm-up rows per version-3 sub-preference
+    # warm-up rows per version-3 sub-preference: calibration knobs (SCHEMA.md, version 3)
+    "warmup_humanity": 250,
+    "warmup_reasoning": 250,
+    "warmup_stem": 250,
+    "warmup_coding": 250,
 }
 MIN_EVAL = {
     "behaviors": 10,
@@ -70,7 +74,10 @@ MIN_EVAL = {
     "humanity": 8,
     "choice": 16,
     "coding": 8,
-    "warmup_subpreference": 20,
+    "warmup_humanity": 20,
+    "warmup_reasoning": 20,
+    "warmup_stem": 20,
+    "warmup_coding": 20,
 }
 
 
@@ -153,7 +160,12 @@ def _subpreferences(
     )
     warm_rng = rng_for(seed, "warmup-subpreferences")
     warm = files["warmup/train.jsonl"] + E.subpreference_warmup_rows(
-        warm_rng, pleas, reasoning, stem, coding, n_eval["warmup_subpreference"]
+        warm_rng,
+        pleas,
+        reasoning,
+        stem,
+        coding,
+        {name: n_eval[f"warmup_{name}"] for name in ("humanity", "reasoning", "stem", "coding")},
     )
     warm_rng.shuffle(warm)
     files["warmup/train.jsonl"] = warm

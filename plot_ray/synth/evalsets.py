@@ -254,22 +254,24 @@ def subpreference_warmup_rows(
     reasoning: UniqueDrawer,
     stem: UniqueDrawer,
     coding: UniqueDrawer,
-    n: int,
+    n: dict[str, int],
 ) -> list[dict]:
-    """The warm-up rows of version 3's sub-preferences, ``n`` of each: pleas (any situation,
+    """The warm-up rows of version 3's sub-preferences, ``n[name]`` of each: pleas (any situation,
     training wordings) answered considerately or coldly in either surface form; reasoning and
     STEM questions answered right or wrong (with the STEM facts stated); coding problems
     answered with passing or failing code. Every rate is a knob of its module, calibrated on
     the base model (SCHEMA.md, version 3)."""
     rows: list[dict] = []
-    for plea in pleas.draw(n):
+    for plea in pleas.draw(n["humanity"]):
         kind, text = U.warmup_response(rng, plea)
         rows.append({"text": transcript(plea.prompt, text), "kind": kind})
     for name, drawer in (("reasoning", reasoning), ("stem", stem)):
-        facts = _stem_fact_rows(rng, int(round(n * WARMUP_STEM_FACTS))) if name == "stem" else []
+        count = n[name]
+        facts = (
+            _stem_fact_rows(rng, int(round(count * WARMUP_STEM_FACTS))) if name == "stem" else []
+        )
         rows += facts
-        n_facts = len(facts)
-        for item in drawer.draw(n - n_facts):
+        for item in drawer.draw(count - len(facts)):
             right, text = M.warmup_answer(rng, item)
             rows.append(
                 {
@@ -277,7 +279,7 @@ def subpreference_warmup_rows(
                     "kind": f"{name}_{'right' if right else 'wrong'}",
                 }
             )
-    for prob in coding.draw(n):
+    for prob in coding.draw(n["coding"]):
         passes, text = C.warmup_answer(rng, prob)
         rows.append(
             {
