@@ -126,8 +126,14 @@ def test_without_loglik_only_the_generated_letter_is_graded(synth_dir, tmp_path)
     assert stage.transform is None  # nothing goes to an actor pool
     item = json.loads(cases[0]["reference"])
     right = "ABCD"[item["answer_index"]]
-    rows = [stage.finish({**c, "completion": f"{right}."}) for c in cases[:1]]
-    rows += [stage.finish({**c, "completion": "no idea"}) for c in cases[1:]]
+    answers = [f"{right}."] + ["no idea"] * (len(cases) - 1)
+    # as the pipeline runs it: finish per row (with its bookkeeping column), collect per shard
+    finished = [
+        stage.finish({**c, "completion": a, "_index": i})
+        for i, (c, a) in enumerate(zip(cases, answers, strict=True))
+    ]
+    assert all("_index" in r for r in finished)
+    rows = stage.collect([{k: v for k, v in r.items() if k != "_index"} for r in finished])
     assert rows[0]["pred_generated_letter"] == item["answer_index"] == rows[0]["answer_index"]
     assert "pred_loglik_letter" not in rows[0]
     got = _choice(rows)

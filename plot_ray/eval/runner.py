@@ -280,7 +280,7 @@ def _choice_scoring(path: str, s: EngineSettings, loglik: bool = True) -> Stage:
 
     if not loglik:
         keep = (*_CHOICE_CASE_COLUMNS, "subject", "answer_index", "n_choices")
-        return Stage(finish=lambda row: {k: v for k, v in graded(row).items() if k in keep})
+        return Stage(finish=graded, collect=lambda rows: [{k: r[k] for k in keep} for r in rows])
     generated: dict[str, dict] = {}  # item id → its case and generated-letter columns
 
     def with_items(rows: list[dict]) -> list[dict]:
