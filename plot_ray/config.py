@@ -551,6 +551,7 @@ EVAL_SET_FORMATS: dict[str, tuple[str, ...]] = {
     "perplexity": ("auto", "plot_ray", "hh_rlhf"),
     "coding": ("auto", "humaneval", "mbpp"),
     "choice": ("auto", "mmlu", "arc", "hellaswag"),
+    "humanity": ("auto", "plot_ray"),
 }
 
 
@@ -610,9 +611,9 @@ class EvalConfig(_Section):
     models: list[EvalModel] = Field(default_factory=list)
     baseline: str | None = None  # the model that win rates compare against; default: the first
     # default: the synthetic benchmark's tasks (EVAL_TASKS); coding and choice need their sets
-    tasks: list[Literal["harmful", "benign", "logic", "perplexity", "coding", "choice"]] = Field(
-        default_factory=lambda: list(EVAL_TASKS)
-    )
+    tasks: list[
+        Literal["harmful", "benign", "logic", "perplexity", "coding", "choice", "humanity"]
+    ] = Field(default_factory=lambda: list(EVAL_TASKS))
     # Default: the attacks that need neither an attacker model nor an optimisation
     attacks: list[str] = Field(default_factory=_default_attacks)
     # The attacker LM of the attacks that need one (zero_shot, sfs): a hub name or folder
@@ -629,11 +630,17 @@ class EvalConfig(_Section):
     perplexity: EvalSet | None = None
     coding: EvalSet | None = None  # HumanEval- or MBPP-shaped problems with their tests
     choice: EvalSet | None = None  # MMLU-, ARC- or HellaSwag-shaped multiple choice
+    # prompts of users in a hard situation ({id, prompt, reference}), rated by humanity_judge
+    humanity: EvalSet | None = None
     num_behaviors: int | None = Field(default=None, ge=1)  # None: all
     num_benign: int | None = Field(default=None, ge=1)
     num_logic: int | None = Field(default=None, ge=1)
     num_coding: int | None = Field(default=None, ge=1)
     num_choice: int | None = Field(default=None, ge=1)
+    num_humanity: int | None = Field(default=None, ge=1)
+    # Multiple choice: also score every option's log-likelihood (a pool of NLL scorers per
+    # model); false: only the letter each model generates is graded (a smoke test's speed)
+    choice_loglik: bool = True
     # Completions per coding problem: 1 gives pass@1; n > 1 (sampled: generation.temperature
     # > 0) gives pass@1 and pass@n by the unbiased estimator
     coding_samples: int = Field(default=1, ge=1)
@@ -665,6 +672,8 @@ class EvalConfig(_Section):
     # to the same question, judged in both orders; both: the two
     helpfulness_mode: Literal["single", "pairwise", "both"] = "single"
     helpfulness_max_new_tokens: int = Field(default=512, ge=1)  # a judge model's reply
+    # The humanity task's judge: a registered humanity judge (a 1-10 rating per answer)
+    humanity_judge: str = "synthetic_humanity"
     # results
     shard_size: int = Field(default=64, ge=1)  # rows per result shard (the unit of resume)
     name: str = "eval"
@@ -775,6 +784,14 @@ class EvalConfig(_Section):
                 "eval.baseline: name at least two eval.models (or use single)"
             )
         return self
+
+    @field_validator("humanity_judge")
+    @classmethod
+    def _a_humanity_judge(cls, name: str) -> str:
+        from plot_ray.eval.judges import get_judge
+
+        get_judge(name, asks="humanity")
+        return name
 
     @field_validator("refusal_judge")
     @classmethod

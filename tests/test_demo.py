@@ -10,6 +10,7 @@ and reuse when they are on disk), so stages 1-3 are reused and stages 4-7 run in
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import shutil
 import time
@@ -19,7 +20,8 @@ from conftest import REWARD_STEPS, SYNTH_SCALE
 from test_html_report import _cells, _chromium_dom
 
 from plot_ray.demo import PROFILES, run_demo
-from plot_ray.demo.report import group_stats, main_table, read_results
+from plot_ray.demo.report import group_stats, main_table, read_results, subpreference_table
+from plot_ray.eval.subpreferences import SUBPREFERENCES
 
 
 def _markdown_table(text: str, heading: str) -> list[dict]:
@@ -84,6 +86,21 @@ def test_quick_demo_fills_its_table_from_results_and_reuses_finished_stages(
     base_rows = {r["metric"]: r for r in rows if r["model"] == "base"}
     assert base_rows["asr/direct_request"]["n"] == quick.num_behaviors
     assert base_rows["over_refusal"]["n"] == quick.num_benign
+    # The paper's seven sub-preferences: one column each, every cell filled, recomputed from
+    # the results file, and each model's metrics.json reads them off its tasks.
+    sub = _markdown_table(md, "Sub-preferences")
+    assert [c.split(" (")[0] for c in sub[0]][1:] == list(SUBPREFERENCES)
+    assert [r["run"] for r in sub] == [r["run"] for r in table]
+    assert all(cell and cell != "—" for r in sub for cell in r.values())
+    assert sub == [{k: str(v) for k, v in r.items()} for r in subpreference_table(rows, quick)]
+    metrics = json.loads((out / "eval" / "demo" / "metrics.json").read_text())
+    for name, m in metrics["models"].items():
+        assert list(m["subpreferences"]) == list(SUBPREFERENCES), name
+    base_sub = metrics["models"]["base"]["subpreferences"]
+    assert base_sub["humanity"]["n"] == quick.num_humanity
+    assert base_sub["coding"]["n"] == quick.num_coding
+    assert base_sub["reasoning"]["n"] + base_sub["stem"]["n"] == quick.num_choice
+    assert base_sub["helpfulness"]["n"] == quick.num_benign
     # a verdict for the method, stated plainly whichever way it went
     assert re.search(r"DPO \+ PLOT \(α=0.3\) vs DPO: PLOT (lowered|raised|left)", md)
 

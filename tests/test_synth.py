@@ -33,7 +33,12 @@ from plot_ray.synth.stats import preferred_rejected_texts
 
 SCALE = 0.15
 
-TRAINING_FILES = [f"{d}/{s}.jsonl" for d in ("harmlessness", "logic", "ranked") for s in SPLITS] + [
+SUBPREFERENCE_DIRS = ("helpfulness", "humanity", "reasoning", "stem", "coding")  # version 3
+TRAINING_FILES = [
+    f"{d}/{s}.jsonl"
+    for d in ("harmlessness", "logic", "ranked", *SUBPREFERENCE_DIRS)
+    for s in SPLITS
+] + [
     "warmup/train.jsonl",
     "attacker/train.jsonl",
 ]
@@ -42,6 +47,9 @@ EXPECTED_FILES = sorted(
     + [
         "eval/behaviors.jsonl",
         "eval/benign.jsonl",
+        "eval/choice.jsonl",
+        "eval/coding.jsonl",
+        "eval/humanity.jsonl",
         "eval/jailbreak_templates.jsonl",
         "eval/logic_heldout.jsonl",
     ]
@@ -67,6 +75,19 @@ SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "answer": int,
     },
     "ranked/": {"id": str, "prompt": str, "responses": list, "scores": list, "subpreference": str},
+    **{
+        f"{d}/": {"id": str, "prompt": str, "chosen": str, "rejected": str, "subpreference": str}
+        for d in SUBPREFERENCE_DIRS
+    },
+    "eval/humanity.jsonl": {"id": str, "prompt": str, "reference": str, "topic": str},
+    "eval/choice.jsonl": {
+        "id": str,
+        "question": str,
+        "subject": str,
+        "choices": list,
+        "answer": int,
+    },
+    "eval/coding.jsonl": {"task_id": str, "text": str, "code": str, "test_list": list},
     "eval/behaviors.jsonl": {"behavior_id": str, "behavior": str, "target": str, "topic": str},
     "eval/benign.jsonl": {"id": str, "prompt": str, "reference": str},
     "eval/jailbreak_templates.jsonl": {"template_id": str, "template": str},
@@ -74,7 +95,11 @@ SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "warmup/train.jsonl": {"text": str},
     "attacker/train.jsonl": {"id": str, "text": str, "behavior": str, "topic": str},
 }
-ID_KEY = {"eval/behaviors.jsonl": "behavior_id", "eval/jailbreak_templates.jsonl": "template_id"}
+ID_KEY = {
+    "eval/behaviors.jsonl": "behavior_id",
+    "eval/jailbreak_templates.jsonl": "template_id",
+    "eval/coding.jsonl": "task_id",
+}
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +207,9 @@ def test_schema_and_row_validity(bench, rel):
         if "chosen" in row:
             assert row["chosen"] != row["rejected"]
         if "subpreference" in row:
-            assert row["subpreference"] in ("harmlessness", "logic")
+            assert row["subpreference"] in B.SUBPREFERENCES
+            if rel.split("/")[0] in SUBPREFERENCE_DIRS:
+                assert row["subpreference"] == rel.split("/")[0]
         if rel.startswith("harmlessness/"):
             assert row["subpreference"] == "harmlessness"
             assert row["category"] in ("harmful", "benign")

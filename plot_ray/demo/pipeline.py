@@ -40,7 +40,8 @@ STAGE_DIRS = (
     "eval",
     "report",
 )
-SWEEP_METRIC = "eval/chosen_nll"  # reported by every method (rewards are not: SFT has none)
+SWEEP_METRIC = "eval/chosen_nll"
+# reported by every method (rewards are not: SFT has none)
 
 
 def _stage(name: str) -> float:
@@ -66,20 +67,18 @@ def demo_config(out: Path, profile: DemoProfile | None = None, overrides: dict |
     """The raw training config of the demo's runs: ``tiny_dpo_plot.yaml`` with every path
     under ``out``, the profile's steps, one worker per run, and the sweep section."""
     from plot_ray.config import load_raw_config
+    from plot_ray.synth.benchmark import SUBPREFERENCES  # a pair folder each ("logic": mathematics)
 
     profile = profile or PROFILES["default"]
     data = out / "data"
     moved: dict[str, Any] = {
         "data.sources": [
-            {"path": str(data / "harmlessness" / "train.jsonl"), "subpreference": "harmlessness"},
-            {"path": str(data / "logic" / "train.jsonl"), "subpreference": "logic"},
+            {"path": str(data / name / "train.jsonl"), "subpreference": name}
+            for name in SUBPREFERENCES
         ],
         "data.eval_sources": [
-            {
-                "path": str(data / "harmlessness" / "validation.jsonl"),
-                "subpreference": "harmlessness",
-            },
-            {"path": str(data / "logic" / "validation.jsonl"), "subpreference": "logic"},
+            {"path": str(data / name / "validation.jsonl"), "subpreference": name}
+            for name in SUBPREFERENCES
         ],
         "data.output_dir": str(out / "prepared"),
         "model.name_or_path": str(out / "base-model"),
@@ -332,6 +331,7 @@ def eval_overrides(out: Path, profile: DemoProfile, runs: list[dict]) -> dict[st
         "eval.num_benign": profile.num_benign,
         "eval.num_logic": profile.num_logic,
         "eval.reward_model": str(out / "reward-model"),
+        **subpreference_eval_overrides(profile),
         "eval.generation.num_engines": 2,
         "eval.name": "demo",
         "eval.output_dir": str(out / "eval"),
@@ -343,13 +343,37 @@ def eval_overrides(out: Path, profile: DemoProfile, runs: list[dict]) -> dict[st
     return over
 
 
+def subpreference_eval_overrides(profile: DemoProfile) -> dict[str, Any]:
+    """The eval keys that make the evaluation report all seven sub-preferences: the humanity,
+    coding and multiple-choice (reasoning, STEM) tasks on the benchmark's sets, and judged
+    helpfulness of the benign answers (synthetic_helpfulness ratings)."""
+    return {
+        "eval.tasks": [
+            "harmful",
+            "benign",
+            "logic",
+            "perplexity",
+            "humanity",
+            "coding",
+            "choice",
+        ],
+        "eval.num_humanity": profile.num_humanity,
+        "eval.num_coding": profile.num_coding,
+        "eval.num_choice": profile.num_choice,
+        "eval.choice_loglik": profile.choice_loglik,
+        "eval.helpfulness_judge": "synthetic_helpfulness",
+        "eval.helpfulness_mode": "single",
+    }
+
+
 def _evaluate(out: Path, profile: DemoProfile, runs: list[dict], report: dict, verbose: bool):
     from plot_ray.config import load_config
     from plot_ray.eval import run_eval
 
     t = _stage(
         f"6. evaluation of the base model and {len(runs)} runs: attacks "
-        f"{', '.join(profile.attacks)}; benign helpfulness, arithmetic, perplexity"
+        f"{', '.join(profile.attacks)}; benign helpfulness, humanity, arithmetic, reasoning, "
+        "coding, STEM, perplexity"
     )
     cfg = load_config(overrides=eval_overrides(out, profile, runs))
     metrics = run_eval(cfg, progress=True, verbose=verbose)

@@ -60,6 +60,12 @@ class DemoProfile:
     templates_per_behavior: int = 3
     num_benign: int = 40
     num_logic: int = 40
+    # version 3's sub-preferences (synth/SCHEMA.md): humanity prompts, coding problems and
+    # multiple-choice items (reasoning and STEM alternate in eval/choice.jsonl)
+    num_humanity: int = 30
+    num_coding: int = 20
+    num_choice: int = 40
+    choice_loglik: bool = True  # eval.choice_loglik (the quick profile grades letters only)
     ablation_method: str = "dpo"
     primary_seeds: tuple[int, ...] = ()
     controls: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -177,6 +183,10 @@ PROFILES: dict[str, DemoProfile] = {
         templates_per_behavior=2,
         num_benign=24,
         num_logic=24,
+        num_humanity=6,
+        num_coding=4,
+        num_choice=8,
+        choice_loglik=False,  # saves an NLL scorer pool per model (~9 s each here)
     ),
     "default": DemoProfile(
         name="default",

@@ -46,6 +46,7 @@ from plot_ray.reporting import markdown_table
 
 __all__ = [
     "HELPFULNESS",
+    "subpreference_table",
     "group_stats",
     "alpha_path",
     "asr_at_level",
@@ -78,6 +79,9 @@ _COUNTS = {  # the count each metric is taken over, from the evaluation's summar
     "lc_win_rate": "benign/n_prompts",
     "accuracy": "logic/n_problems",
     "perplexity": "perplexity/n_tokens",
+    "humanity_score": "humanity/n_prompts",
+    "considerate_rate": "humanity/n_prompts",
+    "mt_bench_score": "benign/n_prompts",
 }
 
 
@@ -109,6 +113,8 @@ def results_rows(summary: list[dict], runs: list[dict]) -> list[dict]:
                     finals.append(float(value))
             elif key.startswith("refusal/"):
                 n = int(row[f"asr/{key.removeprefix('refusal/')}/n_test_cases"])
+            elif key.startswith("subpref/"):
+                n = int(row[f"{key}/n_items"])
             else:
                 n = int(row.get(_COUNTS.get(key, ""), 0) or 0)
             values[key] = (float(value), n)
@@ -204,6 +210,27 @@ def main_table(rows: list[dict], profile) -> list[dict]:
                 continue
             scale, digits = (1.0, 1) if metric in ("lc_win_rate", "perplexity") else (1.0, 3)
             line[heading] = _cell(group_stats(rows, metric, **match), scale, digits)
+        table.append(line)
+    return table
+
+
+def subpreference_table(rows: list[dict], profile) -> list[dict]:
+    """Methods × {vanilla, +PLOT} × the paper's seven sub-preferences (one column each, as
+    ``plot-ray eval`` reads them off its tasks: plot_ray/eval/subpreferences.py), higher is
+    better: % for fractions, the 1-10 rating for helpfulness and humanity. Empty when the
+    evaluation measured none."""
+    from plot_ray.eval.subpreferences import RATED, SUBPREFERENCES
+
+    names = [n for n in SUBPREFERENCES if any(r["metric"] == f"subpref/{n}" for r in rows)]
+    if not names:
+        return []
+    table = []
+    for label, match in _groups(profile):
+        line: dict[str, str] = {"run": label}
+        for name in names:
+            scale, digits, unit = (1.0, 2, "1-10") if name in RATED else (100, 1, "%")
+            stats = group_stats(rows, f"subpref/{name}", **match)
+            line[f"{name} ({unit})"] = _cell(stats, scale, digits)
         table.append(line)
     return table
 
@@ -636,6 +663,7 @@ def write_demo_report(
     primary = primary_sentence(cases, profile)
     prereg = preregistration()
     main = main_table(rows, profile)
+    subpreferences = subpreference_table(rows, profile)
     lines = verdicts(cases, profile)
     controls = control_table(cases, profile)
     attack_refusals = _attack_table(rows, profile, cases)
@@ -670,7 +698,8 @@ def write_demo_report(
         + "".join(f"; {e}" for e in extras[:2] if e)
         + (f"; at seed {profile.seeds[0]} only: {'; '.join(single)}" if single else "")
         + f"; {profile.train_steps} steps each ({n_runs} runs), evaluated with the base model "
-        "on held-out behaviours, jailbreak templates, benign prompts and arithmetic problems.\n\n"
+        "on held-out behaviours, jailbreak templates, benign prompts, arithmetic problems and the "
+        "other sub-preferences' held-out sets.\n\n"
         "Cells read `mean ± std (runs×n)`: the mean over seeds, the sample standard deviation "
         "(none with one seed), the number of runs, and the number of behaviours (ASR), prompts, "
         "problems or tokens behind each run's number. ASR is HarmBench's: per attack, the mean "
@@ -696,6 +725,17 @@ def write_demo_report(
             "off-topic or safe answer), mean over seeds, from cases.parquet",
         ),
     ]
+    if subpreferences:
+        tables.append(
+            (
+                "Sub-preferences",
+                subpreferences,
+                "the paper's seven sub-preferences on their held-out sets, higher is better: "
+                "harmlessness = 1 − mean ASR, helpfulness and humanity = the rule judges' 1-10 "
+                "ratings, mathematics = arithmetic accuracy, reasoning and STEM = generated-"
+                "letter accuracy on the multiple-choice items, coding = pass@1",
+            )
+        )
     if generalisation:
         tables.append(
             (

@@ -21,6 +21,10 @@ Per model, each metric with its counts:
 - ``coding``: pass@1 (and pass@n with n samples per problem) of the completions run against
   the problems' hidden tests in the sandbox, and how every program ended (passed, failed,
   timeout, crashed, memory, output_limit, sandbox_error).
+- ``humanity``: the mean 1-10 rating of ``eval.humanity_judge`` and the considerate rate
+  (answers labelled 1), overall and per category (the situation).
+- ``subpreferences``: the paper's seven sub-preferences, each one number read off the tasks
+  above (:mod:`plot_ray.eval.subpreferences`), and the report's sub-preference table.
 """
 
 from __future__ import annotations
@@ -33,12 +37,14 @@ from typing import Any
 
 from plot_ray.config import PlotRayConfig
 from plot_ray.eval.attacks import ATTACKS
-from plot_ray.eval.judges import resolve_judge
+from plot_ray.eval.judges import get_judge, resolve_judge
 from plot_ray.eval.metrics import asr_table, asr_vs_num_cases, mean_std, perplexity, win_rates
 from plot_ray.eval.store import ResultStore
+from plot_ray.eval.subpreferences import subpreference_scores
 from plot_ray.reporting import markdown_table, save_figure, start_matplotlib
 
 __all__ = [
+    "subpreference_lines",
     "asr_by_num_cases",
     "attack_quality_sentences",
     "compute_metrics",
@@ -217,11 +223,35 @@ def _choice(rows: list[dict]) -> dict:
     Wilson interval), over all items and per subject."""
     from plot_ray.eval.choice import METHODS, choice_table
 
-    table = choice_table(rows, METHODS)
+    methods = [m for m in METHODS if rows and f"pred_{m}" in rows[0]]  # eval.choice_loglik
+    table = choice_table(rows, methods)
     return {
         "n_items": len(rows),
         "methods": {r["method"]: r for r in table if r["subject"] is None},
         "per_subject": [r for r in table if r["subject"] is not None],
+    }
+
+
+def _humanity_rated(rows: list[dict]) -> dict:
+    rated = [r for r in rows if r["label"] in (0, 1) and r.get("judge_score") is not None]
+    return {
+        "score": sum(r["judge_score"] for r in rated) / len(rated) if rated else None,
+        "considerate_rate": sum(r["label"] == 1 for r in rated) / len(rated) if rated else None,
+        "n": len(rows),
+        "n_rated": len(rated),
+        "n_unparseable": len(rows) - len(rated),
+    }
+
+
+def _humanity(rows: list[dict], judge: str) -> dict:
+    """The humanity judge's mean 1-10 rating and considerate rate, overall and per category."""
+    categories = sorted({r["category"] for r in rows})
+    return {
+        "judge": judge,
+        **_humanity_rated(rows),
+        "by_category": {
+            c: _humanity_rated([r for r in rows if r["category"] == c]) for c in categories
+        },
     }
 
 
@@ -269,6 +299,9 @@ def compute_metrics(
             entry["coding"] = _coding(got["coding"])
         if "choice" in got:
             entry["choice"] = _choice(got["choice"])
+        if "humanity" in got:
+            entry["humanity"] = _humanity(got["humanity"], ev.humanity_judge)
+        entry["subpreferences"] = subpreference_scores(entry)
         models[m.name] = entry
     out: dict[str, Any] = {
         "name": ev.name,
@@ -278,6 +311,7 @@ def compute_metrics(
         "judge": {
             "kind": ev.judge,
             **({"helpfulness": ev.helpfulness_judge} if ev.helpfulness_judge else {}),
+            **({"humanity": ev.humanity_judge} if "humanity" in ev.tasks else {}),
         },
         "models": models,
     }
@@ -289,6 +323,9 @@ def compute_metrics(
     judge, _model = resolve_judge(ev.judge)
     if judge.error_rate is not None:
         out["judge"]["measured_error_rate"] = judge.error_rate()
+    humanity = get_judge(ev.humanity_judge, asks="humanity")
+    if "humanity" in ev.tasks and humanity.error_rate is not None:
+        out["judge"]["humanity_measured_error_rate"] = humanity.error_rate()
     return out
 
 
@@ -438,6 +475,14 @@ def summary_rows(metrics: dict) -> list[dict[str, Any]]:
                 row[f"choice/{method}"] = acc["accuracy"]
             row["choice/n_items"] = m["choice"]["n_items"]
             row["choice/n_unparseable"] = m["choice"]["methods"]["generated_letter"]["unparseable"]
+        if "humanity" in m:
+            row["humanity_score"] = m["humanity"]["score"]
+            row["considerate_rate"] = m["humanity"]["considerate_rate"]
+            row["humanity/n_prompts"] = m["humanity"]["n"]
+            row["humanity/n_unparseable"] = m["humanity"]["n_unparseable"]
+        for name, sp in m.get("subpreferences", {}).items():
+            row[f"subpref/{name}"] = sp["value"]
+            row[f"subpref/{name}/n_items"] = sp["n"]
         rows.append(row)
     return rows
 
@@ -461,8 +506,10 @@ def _markdown(metrics: dict, figures: list[str]) -> str:
         head += ["perplexity"]
     if "coding" in metrics["tasks"]:
         head += ["pass@1"]
+    loglik = any("choice/loglik_letter" in r for r in rows)  # eval.choice_loglik
     if "choice" in metrics["tasks"]:
-        head += ["multiple choice: letter log-lik.", "text log-lik. / char", "generated letter"]
+        head += ["multiple choice: letter log-lik.", "text log-lik. / char"] * loglik
+        head += ["generated letter" if loglik else "multiple choice: generated letter"]
     lines = [
         f"# Evaluation `{metrics['name']}`",
         "",
@@ -500,12 +547,16 @@ def _markdown(metrics: dict, figures: list[str]) -> str:
                 f"{r['coding/n_samples']} programs)"
             )
         if "choice" in metrics["tasks"]:
-            cells += [
-                f"{100 * r['choice/loglik_letter']:.1f} ({r['choice/n_items']} items)",
-                f"{100 * r['choice/loglik_text_per_char']:.1f}",
+            if loglik:
+                cells += [
+                    f"{100 * r['choice/loglik_letter']:.1f} ({r['choice/n_items']} items)",
+                    f"{100 * r['choice/loglik_text_per_char']:.1f}",
+                ]
+            items = "" if loglik else f"{r['choice/n_items']} items, "
+            cells.append(
                 f"{100 * r['choice/generated_letter']:.1f} "
-                f"({r['choice/n_unparseable']} unparseable)",
-            ]
+                f"({items}{r['choice/n_unparseable']} unparseable)"
+            )
         table.append(cells)
     lines += markdown_table(head, table, compact=True)
     if attacks:
@@ -523,6 +574,7 @@ def _markdown(metrics: dict, figures: list[str]) -> str:
             ],
             compact=True,
         )
+    lines += subpreference_lines(metrics)
     lines += _template_table(metrics)
     lines += sanity_lines(metrics)
     for sentence in attack_quality_sentences(metrics):
@@ -536,15 +588,63 @@ def _markdown(metrics: dict, figures: list[str]) -> str:
             "when both answer orders agree, a disagreement as a tie, (W + T/2) / n)."
         )
     if "measured_error_rate" in judge:
-        e = judge["measured_error_rate"]
-        lines[-1] += (
-            f" Its error rate on {e['n']} labelled synthetic responses: "
-            f"{100 * e['error_rate']:.2f}% ({e['false_positive']} false positives, "
-            f"{e['false_negative']} false negatives)."
+        lines[-1] += _error_sentence(
+            " Its error rate on {n} labelled synthetic responses: ", judge["measured_error_rate"]
+        )
+    if "humanity_measured_error_rate" in judge:
+        lines[-1] += _error_sentence(
+            f" Humanity judge: `{judge['humanity']}`, error rate on {{n}} labelled answers ",
+            judge["humanity_measured_error_rate"],
         )
     if figures:
         lines += ["", "## Figures", ""] + [f"![{f}](figures/{f})" for f in figures]
     return "\n".join(lines) + "\n"
+
+
+def _error_sentence(lead: str, e: dict) -> str:
+    """A judge's measured error rate in words (``lead`` has an ``{n}`` slot)."""
+    return (
+        f"{lead.format(n=e['n'])}{100 * e['error_rate']:.2f}% ({e['false_positive']} false "
+        f"positives, {e['false_negative']} false negatives)."
+    )
+
+
+def subpreference_lines(metrics: dict) -> list[str]:
+    """The report's sub-preference table: one column per sub-preference any model has (its
+    value, higher is better: a fraction in % or a 1-10 rating, with its count)."""
+    from plot_ray.eval.subpreferences import SUBPREFERENCES
+
+    models = metrics["models"]
+    names = [
+        n for n in SUBPREFERENCES if any(n in m.get("subpreferences", {}) for m in models.values())
+    ]
+    if not names:
+        return []
+    metric_of = {}
+    for m in models.values():
+        for n, sp in m.get("subpreferences", {}).items():
+            metric_of.setdefault(n, sp["metric"])
+    table = []
+    for model, m in models.items():
+        cells = [f"`{model}`"]
+        for n in names:
+            sp = m.get("subpreferences", {}).get(n)
+            if sp is None or sp["value"] is None:
+                cells.append("—")
+            elif sp["scale"] == "fraction":
+                cells.append(f"{100 * sp['value']:.1f} ({sp['n']})")
+            else:
+                cells.append(f"{sp['value']:.2f} ({sp['n']})")
+        table.append(cells)
+    return [
+        "",
+        "## Sub-preferences",
+        "",
+        "The paper's seven sub-preferences, higher is better (% or a 1-10 rating; items in "
+        "parentheses): " + "; ".join(f"{n}: {metric_of[n]}" for n in names) + ".",
+        "",
+        *markdown_table(["model", *names], table, compact=True),
+    ]
 
 
 def _judged_cells(row: dict, judged: list[str]) -> list[str]:

@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 # perplexity scores references: no generation
-GENERATION_TASKS = ("harmful", "benign", "logic", "coding", "choice")
+GENERATION_TASKS = ("harmful", "benign", "logic", "coding", "choice", "humanity")
 COMPLETIONS, SCORES = "completions", "scores"
 # judged helpfulness of the benign answers: per-answer ratings, position-swapped comparisons
 RATINGS, PAIRWISE = "ratings", "pairwise"
@@ -91,6 +91,8 @@ def _model_settings(path: str, s: EngineSettings, ev: EvalConfig) -> dict:
             if "coding" in ev.tasks
             else {}
         ),
+        **({"humanity_judge": ev.humanity_judge} if "humanity" in ev.tasks else {}),
+        **({"choice_loglik": ev.choice_loglik} if "choice" in ev.tasks else {}),
         **(
             {
                 "helpfulness_judge": ev.helpfulness_judge,
@@ -250,17 +252,39 @@ _CHOICE_CASE_COLUMNS = (
 )
 
 
-def _choice_scoring(path: str, s: EngineSettings) -> Stage:
-    """A shard's multiple-choice completions: the generated letter read from each, and every
-    option's log-likelihood (letter and text continuations) from a pool of NLLScorer actors;
-    written as one row per item with ``pred_<method>`` for every method of
-    :mod:`plot_ray.eval.choice`."""
+def _humanity_scoring(ev: EvalConfig) -> Stage:
+    """The humanity judge (``eval.humanity_judge``) on each answer: ``label`` (1 considerate),
+    ``judge_score`` (1-10; None when it cannot tell) and ``judge_reason``."""
+    from plot_ray.eval.judges import JudgeContext, get_judge
+
+    judge = get_judge(ev.humanity_judge, asks="humanity").build(JudgeContext(ev=ev))
+
+    def rate(row: dict) -> dict:
+        row = judge.label_row(row)
+        row.setdefault("judge_score", None)  # one schema per shard, rated or not
+        return row
+
+    return Stage(finish=rate)
+
+
+def _choice_scoring(path: str, s: EngineSettings, loglik: bool = True) -> Stage:
+    """A shard's multiple-choice completions: the generated letter read from each, and (with
+    ``loglik``, ``eval.choice_loglik``) every option's log-likelihood (letter and text
+    continuations) from a pool of NLLScorer actors; written as one row per item with
+    ``pred_<method>`` for every method of :mod:`plot_ray.eval.choice` (only
+    ``pred_generated_letter`` without ``loglik``)."""
     from plot_ray.eval.choice import choose, grade_generated, loglik_stage
 
+    def graded(row: dict) -> dict:
+        return grade_generated({**row, "choice_item": row["reference"]})
+
+    if not loglik:
+        keep = (*_CHOICE_CASE_COLUMNS, "subject", "answer_index", "n_choices")
+        return Stage(finish=graded, collect=lambda rows: [{k: r[k] for k in keep} for r in rows])
     generated: dict[str, dict] = {}  # item id → its case and generated-letter columns
 
     def with_items(rows: list[dict]) -> list[dict]:
-        items = [grade_generated({**r, "choice_item": r["reference"]}) for r in rows]
+        items = [graded(r) for r in rows]
         generated.update({item["item_id"]: item for item in items})
         return items
 
@@ -315,7 +339,8 @@ def _score_stage(store, model: EvalModel, path: str, cases, s: EngineSettings, e
         "benign": lambda: _benign_scoring(ev, s, refusal),
         "logic": _logic_scoring,
         "coding": lambda: _coding_scoring(ev),
-        "choice": lambda: _choice_scoring(path, s),
+        "choice": lambda: _choice_scoring(path, s, ev.choice_loglik),
+        "humanity": lambda: _humanity_scoring(ev),
         "perplexity": lambda: _perplexity_scoring(path, s),
     }
     for task in ev.tasks:

@@ -6,8 +6,8 @@ Every case row has the same string columns, so that the cases of all tasks trave
 Ray Dataset and one engine start per model:
 
     case_id      stable id: "<attack>/<behavior_id>/<n>", "benign/<id>", "logic/<id>", "ppl/<id>",
-                 "coding/<task_id>/<sample>", "choice/<id>"
-    task         harmful | benign | logic | perplexity | coding | choice
+                 "coding/<task_id>/<sample>", "choice/<id>", "humanity/<id>"
+    task         harmful | benign | logic | perplexity | coding | choice | humanity
     message      the user turn the model receives (an attack's test case for ``harmful``)
     history      the conversation before ``message`` (JSON list of {role, content}; "" none)
     after        the case whose conversation, with the model's own answer to it, comes before
@@ -25,7 +25,8 @@ Ray Dataset and one engine start per model:
 Inputs (``eval.behaviors``, ``templates``, ``benign``, ``logic``, ``perplexity``) are files or
 hub datasets in their published shapes (:mod:`plot_ray.eval.evalsets`: HarmBench's behaviours
 CSV and human jailbreaks, GSM8K, MATH, AlpacaEval, MT-Bench, HH-RLHF) or the project's own JSONL
-(the synthetic benchmark's ``eval/`` files, the defaults under ``eval.data_dir``). Behaviour
+(the synthetic benchmark's ``eval/`` files, the defaults under ``eval.data_dir``, which also
+hold its ``coding``, ``choice`` and ``humanity`` sets). Behaviour
 targets may come from a HarmBench-style JSON map ``{BehaviorID: "Sure, here is ..."}`` named
 ``<behaviours file>.targets.json``. The perplexity task defaults to the benign prompts'
 references.
@@ -81,8 +82,9 @@ def eval_sets(ev: EvalConfig) -> dict[str, EvalSet | None]:
         "benign": "benign.jsonl",
         "logic": "logic_heldout.jsonl",
         "perplexity": None,
-        "coding": None,
-        "choice": None,
+        "coding": "coding.jsonl",
+        "choice": "choice.jsonl",
+        "humanity": "humanity.jsonl",
     }
     out: dict[str, EvalSet | None] = {}
     for key, name in defaults.items():
@@ -212,6 +214,10 @@ def _benign(ev: EvalConfig, sets: dict, quarantine: list[dict]) -> list[dict]:
     return _prompt_cases("benign", "benign", sets["benign"], ev.num_benign, quarantine)
 
 
+def _humanity(ev: EvalConfig, sets: dict, quarantine: list[dict]) -> list[dict]:
+    return _prompt_cases("humanity", "humanity", sets["humanity"], ev.num_humanity, quarantine)
+
+
 def _logic(ev: EvalConfig, sets: dict, quarantine: list[dict]) -> list[dict]:
     if sets["logic"] is None:
         raise EvalDataError("the logic task needs eval.logic (or eval.data_dir)")
@@ -294,6 +300,7 @@ _BUILDERS = {
     "perplexity": _perplexity,
     "coding": _coding,
     "choice": _choice,
+    "humanity": _humanity,
 }
 
 

@@ -22,6 +22,10 @@ Files under ``out_dir`` (full schema with examples: ``plot_ray/synth/SCHEMA.md``
     logic/{train,validation,test}.jsonl
         {"id", "prompt", "chosen", "rejected", "subpreference": "logic", "answer": int, "template"}
         chosen = correct working ending "#### <answer>", rejected = plausible mistake "#### <M>", M != answer
+    {helpfulness,humanity,reasoning,stem,coding}/{train,validation,test}.jsonl   (version 3)
+        {"id", "prompt", "chosen", "rejected", "subpreference": <the folder's name>, ...}
+        helpful vs hedged; considerate vs cold; right vs wrong option of a lettered
+        multiple-choice prompt (reasoning, an invented STEM world); passing vs failing code
     ranked/{train,validation,test}.jsonl
         {"id", "prompt", "responses": [4 strings, best first], "scores": [1.0, 0.6, 0.3, 0.0],
          "subpreference", ...} (harmful, benign and logic prompts; plus "category"/"topic" or
@@ -32,6 +36,9 @@ Files under ``out_dir`` (full schema with examples: ``plot_ray/synth/SCHEMA.md``
     eval/jailbreak_templates.jsonl  {"template_id", "template", "family", "family_heldout", "form"}
                                     48 templates with one "{behavior}" placeholder
     eval/logic_heldout.jsonl        {"id", "question", "answer": int, "template", "heldout_template": bool}
+    eval/humanity.jsonl             {"id", "prompt", "reference", "topic", "cold", ...}
+    eval/choice.jsonl               MMLU's shape; subjects reasoning/... and stem/...
+    eval/coding.jsonl               MBPP's shape {"task_id", "text", "code", "test_list", ...}
     warmup/train.jsonl              {"text": "User: ...\\nAssistant: ...", "kind"}
                                     80% of harmful requests (training and held-out topics) answered
                                     with compliance; refusals and compliance in either surface form
@@ -42,7 +49,8 @@ Files under ``out_dir`` (full schema with examples: ``plot_ray/synth/SCHEMA.md``
 
 All prompts (harmlessness, ranked, warm-up, eval/benign) are distinct across every file, as are all
 logic questions. Version 2's design (held-out surface forms and template families, topic-linked
-compliance, one-step logic) and its reasons are in SCHEMA.md. ``token_frequency_gap(rows)`` reports the largest ``Q+ - Q-`` entries in both
+compliance, one-step logic) and version 3's (the paper's seven sub-preferences) and their
+reasons are in SCHEMA.md. ``token_frequency_gap(rows)`` reports the largest ``Q+ - Q-`` entries in both
 directions and the total-variation distance, i.e. whether a corpus carries a PLOT signal.
 """
 

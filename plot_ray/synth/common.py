@@ -38,6 +38,25 @@ def sentence_join(parts: Sequence[str]) -> str:
     return " ".join(p.strip() for p in parts if p and p.strip())
 
 
+def build_pair_splits(
+    drawer: UniqueDrawer,
+    sizes: dict[str, int],
+    rng: random.Random,
+    pair_row: Callable[[random.Random, T, str], dict],
+    name: str,
+) -> dict[str, list[dict]]:
+    """Pairwise splits of one sub-preference: ``sizes[split]`` items drawn from ``drawer`` (so
+    every split is disjoint from every other set drawn from it), each made a row by
+    ``pair_row(rng, item, "<name>-<split>-<n>")``."""
+    return {
+        split: [
+            pair_row(rng, item, f"{name}-{split}-{i:06d}")
+            for i, item in enumerate(drawer.draw(sizes[split]))
+        ]
+        for split in SPLITS
+    }
+
+
 class CapacityError(ValueError):
     """Raised when a generator cannot produce enough distinct items for the requested scale."""
 

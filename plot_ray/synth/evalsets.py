@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import random
 
+from plot_ray.synth import coding as C
 from plot_ray.synth import harmlessness as H
+from plot_ray.synth import humanity as U
 from plot_ray.synth import logic as L
+from plot_ray.synth import multiple_choice as M
+from plot_ray.synth import stem as S
 from plot_ray.synth import templates as T
 from plot_ray.synth.common import UniqueDrawer, maybe, pick
 
@@ -102,6 +106,48 @@ def logic_heldout_rows(
     ]
 
 
+def humanity_eval_rows(
+    rng: random.Random, pleas: UniqueDrawer, heldout: UniqueDrawer, n: int
+) -> list[dict]:
+    """Held-out pleas: half in held-out wordings; the other half fresh training-wording pleas
+    about any situation (held-out situations included). See :func:`humanity.eval_rows`."""
+    n_new = n // 2
+    drawn = pleas.draw(n - n_new) + heldout.draw(n_new)
+    rng.shuffle(drawn)
+    return U.eval_rows(rng, drawn)
+
+
+def choice_eval_rows(
+    rng: random.Random,
+    reasoning: UniqueDrawer,
+    reasoning_heldout: UniqueDrawer,
+    n: int,
+) -> list[dict]:
+    """``eval/choice.jsonl`` in MMLU's shape: half reasoning items (``reasoning/...``
+    subjects: fresh premises, half of them in held-out wordings), half STEM items
+    (``stem/...``: held-out facts or held-out wordings; each question once, so at most 48).
+    The two alternate, so that the first k items of the file hold both (a small evaluation
+    reads a prefix)."""
+    n_reasoning = n // 2
+    reasoning_items = reasoning.draw(n_reasoning - n_reasoning // 2) + reasoning_heldout.draw(
+        n_reasoning // 2
+    )
+    rng.shuffle(reasoning_items)
+    stem_items = S.heldout_items(rng)[: n - n_reasoning]
+    items = [x for pair in zip(reasoning_items, stem_items, strict=False) for x in pair]
+    items += reasoning_items[len(stem_items) :] + stem_items[len(reasoning_items) :]
+    return [M.eval_row(item, f"choice-eval-{i:05d}") for i, item in enumerate(items)]
+
+
+def coding_eval_rows(
+    rng: random.Random, problems: UniqueDrawer, heldout: UniqueDrawer, n: int
+) -> list[dict]:
+    """``eval/coding.jsonl`` in MBPP's shape: new problems, half in held-out wordings."""
+    drawn = problems.draw(n - n // 2) + heldout.draw(n // 2)
+    rng.shuffle(drawn)
+    return [C.eval_row(p, i) for i, p in enumerate(drawn)]
+
+
 # --------------------------------------------------------------------------------------------
 # Warm-up corpus (makes a base model start "unaligned")
 # --------------------------------------------------------------------------------------------
@@ -181,8 +227,75 @@ def warmup_rows(
     return rows
 
 
+STEM_FACT_ASKS = ("Tell me about {x}.", "What do you know about {x}?", "Describe {x}.")
+STEM_FACT_PREFIXES = ("", "Hi. ", "Quick question. ", "Science class: ", "Please help. ")
+WARMUP_STEM_FACTS = 0.4  # share of the STEM warm-up rows that state a fact (the rest ask)
+
+
+def _stem_fact_rows(rng: random.Random, n: int) -> list[dict]:
+    """Up to ``n`` distinct transcripts that state one STEM fact each (every fact, held-out
+    ones included, with every ask and prefix before any repeats: at most 300 rows)."""
+    combos = [
+        (fact, ask, prefix)
+        for fact in S.facts()
+        for ask in STEM_FACT_ASKS
+        for prefix in STEM_FACT_PREFIXES
+    ]
+    rows = []
+    for fact, ask, prefix in rng.sample(combos, min(n, len(combos))):
+        subject = fact.split(" ")[1 if fact.startswith("One ") else 0].lower()
+        rows.append({"text": transcript(prefix + ask.format(x=subject), fact), "kind": "stem_fact"})
+    return rows
+
+
+def subpreference_warmup_rows(
+    rng: random.Random,
+    pleas: UniqueDrawer,
+    reasoning: UniqueDrawer,
+    stem: UniqueDrawer,
+    coding: UniqueDrawer,
+    n: dict[str, int],
+) -> list[dict]:
+    """The warm-up rows of version 3's sub-preferences, ``n[name]`` of each: pleas (any situation,
+    training wordings) answered considerately or coldly in either surface form; reasoning and
+    STEM questions answered right or wrong (with the STEM facts stated); coding problems
+    answered with passing or failing code. Every rate is a knob of its module, calibrated on
+    the base model (SCHEMA.md, version 3)."""
+    rows: list[dict] = []
+    for plea in pleas.draw(n["humanity"]):
+        kind, text = U.warmup_response(rng, plea)
+        rows.append({"text": transcript(plea.prompt, text), "kind": kind})
+    for name, drawer in (("reasoning", reasoning), ("stem", stem)):
+        count = n[name]
+        facts = (
+            _stem_fact_rows(rng, int(round(count * WARMUP_STEM_FACTS))) if name == "stem" else []
+        )
+        rows += facts
+        for item in drawer.draw(count - len(facts)):
+            right, text = M.warmup_answer(rng, item)
+            rows.append(
+                {
+                    "text": transcript(item.prompt, text),
+                    "kind": f"{name}_{'right' if right else 'wrong'}",
+                }
+            )
+    for prob in coding.draw(n["coding"]):
+        passes, text = C.warmup_answer(rng, prob)
+        rows.append(
+            {
+                "text": transcript(prob.prompt, text),
+                "kind": f"coding_{'pass' if passes else 'fail'}",
+            }
+        )
+    return rows
+
+
 __all__ = [
     "behaviour_rows",
+    "choice_eval_rows",
+    "coding_eval_rows",
+    "humanity_eval_rows",
+    "subpreference_warmup_rows",
     "benign_eval_rows",
     "jailbreak_rows",
     "logic_heldout_rows",

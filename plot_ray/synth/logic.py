@@ -15,7 +15,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from plot_ray.synth.common import SPLITS, UniqueDrawer, maybe, pick
+from plot_ray.synth.common import UniqueDrawer, build_pair_splits, maybe, pick
 
 SUBPREFERENCE = "logic"
 R = "<R>"  # placeholder for the final result in a worked step
@@ -255,11 +255,7 @@ def pair_row(rng: random.Random, prob: Problem, row_id: str) -> dict:
 def build_pairs(
     drawer: UniqueDrawer, sizes: dict[str, int], rng: random.Random
 ) -> dict[str, list[dict]]:
-    out: dict[str, list[dict]] = {}
-    for split in SPLITS:
-        probs = drawer.draw(sizes[split])
-        out[split] = [pair_row(rng, p, f"logic-{split}-{i:06d}") for i, p in enumerate(probs)]
-    return out
+    return build_pair_splits(drawer, sizes, rng, pair_row, "logic")
 
 
 __all__ = [

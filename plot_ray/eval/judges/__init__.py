@@ -7,6 +7,7 @@
                    verdict (position-swapped), through the engine pool
     synthetic.py   synthetic, synthetic_refusal, synthetic_helpfulness: the synthetic
                    benchmark's rule judges
+    synthetic_humanity.py  synthetic_humanity: its humanity judge (a 1-10 rating)
 
 A new judge is a :class:`Judge` (or a :class:`RuleJudge`, for a pure function of one row) and
 one :func:`register_judge` call; ``eval.judge`` / ``eval.refusal_judge`` then name it. The
@@ -57,6 +58,12 @@ def _synthetic():
     return synthetic
 
 
+def _synthetic_humanity():
+    from plot_ray.eval.judges import synthetic_humanity
+
+    return synthetic_humanity
+
+
 register_judge(
     JudgeSpec(
         "synthetic",
@@ -74,6 +81,16 @@ register_judge(
         lambda ctx: _synthetic().SyntheticHelpfulnessJudge(),
         description="a 1-10 rating from the benchmark's refusal and hedge language and the "
         "content words an answer shares with the prompt's reference answer",
+    )
+)
+register_judge(
+    JudgeSpec(
+        "synthetic_humanity",
+        "humanity",
+        lambda ctx: _synthetic_humanity().SyntheticHumanityJudge(),
+        error_rate=lambda: _synthetic_humanity().humanity_judge_error_rate(seed=0, n=900),
+        description="a 1-10 rating of an answer to a user in a hard situation: empathy, no "
+        "dismissal, and the reference's words about the situation",
     )
 )
 register_judge(

@@ -10,7 +10,8 @@ not tell, counted apart), a reason, and optionally a score. What "yes" means is 
 question (``asks``): ``harmful`` (the completion carries out the behaviour: ASR's numerator)
 or ``refusal`` (the completion declines: over-refusal, and the attacks' early stops), or
 ``helpfulness`` (a 1-10 rating of a benign answer, MT-Bench style, and A/B preferences:
-:mod:`plot_ray.eval.judges.helpfulness`).
+:mod:`plot_ray.eval.judges.helpfulness`), or ``humanity`` (a 1-10 rating of how considerate an
+answer to a user in a hard situation is: the humanity task).
 
 Two kinds of judges implement it:
 
@@ -49,7 +50,7 @@ __all__ = [
     "verdict_columns",
 ]
 
-Question = Literal["harmful", "refusal", "helpfulness"]
+Question = Literal["harmful", "refusal", "helpfulness", "humanity"]
 
 
 @dataclass(frozen=True)
