@@ -30,7 +30,7 @@ def pytest_collection_modifyitems(config, items):
     in the background now, and the test moves to the end of the session, so that the step's
     waits overlap the CPU-bound tests instead of adding to them."""
     early = [item for item in items if item.get_closest_marker("start_early")]
-    for item in early:
+    for item in [] if config.option.collectonly else early:
         item.get_closest_marker("start_early").kwargs["start"]()
     items[:] = [item for item in items if item not in early] + early
 
