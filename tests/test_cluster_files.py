@@ -10,8 +10,9 @@ No cluster is started: each file is checked offline against what its tool requir
   (vendored, trimmed, in tests/data/cluster/), the security rules, and requests that fit the
   node type they name and leave disk for Ray's object spilling.
 - cluster/docker/Dockerfile*: base image, plot-ray installed, pins, no remote code, non-root;
-  the GPU image's one CUDA and its prebuilt DeepSpeed op. One test (``slow``, about a minute,
-  skipped without network) resolves the GPU image's requirements on the package index.
+  the GPU image's one CUDA and its prebuilt DeepSpeed op. One test (``slow``, about a minute of
+  network waits, started in the background when collected, skipped without network) resolves
+  the GPU image's requirements on the package index.
 
 Each checker returns a list of problems; every rule is also shown to fire on a broken copy.
 """
@@ -24,10 +25,14 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 import tomllib
 import urllib.request
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -1039,31 +1044,69 @@ def _index_unreachable(index: str) -> str | None:
     return None
 
 
-@pytest.mark.slow
-def test_the_gpu_images_requirements_resolve_for_linux_x86_64_python_3_11(tmp_path):
-    # 35-70 s with network: pip resolves about 250 packages against the index (PIP_INDEX_URL
-    # or PyPI), wheels only, as the image's pip on Linux x86_64 with Python 3.11 would.
+def resolve_gpu_image() -> dict:
+    """The network-bound half of the GPU image's resolution check: pip resolves the image's
+    requirements against the index (PIP_INDEX_URL or PyPI), wheels only, as the image's pip on
+    Linux x86_64 with Python 3.11 would (35-70 s), and downloads DeepSpeed's source release,
+    which the image compiles. Returns ``{"skip": reason}`` without network, else the finished
+    processes, the pins and the folder holding pip's report."""
     index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple")
     if reason := _index_unreachable(index):
-        pytest.skip(f"no network: the package index {index} cannot be reached ({reason})")
+        return {"skip": f"no network: the package index {index} cannot be reached ({reason})"}
     pins = image_pins(GPU_DOCKERFILE.read_text())
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = [*pins.values(), *map(Requirement, project["dependencies"])]
     wanted += [*_extra("gpu"), *_extra("tune")]
-    report = tmp_path / "report.json"
+    folder = Path(tempfile.mkdtemp(prefix="gpu-image-resolve-"))
     platforms = [arg for p in IMAGE_PLATFORMS for arg in ("--platform", p)]
     pip = [sys.executable, "-m", "pip"]
     resolve = subprocess.run(
         [*pip, "install", "--isolated", "--index-url", index, "--dry-run", "--ignore-installed"]
-        + ["--quiet", "--report", str(report), "--only-binary=:all:", *platforms]
+        + ["--quiet", "--report", str(folder / "report.json"), "--only-binary=:all:", *platforms]
         + ["--python-version", "3.11", "--implementation", "cp"]
         + [str(r) for r in wanted if r.name not in SOURCE_ONLY],
         capture_output=True,
         text=True,
         timeout=600,
     )
-    assert resolve.returncode == 0, resolve.stderr[-4000:]
-    installs = json.loads(report.read_text())["install"]
+    download = subprocess.run(
+        [*pip, "download", "--isolated", "--index-url", index, "--no-deps"]
+        + ["--no-binary=:all:", "--dest", str(folder), str(pins["deepspeed"])],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return {"resolve": resolve, "download": download, "pins": pins, "folder": folder}
+
+
+@functools.cache
+def gpu_image_resolution() -> Future:
+    """``resolve_gpu_image()`` started once, in a daemon thread (conftest starts it when the
+    session collects the test below, so that pip's network waits overlap the CPU-bound tests)."""
+    future: Future = Future()
+
+    def run():
+        try:
+            future.set_result(resolve_gpu_image())
+        except BaseException as err:  # handed to the test, which re-raises it
+            future.set_exception(err)
+
+    threading.Thread(target=run, name="gpu-image-resolution", daemon=True).start()
+    return future
+
+
+@pytest.mark.slow
+@pytest.mark.start_early(start=gpu_image_resolution)
+def test_the_gpu_images_requirements_resolve_for_linux_x86_64_python_3_11():
+    outcome = gpu_image_resolution().result(timeout=960)
+    if "skip" in outcome:
+        pytest.skip(outcome["skip"])
+    resolve, download, pins = outcome["resolve"], outcome["download"], outcome["pins"]
+    try:
+        assert resolve.returncode == 0, resolve.stderr[-4000:]
+        installs = json.loads((outcome["folder"] / "report.json").read_text())["install"]
+    finally:
+        shutil.rmtree(outcome["folder"], ignore_errors=True)
     resolved = {canonicalize_name(i["metadata"]["name"]): i["metadata"] for i in installs}
     for name in ("torch", "vllm", "ray"):
         assert pins[name].specifier.contains(resolved[name]["version"]), resolved[name]["version"]
@@ -1074,11 +1117,4 @@ def test_the_gpu_images_requirements_resolve_for_linux_x86_64_python_3_11(tmp_pa
     toolkit_cuda = tuple(int(x) for x in str(toolkit.specifier).lstrip("=").split(".")[:2])
     assert toolkit_cuda == ray_image_cuda(base_image(GPU_DOCKERFILE.read_text()))
     # DeepSpeed's source release, which the image compiles, is there too.
-    download = subprocess.run(
-        [*pip, "download", "--isolated", "--index-url", index, "--no-deps"]
-        + ["--no-binary=:all:", "--dest", str(tmp_path), str(pins["deepspeed"])],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
     assert download.returncode == 0, download.stderr[-4000:]

@@ -1,7 +1,8 @@
 """Ray Tune sweeps: the search space, trial configs, scheduler and search algorithm and the
 report (no Ray cluster), then two real sweeps on the session's local Ray instance with the tiny
 model: a 2×2 sweep (alpha × method, the method as a variant; DPO's trials with DEFT's term)
-killed after its first trial and resumed, and a sweep with a trial that fails and one that ASHA stops."""
+killed after its first trial and resumed, and an ASHA sweep with a trial that fails and one that
+ASHA stops."""
 
 from __future__ import annotations
 
@@ -489,18 +490,31 @@ def test_a_failing_trial_is_reported_and_asha_stops_a_weak_one(
     from plot_ray.train.trainer import read_metrics
     from plot_ray.tune import run_sweep
 
-    # a grid point that passes validation but fails in training is reported, not lost; the
-    # objective is an evaluation of each trial's final model (tune.evaluate)
-    failing = _sweep_base(
+    # One sweep, ASHA on a validation pass every step, three variants, two trials at a time:
+    # - "sane" (lr 1e-4) finishes its 3 steps and sets ASHA's bar at step 1; the objective is
+    #   validation, and tune.evaluate adds an evaluation of its final model to its result;
+    # - "huge" passes validation but fails in training (beside "sane"): reported, not lost;
+    # - "wreck" (lr 0.05: one step wrecks it) starts when "huge" has failed, long after "sane"
+    #   set the bar, falls below it at step 1 and is stopped, and its Ray Train workers give
+    #   their CPUs back.
+    sweep = _sweep_base(
         prepared_dir,
         tiny_model_dir,
         tmp_path,
         **{
-            "tune.space": {"train.micro_batch_size": {"grid": [2, 100_000]}},
-            "tune.name": "fail",
+            "train.max_steps": 3,
+            "train.eval_every": 1,
+            "train.warmup_steps": 0,
             "train.save_hf_model": True,
+            "tune.variants": {
+                "sane": {"train.learning_rate": 1.0e-4},
+                "huge": {"train.learning_rate": 1.0e-4, "train.micro_batch_size": 100_000},
+                "wreck": {"train.learning_rate": 0.05},
+            },
+            "tune.scheduler": "asha",
+            "tune.max_concurrent_trials": 2,  # trials start in this order
+            "tune.name": "asha",
             "tune.evaluate": True,
-            "tune.metric": "evaluation/asr/direct_request",
             "eval.data_dir": str(synth_dir),
             "eval.tasks": ["harmful", "logic"],
             "eval.attacks": ["direct_request"],
@@ -509,47 +523,28 @@ def test_a_failing_trial_is_reported_and_asha_stops_a_weak_one(
             "eval.generation.max_new_tokens": 16,
         },
     )
-    result = run_sweep(validate_config(failing), failing)
-    rows = {r["param/train.micro_batch_size"]: r for r in result.trials}
-    assert rows[2]["status"] == "ok"
-    assert rows[100_000]["status"] == "error"
-    assert "no complete micro-batch" in rows[100_000]["error"]
-    summary = (tmp_path / "fail" / "summary.md").read_text()
+    result = run_sweep(validate_config(sweep), sweep)
+    rows = {r["param/variant"]: r for r in result.trials}
+    assert [rows[v]["status"] for v in ("sane", "wreck", "huge")] == ["ok", "stopped", "error"]
+    assert "no complete micro-batch" in rows["huge"]["error"]
+    summary = (tmp_path / "asha" / "summary.md").read_text()
     assert "did not finish" in summary and "no complete micro-batch" in summary
-    evaluation = json.loads((Path(rows[2]["run_dir"]) / "evaluation" / "metrics.json").read_text())
+    evaluation = json.loads(
+        (Path(rows["sane"]["run_dir"]) / "evaluation" / "metrics.json").read_text()
+    )
     trial = evaluation["models"]["trial"]
     assert (
-        rows[2]["metric/evaluation/asr/direct_request"]
+        rows["sane"]["metric/evaluation/asr/direct_request"]
         == trial["harmful"]["asr"]["direct_request"]["asr"]
     )
-    assert rows[2]["metric/evaluation/accuracy"] == trial["logic"]["accuracy"]
+    assert rows["sane"]["metric/evaluation/accuracy"] == trial["logic"]["accuracy"]
 
-    # ASHA, one trial at a time, a validation pass every step: the first trial (a sane
-    # learning rate) sets the bar at step 1, the second (lr 0.05: one step wrecks it) falls
-    # below it there and is stopped, and its Ray Train workers give their CPUs back
-    asha = _sweep_base(
-        prepared_dir,
-        tiny_model_dir,
-        tmp_path,
-        **{
-            "train.max_steps": 3,
-            "train.eval_every": 1,
-            "train.warmup_steps": 0,
-            "tune.space": {"train.learning_rate": {"grid": [1.0e-4, 0.05]}},
-            "tune.scheduler": "asha",
-            "tune.max_concurrent_trials": 1,
-            "tune.name": "asha",
-        },
-    )
-    result = run_sweep(validate_config(asha), asha)
-    rows = {r["param/train.learning_rate"]: r for r in result.trials}
-    assert [rows[lr]["status"] for lr in (1.0e-4, 0.05)] == ["ok", "stopped"]
-    assert rows[1.0e-4]["metric/step"] == 3
-    stopped = rows[0.05]
+    assert rows["sane"]["metric/step"] == 3
+    stopped = rows["wreck"]
     assert stopped["metric/step"] == 1
-    assert stopped["metric/eval/chosen_nll"] > rows[1.0e-4]["metric/eval/chosen_nll"]
+    assert stopped["metric/eval/chosen_nll"] > rows["sane"]["metric/eval/chosen_nll"]
     assert max(m["step"] for m in read_metrics(Path(stopped["run_dir"]))) < 3
-    assert "stopped at step 1" in (tmp_path / "asha" / "summary.md").read_text()
+    assert "stopped at step 1" in summary
     # Tune ended the stopped trial's actor; without plot-ray's release its workers' placement
     # group (0.5 CPU) would stay reserved until this session's driver exits
     deadline = time.monotonic() + 30
