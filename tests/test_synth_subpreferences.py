@@ -63,7 +63,7 @@ def _warmup_prompts(data: dict) -> list[str]:
 
 def test_seven_subpreferences_are_tagged_and_the_benchmark_is_deterministic(bench, tmp_path):
     out, manifest, data = bench
-    assert manifest["version"] == "plot-ray-synth/3.0"
+    assert manifest["version"] == "plot-ray-synth/3.1"
     assert manifest["subpreferences"] == list(B.SUBPREFERENCES)
     assert set(B.SUBPREFERENCES) == {"harmlessness", "logic", *NEW}  # logic: mathematics
     for name in NEW:
@@ -128,7 +128,25 @@ def test_heldout_wordings_situations_and_facts_stay_out_of_preference_data(bench
     assert {"humanity_considerate_heldout_form", "humanity_cold_heldout_form", "stem_fact"} <= kinds
     evals = data["eval/humanity.jsonl"]
     assert any(r["heldout_situation"] for r in evals) and any(r["heldout_wording"] for r in evals)
-    assert {r["subject"].split("/")[0] for r in data["eval/choice.jsonl"]} == {"reasoning", "stem"}
+    choice = data["eval/choice.jsonl"]
+    prefixes = {r["subject"].split("/")[0] for r in choice}
+    # at this scale STEM's 30 items are all main ones (the held-out wordings come after them)
+    assert prefixes == {"reasoning", "stem", "reasoning_heldout"}
+    items = S.heldout_items(random.Random(0))
+    assert [x.subject.split("/")[0] for x in items] == ["stem"] * 30 + ["stem_heldout"] * 32
+    assert len({x.question for x in items}) == 62
+    # 3.1: the main subjects ask in training wordings (STEM: about held-out facts only); the
+    # held-out wordings have subjects of their own, which the sub-preference scores leave out
+    markers = (*RS.HELDOUT_MARKERS, *S.HELDOUT_MARKERS)
+    for r in choice:
+        worded = any(m in r["question"].lower() for m in markers)
+        assert worded == ("_heldout/" in r["subject"]), r
+    held_out_facts = (*S.HELDOUT_MATERIALS, *S.HELDOUT_UNITS)
+    main_stem = [r for r in choice if r["subject"].startswith("stem/")]
+    assert main_stem and all(
+        any(re.search(rf"\b{f}\b", r["question"]) for f in held_out_facts) for r in main_stem
+    )
+    assert all(r["subject"] == RS.SUBJECT for r in choice if r["subject"].startswith("reasoning/"))
     assert any(r["heldout"] for r in data["eval/choice.jsonl"])
     assert any(r["heldout_wording"] for r in data["eval/coding.jsonl"])
 

@@ -23,8 +23,9 @@ from plot_ray.synth.writer import write_json, write_jsonl
 
 # 1.1: attacker/train.jsonl; 1.2: invented actions; 2.0: held-out surface forms and template
 # families, topic-linked compliance, held-out topics in the warm-up, one-step logic (SCHEMA.md);
-# 3.0: the paper's seven sub-preferences (helpfulness, humanity, reasoning, STEM, coding added)
-SYNTH_VERSION = "plot-ray-synth/3.0"
+# 3.0: the paper's seven sub-preferences (helpfulness, humanity, reasoning, STEM, coding added);
+# 3.1: reasoning and STEM items redesigned off the floor (SCHEMA.md, "3.1")
+SYNTH_VERSION = "plot-ray-synth/3.1"
 # The paper's seven sub-preferences, as the benchmark's files tag them ("logic" is mathematics)
 SUBPREFERENCES = (
     H.SUBPREFERENCE,

@@ -123,16 +123,19 @@ def choice_eval_rows(
     reasoning_heldout: UniqueDrawer,
     n: int,
 ) -> list[dict]:
-    """``eval/choice.jsonl`` in MMLU's shape: half reasoning items (``reasoning/...``
-    subjects: fresh premises, half of them in held-out wordings), half STEM items
-    (``stem/...``: held-out facts or held-out wordings; each question once, so at most 48).
-    The two alternate, so that the first k items of the file hold both (a small evaluation
-    reads a prefix)."""
+    """``eval/choice.jsonl`` in MMLU's shape: half reasoning items (fresh premises: two thirds
+    in the training wordings, ``reasoning/comparison``, then a third in held-out wordings,
+    ``reasoning_heldout/comparison``), half STEM items (:func:`plot_ray.synth.stem.heldout_items`:
+    held-out facts in training wordings, ``stem/...``, then held-out wordings,
+    ``stem_heldout/...``; at most 62). The two alternate, so that the first k items of the file
+    hold both, main items first (a small evaluation reads a prefix)."""
     n_reasoning = n // 2
-    reasoning_items = reasoning.draw(n_reasoning - n_reasoning // 2) + reasoning_heldout.draw(
-        n_reasoning // 2
-    )
-    rng.shuffle(reasoning_items)
+    n_heldout = n_reasoning // 3
+    main = reasoning.draw(n_reasoning - n_heldout)
+    rng.shuffle(main)
+    heldout = reasoning_heldout.draw(n_heldout)
+    rng.shuffle(heldout)
+    reasoning_items = main + heldout
     stem_items = S.heldout_items(rng)[: n - n_reasoning]
     items = [x for pair in zip(reasoning_items, stem_items, strict=False) for x in pair]
     items += reasoning_items[len(stem_items) :] + stem_items[len(reasoning_items) :]
@@ -233,18 +236,23 @@ WARMUP_STEM_FACTS = 0.4  # share of the STEM warm-up rows that state a fact (the
 
 
 def _stem_fact_rows(rng: random.Random, n: int) -> list[dict]:
-    """Up to ``n`` distinct transcripts that state one STEM fact each (every fact, held-out
-    ones included, with every ask and prefix before any repeats: at most 300 rows)."""
-    combos = [
-        (fact, ask, prefix)
-        for fact in S.facts()
-        for ask in STEM_FACT_ASKS
-        for prefix in STEM_FACT_PREFIXES
-    ]
+    """Up to ``n`` distinct transcripts that state one STEM fact each: every fact once (in a
+    random order) before any fact twice, each with a different ask and prefix (at most 300
+    rows). Since 3.1 round-robin, so that every held-out fact is stated once ``n`` reaches the
+    number of facts (3.0 sampled, which could miss one at a small scale)."""
+    facts = S.facts()
+    phrasings = [(ask, prefix) for ask in STEM_FACT_ASKS for prefix in STEM_FACT_PREFIXES]
+    per_fact = [rng.sample(phrasings, len(phrasings)) for _ in facts]
     rows = []
-    for fact, ask, prefix in rng.sample(combos, min(n, len(combos))):
-        subject = fact.split(" ")[1 if fact.startswith("One ") else 0].lower()
-        rows.append({"text": transcript(prefix + ask.format(x=subject), fact), "kind": "stem_fact"})
+    for round_ in range(len(phrasings)):
+        for i in rng.sample(range(len(facts)), len(facts)):
+            if len(rows) == n:
+                return rows
+            fact, (ask, prefix) = facts[i], per_fact[i][round_]
+            subject = fact.split(" ")[1 if fact.startswith("One ") else 0].lower()
+            rows.append(
+                {"text": transcript(prefix + ask.format(x=subject), fact), "kind": "stem_fact"}
+            )
     return rows
 
 

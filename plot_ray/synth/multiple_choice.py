@@ -22,7 +22,8 @@ WARMUP_CORRECT = 0.6
 
 @dataclass(frozen=True)
 class ChoiceItem:
-    """``subject``: ``<sub-preference>/<area>`` (e.g. ``reasoning/ordering``); ``fact``: what
+    """``subject``: ``<sub-preference>/<area>`` (e.g. ``reasoning/comparison``; a held-out wording
+    ``<sub-preference>_heldout/<area>``); ``fact``: what
     the item asks about (a STEM fact's name, "" for reasoning); ``heldout``: the item uses a
     held-out wording or asks about a held-out fact."""
 

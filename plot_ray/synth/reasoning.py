@@ -1,16 +1,15 @@
-"""Reasoning corpus: multiple-choice questions answered from premises stated in the question.
+"""Reasoning corpus: multiple-choice questions answered from a premise stated in the question.
 
-Two areas (the item's ``subject``):
+Since 3.1 (SCHEMA.md) one skill, one premise: a comparison of two people ("Mia is taller than
+Omar.", or the same fact the other way round, "Omar is shorter than Mia.") and a question asking
+who is the more or the less of the two ("Who is shorter?"). Options: the two names, a third
+name that is not in the premise and "It cannot be determined". Every item draws new names, so
+held-out items share the skill, not the people.
 
-- ``reasoning/ordering``: two comparisons chain three people ("Mia is taller than Omar. Omar
-  is taller than Zoe."); the question asks who comes first or last. Options: the three names
-  and "It cannot be determined".
-- ``reasoning/syllogism``: "Every glimp is blue. Every torvel is green. Kenji is a glimp.";
-  the question asks the colour of the person. Options: four colours.
-
-Every item is new (random names, relations, invented kinds and colours), so held-out items
-share the skill, not the facts. Evaluation items use fresh premises; half of them ask in the
-:data:`HELDOUT_QUESTIONS` wordings, which no training or warm-up file uses.
+Evaluation items (subject ``reasoning/comparison``) are fresh premises asked in the training
+wordings; a further subset asks in the :data:`HELDOUT_QUESTIONS` wordings, which no training or
+warm-up file uses, under a subject of its own (``reasoning_heldout/comparison``) that the
+reasoning score (``plot_ray.eval.subpreferences``, subjects ``reasoning/...``) leaves out.
 """
 
 from __future__ import annotations
@@ -22,63 +21,35 @@ from plot_ray.synth.common import pick
 from plot_ray.synth.logic import NAMES
 
 SUBPREFERENCE = "reasoning"
+SUBJECT = "reasoning/comparison"
+HELDOUT_SUBJECT = "reasoning_heldout/comparison"
 PEOPLE = tuple(name for name, _ in NAMES)
-# (comparative, the first of the order, the last of the order)
-COMPARISONS: tuple[tuple[str, str, str], ...] = (
-    ("taller", "tallest", "shortest"),
-    ("older", "oldest", "youngest"),
-    ("faster", "fastest", "slowest"),
-    ("heavier", "heaviest", "lightest"),
-    ("stronger", "strongest", "weakest"),
+# (comparative, its opposite)
+COMPARISONS: tuple[tuple[str, str], ...] = (
+    ("taller", "shorter"),
+    ("older", "younger"),
+    ("faster", "slower"),
+    ("heavier", "lighter"),
+    ("stronger", "weaker"),
 )
 CANNOT_TELL = "It cannot be determined"
-KINDS = ("glimp", "torvel", "brisk", "mallow", "quenn", "zarbo", "fennit", "plorb")
-COLOURS = ("blue", "green", "red", "yellow", "purple", "orange", "white", "black")
 
-TRAIN_QUESTIONS: dict[str, tuple[str, ...]] = {
-    "first": ("Who is the {top}?", "Which of them is the {top}?"),
-    "last": ("Who is the {bottom}?", "Which of them is the {bottom}?"),
-    "colour": ("What color is {name}?", "Which color is {name}?"),
-}
-HELDOUT_QUESTIONS: dict[str, tuple[str, ...]] = {
-    "first": ("Ranked from {top} to {bottom}, who comes first?",),
-    "last": ("Ranked from {top} to {bottom}, who comes last?",),
-    "colour": ("Given these facts, {name} must have which color?",),
-}
-HELDOUT_MARKERS: tuple[str, ...] = ("ranked from", "given these facts")
-
-
-def _ordering(rng: random.Random, heldout: bool) -> M.ChoiceItem:
-    a, b, c = rng.sample(PEOPLE, 3)  # a > b > c
-    comp, top, bottom = pick(rng, COMPARISONS)
-    facts = [f"{a} is {comp} than {b}.", f"{b} is {comp} than {c}."]
-    rng.shuffle(facts)
-    which = pick(rng, ("first", "last"))
-    pool = HELDOUT_QUESTIONS if heldout else TRAIN_QUESTIONS
-    asked = pick(rng, pool[which]).format(top=top, bottom=bottom)
-    right = a if which == "first" else c
-    others = [x for x in (a, b, c) if x != right] + [CANNOT_TELL]
-    return M.shuffled_item(
-        rng, "reasoning/ordering", " ".join([*facts, asked]), right, others, asked, heldout
-    )
-
-
-def _syllogism(rng: random.Random, heldout: bool) -> M.ChoiceItem:
-    kinds = rng.sample(KINDS, 2)
-    colours = rng.sample(COLOURS, 4)
-    name = pick(rng, PEOPLE)
-    facts = [f"Every {kinds[0]} is {colours[0]}.", f"Every {kinds[1]} is {colours[1]}."]
-    rng.shuffle(facts)
-    pool = HELDOUT_QUESTIONS if heldout else TRAIN_QUESTIONS
-    asked = pick(rng, pool["colour"]).format(name=name)
-    question = " ".join([*facts, f"{name} is a {kinds[0]}.", asked])
-    return M.shuffled_item(
-        rng, "reasoning/syllogism", question, colours[0], colours[1:], asked, heldout
-    )
+TRAIN_QUESTIONS: tuple[str, ...] = ("Who is {word}?", "Which of them is {word}?")
+HELDOUT_QUESTIONS: tuple[str, ...] = ("Of these two people, which one is {word}?",)
+HELDOUT_MARKERS: tuple[str, ...] = ("of these two people",)
 
 
 def make_item(rng: random.Random, heldout: bool = False) -> M.ChoiceItem:
-    return (_ordering if rng.random() < 0.5 else _syllogism)(rng, heldout)
+    """``a`` is more than ``b`` (stated either way round); the question asks for the more or the
+    less of the two."""
+    a, b, other = rng.sample(PEOPLE, 3)
+    more, less = pick(rng, COMPARISONS)
+    premise = pick(rng, (f"{a} is {more} than {b}.", f"{b} is {less} than {a}."))
+    word, right = pick(rng, ((more, a), (less, b)))
+    asked = pick(rng, HELDOUT_QUESTIONS if heldout else TRAIN_QUESTIONS).format(word=word)
+    wrong = [b if right == a else a, other, CANNOT_TELL]
+    subject = HELDOUT_SUBJECT if heldout else SUBJECT
+    return M.shuffled_item(rng, subject, f"{premise} {asked}", right, wrong, asked, heldout)
 
 
 def make_heldout_item(rng: random.Random) -> M.ChoiceItem:
@@ -88,6 +59,8 @@ def make_heldout_item(rng: random.Random) -> M.ChoiceItem:
 __all__ = [
     "HELDOUT_MARKERS",
     "HELDOUT_QUESTIONS",
+    "HELDOUT_SUBJECT",
+    "SUBJECT",
     "SUBPREFERENCE",
     "TRAIN_QUESTIONS",
     "make_heldout_item",

@@ -1,13 +1,17 @@
 """STEM corpus: multiple-choice questions about a small, invented but consistent world of
 materials and units, whose facts the warm-up corpus states.
 
-Two areas (the item's ``subject``): ``stem/materials`` (the state of a material at room
-temperature and the colour it glows when heated) and ``stem/units`` (how many of a small unit
-make one large unit). The facts are fixed tables (:data:`MATERIALS`, :data:`UNITS`); the last
-few of each are *held-out facts*: the warm-up corpus states them, but no preference pair asks
-about them. Evaluation items (:func:`heldout_items`, each question once) ask about held-out
-facts (in any wording) or about training facts in the :data:`HELDOUT_QUESTIONS` wordings, which
-no training or warm-up file uses.
+Two areas: materials (the state of a material at room temperature and the colour it glows when
+heated) and units (how many of a small unit make one large unit). The facts are fixed tables
+(:data:`MATERIALS`, :data:`UNITS`); the last few of each are *held-out facts*: the warm-up
+corpus states them, but no preference pair asks about them.
+
+The skill is answering a question by recalling a stated fact. Since 3.1 (SCHEMA.md) the
+evaluation items (:func:`heldout_items`) ask about the held-out facts in the training wordings
+(subjects ``stem/materials``, ``stem/units``: the STEM score); a further subset asks about every
+fact in the :data:`HELDOUT_QUESTIONS` wordings, which no training or warm-up file uses, under
+subjects of their own (``stem_heldout/materials``, ``stem_heldout/units``) that the STEM score
+(subjects ``stem/...``) leaves out.
 """
 
 from __future__ import annotations
@@ -46,8 +50,10 @@ UNITS: tuple[tuple[str, str, int], ...] = (
     ("ulm", "rask", 8),
     ("weft", "zoa", 9),
 )
-HELDOUT_MATERIALS = frozenset({"nexalite", "vorpane", "zirrane"})
-HELDOUT_UNITS = frozenset({"ulm", "weft"})
+# 3.1: six of twelve materials and three of eight units (3.0: three and two), so that the
+# evaluation asks 30 questions about held-out facts in the training wordings
+HELDOUT_MATERIALS = frozenset({"sylmene", "toranite", "brellium", "nexalite", "vorpane", "zirrane"})
+HELDOUT_UNITS = frozenset({"tavel", "ulm", "weft"})
 
 TRAIN_QUESTIONS: dict[str, tuple[str, ...]] = {
     "state": (
@@ -75,21 +81,29 @@ def facts() -> list[str]:
     return out
 
 
+def _subject(area: str, template: str) -> str:
+    """``stem/<area>``, or ``stem_heldout/<area>`` for a held-out wording."""
+    return f"stem_heldout/{area}" if template in _HELDOUT_TEMPLATES else f"stem/{area}"
+
+
+_HELDOUT_TEMPLATES = frozenset(t for ts in HELDOUT_QUESTIONS.values() for t in ts)
+
+
 def _material_item(rng, name: str, prop: str, template: str, heldout: bool) -> M.ChoiceItem:
     _, state, glow = next(m for m in MATERIALS if m[0] == name)
     right, values = (state, STATES) if prop == "state" else (glow, GLOWS)
     asked = template.format(m=name)
     wrong = [v for v in values if v != right]
-    return M.shuffled_item(
-        rng, "stem/materials", asked, right, wrong, asked, heldout, f"{name}/{prop}"
-    )
+    subject = _subject("materials", template)
+    return M.shuffled_item(rng, subject, asked, right, wrong, asked, heldout, f"{name}/{prop}")
 
 
 def _unit_item(rng, big: str, template: str, heldout: bool) -> M.ChoiceItem:
     _, small, n = next(u for u in UNITS if u[0] == big)
     asked = template.format(big=big, small=small)
     wrong = [str(v) for v in range(2, 11) if v != n]
-    return M.shuffled_item(rng, "stem/units", asked, str(n), wrong, asked, heldout, big)
+    subject = _subject("units", template)
+    return M.shuffled_item(rng, subject, asked, str(n), wrong, asked, heldout, big)
 
 
 def make_item(rng: random.Random) -> M.ChoiceItem:
@@ -103,21 +117,27 @@ def make_item(rng: random.Random) -> M.ChoiceItem:
 
 
 def heldout_items(rng: random.Random) -> list[M.ChoiceItem]:
-    """Every held-out question once, options in a random order, in a random order: the held-out
-    facts in every wording, and the training facts in the held-out wordings (48 questions)."""
-    items = []
+    """Every evaluation question once, options in a random order: first the held-out facts in
+    the training wordings (30 questions, shuffled), then every fact in the held-out wordings
+    (32 questions, shuffled), so a short set keeps the main items."""
+    main: list[M.ChoiceItem] = []
+    wordings: list[M.ChoiceItem] = []
     for name, _, _ in MATERIALS:
         for prop in ("state", "glow"):
-            fact_out = name in HELDOUT_MATERIALS
-            for template in (*TRAIN_QUESTIONS[prop], *HELDOUT_QUESTIONS[prop]):
-                if fact_out or template in HELDOUT_QUESTIONS[prop]:
-                    items.append(_material_item(rng, name, prop, template, True))
+            if name in HELDOUT_MATERIALS:
+                for template in TRAIN_QUESTIONS[prop]:
+                    main.append(_material_item(rng, name, prop, template, True))
+            for template in HELDOUT_QUESTIONS[prop]:
+                wordings.append(_material_item(rng, name, prop, template, True))
     for big, _, _ in UNITS:
-        for template in (*TRAIN_QUESTIONS["unit"], *HELDOUT_QUESTIONS["unit"]):
-            if big in HELDOUT_UNITS or template in HELDOUT_QUESTIONS["unit"]:
-                items.append(_unit_item(rng, big, template, True))
-    rng.shuffle(items)
-    return items
+        if big in HELDOUT_UNITS:
+            for template in TRAIN_QUESTIONS["unit"]:
+                main.append(_unit_item(rng, big, template, True))
+        for template in HELDOUT_QUESTIONS["unit"]:
+            wordings.append(_unit_item(rng, big, template, True))
+    rng.shuffle(main)
+    rng.shuffle(wordings)
+    return main + wordings
 
 
 __all__ = [
