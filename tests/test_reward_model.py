@@ -94,10 +94,13 @@ def test_training_starts_at_chance_and_learns(summary):
     assert summary["steps"] == REWARD_STEPS and summary["batch_size"] == 16
     from conftest import SYNTH_SCALE
 
+    from plot_ray.models.reward import PAIR_CORPORA, RANKED_CORPUS
     from plot_ray.synth import split_sizes
 
+    # the reward model learns from harmlessness, logic and the ranked lists, not the other
+    # sub-preferences' pairs (benchmark version 3)
     sizes = split_sizes(SYNTH_SCALE)
-    assert summary["train_pairs"] == {c: n["train"] for c, n in sizes.items()}
+    assert summary["train_pairs"] == {c: sizes[c]["train"] for c in (*PAIR_CORPORA, RANKED_CORPUS)}
 
 
 def test_saved_as_one_label_llama_classifier_with_the_policys_tokenizer(reward_dir, tiny_model_dir):

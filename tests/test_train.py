@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 
 import pytest
 from conftest import train_config
@@ -348,10 +349,14 @@ def test_eval_every_validates_at_its_steps_and_tensorboard_has_the_eval_scalars(
     assert [m["step"] for m in run.metrics if "eval/loss_total" in m] == [20, 40]
     first, last = (m for m in run.metrics if "eval/loss_total" in m)
     assert first["eval/rows"] == last["eval/rows"] == 19
-    # 20 more steps of DPO on the same distribution: the held-out pairs improve too (measured:
-    # DPO loss 0.37 → 0.12, reward accuracy 0.74 → 0.89)
-    assert last["eval/loss_vanilla"] < first["eval/loss_vanilla"]
+    # 20 more steps of DPO on the same distribution: more held-out pairs are ranked right, and
+    # both passes beat chance (ln 2). The held-out loss itself need not fall: the training loss
+    # is ~0 by step 15, so the model grows surer on the pairs it still gets wrong (benchmark
+    # 3.1's base model: reward accuracy 0.74 → 0.84, DPO loss 0.41 → 0.48; on 2.0's: 0.74 →
+    # 0.89, 0.37 → 0.12)
+    assert last["eval/reward_accuracy"] > first["eval/reward_accuracy"]
     assert last["eval/reward_accuracy"] > 0.7
+    assert max(first["eval/loss_vanilla"], last["eval/loss_vanilla"]) < math.log(2) - 0.1
     assert run.summary["eval"]["step"] == 40
     assert run.reported_metrics["eval/loss_total"] == last["eval/loss_total"]
     events = EventAccumulator(str(run.run_dir / "tensorboard"))
@@ -367,9 +372,11 @@ def test_worker_crash_resumes_from_checkpoint_with_every_step_once(bf16_zero3_ru
     assert (run.run_dir / ".failed_once_rank1").exists()  # the crash did happen
     assert [m["step"] for m in run.metrics] == list(range(1, 7))
     assert_losses_add_up(run, 0.5, "aot")
-    # AOT starts at ln 2 (policy = reference) and falls in bf16 too (measured 0.69 -> 0.31)
+    # AOT starts at ln 2 (policy = reference) and falls in bf16 too; one batch per step makes
+    # single steps noisy (benchmark 3.1's base model: 0.69, 0.55, 0.69, 0.27, 0.77, 0.61), so
+    # the last three steps' mean is what must fall (0.55)
     assert run.metrics[0]["loss/vanilla"] == pytest.approx(math.log(2), abs=1e-3)
-    assert run.metrics[-1]["loss/vanilla"] < 0.8 * run.metrics[0]["loss/vanilla"]
+    assert statistics.fmean(m["loss/vanilla"] for m in run.metrics[-3:]) < math.log(2) - 0.1
     # Only registered checkpoints stay on disk (Ray leaves in-flight ones behind on a crash),
     # the last train.keep_checkpoints=2 of them.
     on_disk = sorted(p.name for p in (bf16_runs_dir / "bf16-z3-crash").glob("checkpoint_0*"))
