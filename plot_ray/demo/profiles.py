@@ -214,30 +214,21 @@ PROFILES: dict[str, DemoProfile] = {
         # the tiny attacker does not carry over to held-out behaviours at any length tried
         # (600 steps: 10-13% of its test cases name a behaviour keyword; 1500: 23%, 9 minutes)
         attacker_steps=600,
-        attacks=(
-            "direct_request",
-            "human_jailbreaks",
-            "zero_shot",
-            "sfs",
-            "gcg",
-            "pez",
-            "gbda",
-            "uat",
-        ),
+        # The attacks every model can afford. The attacks optimised against each model (GCG, PEZ,
+        # GBDA, UAT, SFS) took 106 s per model with their settings of benchmark version 2
+        # (measured on 3.1's base: SFS 8 s, GCG 13, PEZ 23, GBDA 39, UAT 10, actor start 13);
+        # over 42 models that is 74 minutes, most of the 90-minute budget, next to ~55 s per
+        # model for everything else. Version 2's full run (docs/results/full-v2) has all eight;
+        # the default profile runs GCG; `plot-ray eval` runs any of them on chosen models.
+        attacks=("direct_request", "human_jailbreaks", "zero_shot"),
         attack_params={
-            "gcg": GCG_SMALL,
-            # at 12 steps PEZ and GBDA were at or just below the direct request on benchmark
-            # version 2's base (72.7% and 67.3% vs 73.3%), still rising
-            "pez": {"num_steps": 20, "snapshot_every": 5},
-            "gbda": {"num_steps": 20, "snapshot_every": 5},
-            "uat": {"num_steps": 6, "snapshot_every": 2},
             "zero_shot": {"n_per_behavior": 5, "max_tokens": 48},
-            "sfs": {"sample_size": 8, "n_shots": 3, "num_steps": 4, "max_tokens": 64},
         },
         # 16 main runs + 6 more DPO seeds + 5 controls + 9 curve points and ablations + 5 runs
-        # of the stability grid, and the base, are evaluated with all eight attacks; that sizes
-        # the steps and sets (benchmark version 1's 38 models took 71 min 49 s,
-        # docs/results/full; version 2's 37 took 106 min, docs/results/full-v2)
+        # of the stability grid, and the base: 42 models (benchmark version 1's 38 models took
+        # 71 min 49 s, docs/results/full; version 2's 37 with all eight attacks 106 min,
+        # docs/results/full-v2)
+        choice_loglik=False,  # a scorer pool per model (~10 s each, 7 minutes over 42 models)
         num_behaviors=20,
         templates_per_behavior=3,
         num_benign=40,
