@@ -443,6 +443,16 @@ def test_stability_table_gives_each_methods_range_over_the_grid(tmp_path):
         "(2 seeds). With one seed per point, each spread includes seed noise: these numbers "
         "describe these runs and test no difference between the methods."
     )
+    # the sub-preferences the other rows do not hold get rows of their own (coding: PLOT 60,
+    # 60, 70; DEFT 60, 40, 20)
+    coding = {0.03: 0.6, 0.3: 0.6, 3.0: 0.7, "deft=0.03": 0.6, "deft=0.3": 0.4, "deft=3": 0.2}
+    with_coding = rows + [
+        {**r, "metric": "subpref/coding", "value": coding[r["ablation"] or r["alpha"]]}
+        for r in rows
+        if r["metric"] == "reward" and r["seed"] == 0 and (r["ablation"] or r["alpha"]) in coding
+    ]
+    (row,) = [r for r in stability_table(with_coding, STABLE) if r["metric"] == "coding (%)"]
+    assert [row[c] for c in cols[1:-2]] == ["60.0", "70.0", "10.0", "20.0", "60.0", "40.0"]
     # a missing DEFT run shrinks its count; without a grid there is no table
     fewer = [r for r in rows if r["ablation"] != "deft=3"]
     assert stability_table(fewer, STABLE)[0]["runs (PLOT/DEFT)"] == "3/2"

@@ -381,11 +381,19 @@ def tradeoff_table(rows: list[dict], profile) -> list[dict]:
 # ----------------------------------------------------------------------------- alpha stability
 def _stability_metrics(rows: list[dict]) -> list[tuple[str, str, float, int]]:
     """The stability table's metrics, ``(metric, heading, scale, digits)``: ASR per attack and
-    its mean (in %), then the main table's other columns."""
+    its mean (in %), the main table's other columns, then the sub-preferences those do not
+    already hold (harmlessness is 1 - the mean ASR, mathematics the arithmetic accuracy)."""
+    from plot_ray.eval.subpreferences import RATED, SUBPREFERENCES
+
     out = [(f"asr/{a}", f"ASR {a} (%)", 100.0, 1) for a in final_attacks(rows)]
     out.append(("asr/mean", "ASR mean over attacks (%)", 100.0, 1))
     for metric, heading, _ in HELPFULNESS:
         out.append((metric, heading, 1.0, 1 if metric in ("lc_win_rate", "perplexity") else 3))
+    for name in SUBPREFERENCES:
+        if name not in ("harmlessness", "mathematics"):
+            rated = name in RATED
+            heading = f"{name} ({'1-10' if rated else '%'})"
+            out.append((f"subpref/{name}", heading, 1.0 if rated else 100.0, 2 if rated else 1))
     return out
 
 
