@@ -65,7 +65,10 @@ class DemoProfile:
     num_humanity: int = 30
     num_coding: int = 20
     num_choice: int = 40
-    choice_loglik: bool = True  # eval.choice_loglik (the quick profile grades letters only)
+    # eval.choice_loglik: every profile grades the generated letter only. Scoring each option
+    # by log-likelihood takes a scorer pool per model (~10 s each on 2 cores: 7 minutes over
+    # --full's 42 models) and picked no better than chance on benchmark 3.1's base model
+    choice_loglik: bool = False
     ablation_method: str = "dpo"
     primary_seeds: tuple[int, ...] = ()
     controls: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -186,17 +189,19 @@ PROFILES: dict[str, DemoProfile] = {
         num_humanity=6,
         num_coding=4,
         num_choice=8,
-        choice_loglik=False,  # saves an NLL scorer pool per model (~9 s each here)
     ),
     "default": DemoProfile(
         name="default",
-        methods=("dpo", "aot"),
+        # The pre-registered comparison's shape at two seeds. With AOT too (8 runs) and a
+        # log-likelihood scorer pool per model it took ~19.5 min once benchmark 3 added its
+        # sub-preference tasks (base model 188 s, sweep 332 s, ~65 s of evaluation per model)
+        methods=("dpo",),
         alphas=(0.0, DEFAULT_ALPHA),
         main_alpha=DEFAULT_ALPHA,
         seeds=(0, 1),
         train_steps=60,
         # ZeroShot/SFS need the attacker LM (minutes to train, and the tiny one does not carry
-        # over to held-out behaviours: see README); --full runs them
+        # over to held-out behaviours: see README); --full runs ZeroShot
         attacks=("direct_request", "human_jailbreaks", "gcg"),
         attack_params={"gcg": GCG_SMALL},
     ),
@@ -228,7 +233,6 @@ PROFILES: dict[str, DemoProfile] = {
         # of the stability grid, and the base: 42 models (benchmark version 1's 38 models took
         # 71 min 49 s, docs/results/full; version 2's 37 with all eight attacks 106 min,
         # docs/results/full-v2)
-        choice_loglik=False,  # a scorer pool per model (~10 s each, 7 minutes over 42 models)
         num_behaviors=20,
         templates_per_behavior=3,
         num_benign=40,
