@@ -165,7 +165,7 @@ def test_rule_judge_through_the_helpfulness_stage(synth_dir, tmp_path):
     written as result shards (the rule judge runs on the driver: no Ray)."""
     from plot_ray.eval.pipeline import Progress
     from plot_ray.eval.report import _markdown, helpfulness_metrics, pairwise_metrics, summary_rows
-    from plot_ray.eval.runner import PAIRWISE, RATINGS, _helpfulness_stage
+    from plot_ray.eval.runner import PAIRWISE, RATINGS, _judged_stage
     from plot_ray.eval.store import ResultStore
     from plot_ray.eval.tasks import build_cases
 
@@ -203,7 +203,7 @@ def test_rule_judge_through_the_helpfulness_stage(synth_dir, tmp_path):
             [{**c, "completion": answer(c)} for c in cases["benign"][4:]],
         )
     per_model = {"good": cases, "bad": cases}
-    _helpfulness_stage(cfg, store, per_model, None, lambda _m: None, Progress(False))
+    _judged_stage(cfg, store, per_model, None, lambda _m: None, Progress(False))
 
     good = helpfulness_metrics(store.read_all("good", "benign", RATINGS), "synthetic_helpfulness")
     bad = helpfulness_metrics(store.read_all("bad", "benign", RATINGS), "synthetic_helpfulness")
@@ -237,7 +237,7 @@ def test_rule_judge_through_the_helpfulness_stage(synth_dir, tmp_path):
     assert "| 2.00 (6/6 rated) | 0.0 (0/0/6) |" in table
     # A rerun finds every shard written: nothing is judged again.
     before = sorted(p.stat().st_mtime_ns for p in (tmp_path / "results").rglob("*.parquet"))
-    _helpfulness_stage(cfg, store, per_model, None, lambda _m: None, Progress(False))
+    _judged_stage(cfg, store, per_model, None, lambda _m: None, Progress(False))
     assert sorted(p.stat().st_mtime_ns for p in (tmp_path / "results").rglob("*.parquet")) == before
 
 
