@@ -803,14 +803,16 @@ class EvalConfig(_Section):
     @model_validator(mode="after")
     def _humanity_judging(self) -> EvalConfig:
         if "humanity" not in self.tasks:
-            # (the default rule judge named, as jobs/configs/tiny_eval.yaml does, is no error)
+            # by value: a config written out whole (to_yaml) names every key, and
+            # jobs/configs/tiny_eval.yaml names the default rule judge
             told = [
                 k
-                for k in ("humanity_mode", "humanity_max_new_tokens")
-                if k in self.model_fields_set
+                for k, default in (
+                    ("humanity_judge", "synthetic_humanity"),
+                    ("humanity_mode", "single"),
+                )
+                if getattr(self, k) != default
             ]
-            if self.humanity_judge != "synthetic_humanity":
-                told.insert(0, "humanity_judge")
             if told:
                 raise ValueError(
                     f"eval.{told[0]} judges the humanity task: add humanity to eval.tasks"
