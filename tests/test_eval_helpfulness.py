@@ -21,6 +21,18 @@ from plot_ray.eval.judges.helpfulness import (
     rating_prompt,
     win_tie_loss,
 )
+from plot_ray.eval.pipeline import Progress
+from plot_ray.eval.report import (
+    _humanity,
+    _markdown,
+    helpfulness_metrics,
+    humanity_ratings_as_labels,
+    pairwise_metrics,
+    summary_rows,
+)
+from plot_ray.eval.runner import PAIRWISE, RATINGS, _judged_stage
+from plot_ray.eval.store import ResultStore
+from plot_ray.eval.tasks import build_cases
 
 SETS = Path(__file__).parent / "data" / "evalsets"
 
@@ -159,26 +171,34 @@ def test_synthetic_helpfulness_judge_on_hand_made_answers():
     assert score(REFERENCE, reference="")[0] is None  # nothing to compare with: no rating
 
 
+def _two_models(synth_dir, task: str, names: tuple[str, str], **over):
+    """A config judging ``task`` of the synthetic benchmark for two models (the first the
+    baseline) that no run generates for: the tests write their answers."""
+    models = [{"name": n, "path": f"x/{n}"} for n in names]
+    return load_config(
+        overrides={
+            "eval.data_dir": str(synth_dir),
+            "eval.tasks": [task],
+            "eval.models": models,
+            **over,
+        }
+    )
+
+
 def test_rule_judge_through_the_helpfulness_stage(synth_dir, tmp_path):
     """The synthetic benign prompts, the baseline answering with the references and the other
     model with the benchmark's needless refusals: ratings and position-swapped comparisons
     written as result shards (the rule judge runs on the driver: no Ray)."""
-    from plot_ray.eval.pipeline import Progress
-    from plot_ray.eval.report import _markdown, helpfulness_metrics, pairwise_metrics, summary_rows
-    from plot_ray.eval.runner import PAIRWISE, RATINGS, _judged_stage
-    from plot_ray.eval.store import ResultStore
-    from plot_ray.eval.tasks import build_cases
-
-    cfg = load_config(
-        overrides={
-            "eval.data_dir": str(synth_dir),
-            "eval.tasks": ["benign"],
+    cfg = _two_models(
+        synth_dir,
+        "benign",
+        ("good", "bad"),
+        **{
             "eval.num_benign": 6,
             "eval.shard_size": 4,
-            "eval.models": [{"name": "good", "path": "x/good"}, {"name": "bad", "path": "x/bad"}],
             "eval.helpfulness_judge": "synthetic_helpfulness",
             "eval.helpfulness_mode": "both",
-        }
+        },
     )
     cases = build_cases(cfg.eval)
     rows = [json.loads(line) for line in (synth_dir / "eval" / "benign.jsonl").open()]
@@ -329,7 +349,7 @@ def test_a_changed_humanity_judge_is_refused(tmp_path):
     rule judge adds nothing new, so folders made before judged humanity stay valid."""
     from plot_ray.eval.engines import EngineSettings
     from plot_ray.eval.runner import _model_settings
-    from plot_ray.eval.store import ResultStore, SettingsMismatchError
+    from plot_ray.eval.store import SettingsMismatchError
 
     two = [{"name": "a", "path": "x/a"}, {"name": "b", "path": "x/b"}]
     base = {"eval.tasks": ["humanity"], "eval.models": two}
@@ -357,21 +377,11 @@ def test_humanity_pairwise_through_the_judged_stage(synth_dir, tmp_path):
     """The rule humanity judge through the judged stage (no Ray): the baseline answers with the
     references, the other model coldly; each prompt is compared in both orders and the cold
     model loses every one; a judge model's ratings become the rule judge's metrics."""
-    from plot_ray.eval.pipeline import Progress
-    from plot_ray.eval.report import _humanity, humanity_ratings_as_labels, pairwise_metrics
-    from plot_ray.eval.runner import PAIRWISE, RATINGS, _judged_stage
-    from plot_ray.eval.store import ResultStore
-    from plot_ray.eval.tasks import build_cases
-
-    cfg = load_config(
-        overrides={
-            "eval.data_dir": str(synth_dir),
-            "eval.tasks": ["humanity"],
-            "eval.num_humanity": 5,
-            "eval.shard_size": 3,
-            "eval.models": [{"name": "kind", "path": "x/k"}, {"name": "cold", "path": "x/c"}],
-            "eval.humanity_mode": "pairwise",
-        }
+    cfg = _two_models(
+        synth_dir,
+        "humanity",
+        ("kind", "cold"),
+        **{"eval.num_humanity": 5, "eval.shard_size": 3, "eval.humanity_mode": "pairwise"},
     )
     cases = build_cases(cfg.eval)
     store = ResultStore(tmp_path)

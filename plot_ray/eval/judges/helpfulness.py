@@ -52,6 +52,7 @@ from plot_ray.eval.judges.registry import (
     Judge,
     JudgeContext,
     JudgeSpec,
+    Question,
     RuleJudge,
     get_judge,
     register_judge,
@@ -420,7 +421,7 @@ register_judge(
 )
 
 
-def resolve_rated_judge(name_or_path: str, asks: str) -> tuple[JudgeSpec, str | None]:
+def resolve_rated_judge(name_or_path: str, asks: Question) -> tuple[JudgeSpec, str | None]:
     """``eval.<asks>_judge`` (``asks``: helpfulness or humanity) → (spec, model): a registered
     judge of that question by name, else the ``<asks>_model`` judge prompting the model at that
     path (a folder, or a hub name with a "/")."""
@@ -428,7 +429,7 @@ def resolve_rated_judge(name_or_path: str, asks: str) -> tuple[JudgeSpec, str | 
     if spec is not None and spec.asks == asks and not spec.takes_model:
         return spec, None
     if spec is None and ("/" in name_or_path or Path(name_or_path).exists()):
-        return get_judge(f"{asks}_model", asks=asks), name_or_path  # type: ignore[arg-type]
+        return get_judge(f"{asks}_model", asks=asks), name_or_path
     names = ", ".join(n for n, s in JUDGES.items() if s.asks == asks and not s.takes_model)
     raise ValueError(
         f"unknown {asks} judge {name_or_path!r}: name a registered one ({names}) or give a "
