@@ -11,9 +11,9 @@ two rubrics (:data:`RUBRICS`): ``helpfulness`` (the benign task's answers) and `
 ``eval.helpfulness_judge`` names a registered ``helpfulness`` judge (``synthetic_helpfulness``,
 a rule judge for the synthetic benchmark) or is a model path that :class:`ModelRequestJudge`
 prompts; ``eval.humanity_judge`` likewise names a ``humanity`` judge (``synthetic_humanity``)
-or a judge model (:func:`resolve_rated_judge`). Every judge takes *request rows*:
-``judge_kind`` (``rating`` or ``pair``),
-``judge_prompt`` (the text a model judge reads), and for a rule judge ``question``,
+or a judge model (:func:`resolve_rated_judge`); :func:`judged_tasks` says which tasks an
+evaluation judges and how. Every judge takes *request rows*: ``judge_kind`` (``rating`` or
+``pair``), ``judge_prompt`` (the text a model judge reads), and for a rule judge ``question``,
 ``reference``, ``answer`` (rating) or ``answer_a``/``answer_b`` (pair); it returns them with
 ``rating`` (1-10, -1 unparseable) or ``preference`` (``A``, ``B``, ``tie``, ``""`` unparseable)
 and ``judge_output`` (the model judge's text, or the rule's reason). A rule judge that rates one
@@ -26,7 +26,8 @@ coding questions); for a later turn it sees the whole conversation (the model's 
 answers included) and rates the last answer. The judge writes a justification and then the
 rating as ``[[N]]``; the last ``[[N]]`` (or ``[[N.5]]``) in the text counts, anything outside
 1-10 or no such tag is -1 and counted apart. The score is the mean over questions and turns of
-the parsed ratings.
+the parsed ratings. Under the humanity rubric the case's reference is shown as one example of a
+considerate answer, not as the right one.
 
 Pairwise comparison against ``eval.baseline`` (MT-Bench's ``pairwise-baseline`` mode): each
 question is judged twice, the model as assistant A and then as assistant B, and the verdicts
