@@ -604,6 +604,9 @@ class EvalConfig(_Section):
     is a judge model's path; ``helpfulness_mode`` ``single`` rates each answer 1-10 (the mean
     over questions and turns is the MT-Bench score), ``pairwise`` judges each answer against
     ``baseline``'s in both orders (a win only when both orders agree), ``both`` does the two.
+    The humanity task is judged the same way: ``humanity_judge`` names a registered humanity
+    judge (``synthetic_humanity``, the default, rates in the scoring stage) or is a judge
+    model's path (the humanity rubric), and ``humanity_mode`` says single, pairwise or both.
     Generation: ``generation`` (:class:`GenerationConfig`). Placement: ``use_gpu`` puts
     every engine and model-holding actor on a GPU of its own.
     """
@@ -672,8 +675,12 @@ class EvalConfig(_Section):
     # to the same question, judged in both orders; both: the two
     helpfulness_mode: Literal["single", "pairwise", "both"] = "single"
     helpfulness_max_new_tokens: int = Field(default=512, ge=1)  # a judge model's reply
-    # The humanity task's judge: a registered humanity judge (a 1-10 rating per answer)
+    # The humanity task's judge: a registered humanity judge (a 1-10 rating per answer) or a
+    # judge model's path (the humanity rubric: considerate, respectful, still useful)
     humanity_judge: str = "synthetic_humanity"
+    # as helpfulness_mode, for the humanity task's answers
+    humanity_mode: Literal["single", "pairwise", "both"] = "single"
+    humanity_max_new_tokens: int = Field(default=512, ge=1)  # a judge model's reply
     # results
     shard_size: int = Field(default=64, ge=1)  # rows per result shard (the unit of resume)
     name: str = "eval"
@@ -788,10 +795,35 @@ class EvalConfig(_Section):
     @field_validator("humanity_judge")
     @classmethod
     def _a_humanity_judge(cls, name: str) -> str:
-        from plot_ray.eval.judges import get_judge
+        from plot_ray.eval.judges import resolve_humanity_judge
 
-        get_judge(name, asks="humanity")
+        resolve_humanity_judge(name)
         return name
+
+    @model_validator(mode="after")
+    def _humanity_judging(self) -> EvalConfig:
+        if "humanity" not in self.tasks:
+            # by value: a config written out whole (to_yaml) names every key, and
+            # jobs/configs/tiny_eval.yaml names the default rule judge
+            told = [
+                k
+                for k, default in (
+                    ("humanity_judge", "synthetic_humanity"),
+                    ("humanity_mode", "single"),
+                )
+                if getattr(self, k) != default
+            ]
+            if told:
+                raise ValueError(
+                    f"eval.{told[0]} judges the humanity task: add humanity to eval.tasks"
+                )
+            return self
+        if self.humanity_mode != "single" and len(self.models) < 2:
+            raise ValueError(
+                f"eval.humanity_mode {self.humanity_mode!r} compares models with "
+                "eval.baseline: name at least two eval.models (or use single)"
+            )
+        return self
 
     @field_validator("refusal_judge")
     @classmethod

@@ -6,8 +6,10 @@
                                            score    (judges from the registry; the classifier
                                                      judge, reward model and perplexity as
                                                      Ray Data pipelines)
-                          ──►  judged helpfulness of the benign answers (every model at once:
-                               ratings, and comparisons with the baseline in both orders)
+                          ──►  judged tasks: helpfulness of the benign answers, humanity of
+                               the humanity answers (every model and both tasks at once, one
+                               pool per judge model: ratings, and comparisons with the
+                               baseline in both orders)
                           ──►  metrics.json, report.md, figures (plot_ray.eval.report)
 
 Each model's pending shards of all generation tasks go through one Ray Dataset, so a model
@@ -28,6 +30,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from plot_ray.config import ConfigError, EvalConfig, EvalModel, PlotRayConfig
 from plot_ray.eval.engines import EngineSettings, chat_prompts, generate, resolve_model_path
@@ -35,10 +38,15 @@ from plot_ray.eval.pipeline import Progress, Stage, actor_pool, shards, stream, 
 from plot_ray.eval.store import ResultStore
 from plot_ray.eval.tasks import build_cases, conversation
 
+if TYPE_CHECKING:  # pragma: no cover
+    from plot_ray.eval.judges.helpfulness import JudgedTask
+
 __all__ = [
     "GENERATION_TASKS",
     "eval_dir",
+    "judged_requests",
     "nll_scorer_kwargs",
+    "pairwise_rows",
     "pool_settings",
     "reward_scorer_kwargs",
     "run_eval",
@@ -47,7 +55,7 @@ __all__ = [
 # perplexity scores references: no generation
 GENERATION_TASKS = ("harmful", "benign", "logic", "coding", "choice", "humanity")
 COMPLETIONS, SCORES = "completions", "scores"
-# judged helpfulness of the benign answers: per-answer ratings, position-swapped comparisons
+# judged tasks' results beside their scores: per-answer ratings, position-swapped comparisons
 RATINGS, PAIRWISE = "ratings", "pairwise"
 
 
@@ -75,6 +83,8 @@ def _refusal_judge_name(ev: EvalConfig) -> str:
 
 def _model_settings(path: str, s: EngineSettings, ev: EvalConfig) -> dict:
     """What a model's results depend on (not which engine made them: both give the same)."""
+    from plot_ray.eval.judges.helpfulness import judged_tasks
+
     return {
         "path": path,
         "max_new_tokens": s.max_new_tokens,
@@ -92,6 +102,16 @@ def _model_settings(path: str, s: EngineSettings, ev: EvalConfig) -> dict:
             else {}
         ),
         **({"humanity_judge": ev.humanity_judge} if "humanity" in ev.tasks else {}),
+        # only beyond the default rule rating, so older results stay valid
+        **(
+            {
+                "humanity_mode": ev.humanity_mode,
+                "humanity_max_new_tokens": ev.humanity_max_new_tokens,
+                "humanity_baseline": ev.baseline_name,
+            }
+            if "humanity" in judged_tasks(ev)
+            else {}
+        ),
         **({"choice_loglik": ev.choice_loglik} if "choice" in ev.tasks else {}),
         **(
             {
@@ -253,11 +273,16 @@ _CHOICE_CASE_COLUMNS = (
 
 
 def _humanity_scoring(ev: EvalConfig) -> Stage:
-    """The humanity judge (``eval.humanity_judge``) on each answer: ``label`` (1 considerate),
-    ``judge_score`` (1-10; None when it cannot tell) and ``judge_reason``."""
-    from plot_ray.eval.judges import JudgeContext, get_judge
+    """A rule humanity judge (``eval.humanity_judge``) on each answer: ``label`` (1
+    considerate), ``judge_score`` (1-10; None when it cannot tell) and ``judge_reason``. A judge
+    model rates in the judged stage (``ratings`` shards): the scores are the answers as they
+    are."""
+    from plot_ray.eval.judges import JudgeContext, resolve_humanity_judge
 
-    judge = get_judge(ev.humanity_judge, asks="humanity").build(JudgeContext(ev=ev))
+    spec, model = resolve_humanity_judge(ev.humanity_judge)
+    if model is not None:
+        return Stage()
+    judge = spec.build(JudgeContext(ev=ev))
 
     def rate(row: dict) -> dict:
         row = judge.label_row(row)
@@ -364,52 +389,52 @@ def _score_stage(store, model: EvalModel, path: str, cases, s: EngineSettings, e
 
 
 def _judged_conversation(case: dict, answered: dict[str, dict]) -> list[dict]:
-    """The conversation a helpfulness judge reads: the case's prompt messages (earlier turns
-    with the model's own answers) and the model's answer to it."""
+    """The conversation a judge reads: the case's prompt messages (earlier turns with the
+    model's own answers) and the model's answer to it."""
     answer = {"role": "assistant", "content": answered[case["case_id"]]["completion"]}
     return [*conversation(case, answered), answer]
 
 
-def helpfulness_requests(store, ev: EvalConfig, per_model: dict) -> dict:
-    """The helpfulness judge's pending request rows, ``{((RATINGS | PAIRWISE, model), shard):
-    rows}`` (the benign task's shards): a rating request per answer, and per answer of a model
-    other than the baseline two comparison requests (the model as A, then as B)."""
+def judged_requests(store, ev: EvalConfig, per_model: dict, jt: JudgedTask) -> dict:
+    """A judged task's pending request rows, ``{((RATINGS | PAIRWISE, task, model), shard):
+    rows}`` (the task's shards): a rating request per answer (``jt.rates``), and
+    (``jt.compares``) per answer of a model other than the baseline two comparison requests
+    (the model as A, then as B), under the task's rubric."""
     from plot_ray.eval.judges.helpfulness import pair_requests, rating_request
 
-    single = ev.helpfulness_mode in ("single", "both")
-    paired = ev.helpfulness_mode in ("pairwise", "both")
-    baseline = ev.baseline_name
+    task, baseline = jt.task, ev.baseline_name
     done: dict[str, dict[str, dict]] = {}
 
     def answered(name: str) -> dict[str, dict]:
         if name not in done:
-            done[name] = {r["case_id"]: r for r in store.read_all(name, "benign", COMPLETIONS)}
+            done[name] = {r["case_id"]: r for r in store.read_all(name, task, COMPLETIONS)}
         return done[name]
 
     pending: dict = {}
     for model in ev.models:
-        cases = per_model[model.name]["benign"]
+        cases = per_model[model.name][task]
         rounds = turns(cases)
         for k, rows in shards(cases, ev.shard_size).items():
-            if single and not store.has(model.name, "benign", RATINGS, k):
+            if jt.rates and not store.has(model.name, task, RATINGS, k):
                 mine = answered(model.name)
-                pending[((RATINGS, model.name), k)] = [
+                pending[((RATINGS, task, model.name), k)] = [
                     rating_request(
                         c["case_id"],
                         _judged_conversation(c, mine),
                         c["reference"],
+                        jt.rubric,
                         turn=rounds[c["case_id"]],
                         category=c["category"],
                     )
                     for c in rows
                 ]
             if (
-                paired
+                jt.compares
                 and model.name != baseline
-                and not store.has(model.name, "benign", PAIRWISE, k)
+                and not store.has(model.name, task, PAIRWISE, k)
             ):
                 mine, base = answered(model.name), answered(baseline)
-                pending[((PAIRWISE, model.name), k)] = [
+                pending[((PAIRWISE, task, model.name), k)] = [
                     request
                     for c in rows
                     for request in pair_requests(
@@ -417,6 +442,7 @@ def helpfulness_requests(store, ev: EvalConfig, per_model: dict) -> dict:
                         _judged_conversation(c, mine),
                         _judged_conversation(c, base),
                         c["reference"],
+                        jt.rubric,
                         turn=rounds[c["case_id"]],
                         category=c["category"],
                     )
@@ -451,31 +477,38 @@ def pairwise_rows(requests: list[dict]) -> list[dict]:
     return out
 
 
-def _helpfulness_stage(cfg: PlotRayConfig, store, per_model: dict, cpus, say, bar) -> None:
-    """Judge the benign answers' helpfulness (``eval.helpfulness_judge``): every model's
-    pending ratings and comparisons in one pass, so a judge model starts its engines once."""
-    from plot_ray.eval.judges import JudgeContext, resolve_helpfulness_judge
+def _judged_stage(cfg: PlotRayConfig, store, per_model: dict, cpus, say, bar) -> None:
+    """Judge the judged tasks' answers (:func:`judged_tasks`): every model's pending ratings
+    and comparisons of both tasks in one pass per judge, so a judge model that judges both
+    (with one reply limit) starts its engines once."""
+    from plot_ray.eval.judges import JudgeContext
+    from plot_ray.eval.judges.helpfulness import judged_tasks, request_judge, resolve_rated_judge
 
     ev = cfg.eval
-    if not ev.helpfulness_judge or "benign" not in ev.tasks:
-        return
-    pending = helpfulness_requests(store, ev, per_model)
-    if not pending:
-        return
-    spec, judge_model = resolve_helpfulness_judge(ev.helpfulness_judge)
-    settings, path = None, None
-    if judge_model is not None:
-        path = resolve_model_path(judge_model)
-        settings = pool_settings(cfg, path, "the helpfulness judge's engine pool", cpus, say)
-    judge = spec.build(JudgeContext(ev=ev, engine=settings, model=path))
+    by_judge: dict[tuple[str, int | None], list[JudgedTask]] = {}
+    pending: dict[tuple[str, int | None], dict] = {}
+    for jt in judged_tasks(ev).values():
+        todo = judged_requests(store, ev, per_model, jt)
+        if todo:  # a rule judge ignores the reply limit: one pass whatever it is
+            key = (jt.judge, jt.max_new_tokens if jt.model else None)
+            by_judge.setdefault(key, []).append(jt)
+            pending.setdefault(key, {}).update(todo)
 
     def write(key, rows: list[dict]) -> None:
-        (kind, model), k = key
-        store.write(model, "benign", kind, k, rows if kind == RATINGS else pairwise_rows(rows))
+        (kind, task, model), k = key
+        store.write(model, task, kind, k, rows if kind == RATINGS else pairwise_rows(rows))
 
-    bar.start(f"helpfulness ({ev.helpfulness_judge})", sum(map(len, pending.values())))
-    stream(pending, judge.stage(), write=write, progress=bar)
-    bar.close()
+    for key, jts in by_judge.items():
+        spec, judge_model = resolve_rated_judge(jts[0].judge, jts[0].rubric)
+        settings, path = None, None
+        if judge_model is not None:
+            path = resolve_model_path(judge_model)
+            settings = pool_settings(cfg, path, "the judge model's engine pool", cpus, say)
+        judge = request_judge(spec.build(JudgeContext(ev=ev, engine=settings, model=path)))
+        what = ", ".join(f"{jt.rubric} ({jt.task})" for jt in jts)
+        bar.start(f"judge {what}: {key[0]}", sum(map(len, pending[key].values())))
+        stream(pending[key], judge.stage(), write=write, progress=bar)
+        bar.close()
 
 
 def _model_cases(store, model: EvalModel, path: str, cases, s: EngineSettings, ev, bar) -> dict:
@@ -610,7 +643,7 @@ def run_eval(
             _generate_stage(store, model, path, mine, settings, ev, bar)
             _score_stage(store, model, path, mine, settings, ev, bar)
             say(f"{model.name}: done in {time.perf_counter() - t:.1f}s ({path})")
-        _helpfulness_stage(cfg, store, per_model, cpus, say, bar)
+        _judged_stage(cfg, store, per_model, cpus, say, bar)
     metrics = write_report(store, cfg, per_model, wall_s=time.perf_counter() - started)
     say(f"report: {root / 'report.md'} (metrics.json, figures/); worker logs: {log}")
     return metrics

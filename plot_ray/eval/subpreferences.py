@@ -68,7 +68,7 @@ def subpreference_scores(m: dict) -> dict[str, dict[str, Any]]:
         out["helpfulness"] = _entry(
             rating["score"], f"benign: {rating['judge']} rating", rating["n_rated"], "rating"
         )
-    if "humanity" in m:
+    if "score" in m.get("humanity", {}):  # a judge model in pairwise mode alone: no rating
         h = m["humanity"]
         out["humanity"] = _entry(
             h["score"], f"humanity: {h['judge']} rating", h["n_rated"], "rating"

@@ -3,8 +3,9 @@
     registry.py    Verdict, Judge, RuleJudge, JudgeSpec, register_judge, get_judge, resolve_judge
     refusal.py     refusal_prefixes: a refusal opening in the first sentence (HarmBench-style)
     classifier.py  classifier: a classifier LLM's yes/no answer, through the engine pool
-    helpfulness.py helpfulness_model: a judge model's MT-Bench-style 1-10 rating and A/B
-                   verdict (position-swapped), through the engine pool
+    helpfulness.py helpfulness_model, humanity_model: a judge model's MT-Bench-style 1-10
+                   rating and A/B verdict (position-swapped) under the helpfulness or the
+                   humanity rubric, through the engine pool
     synthetic.py   synthetic, synthetic_refusal, synthetic_helpfulness: the synthetic
                    benchmark's rule judges
     synthetic_humanity.py  synthetic_humanity: its humanity judge (a 1-10 rating)
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from plot_ray.eval.judges import classifier, helpfulness, refusal  # noqa: F401  (they register themselves)
 from plot_ray.eval.judges.classifier import parse_classifier_label
-from plot_ray.eval.judges.helpfulness import resolve_helpfulness_judge
+from plot_ray.eval.judges.helpfulness import resolve_helpfulness_judge, resolve_humanity_judge
 from plot_ray.eval.judges.refusal import RefusalJudge
 from plot_ray.eval.judges.registry import (
     JUDGES,
@@ -47,6 +48,7 @@ __all__ = [
     "refusal_judge",
     "register_judge",
     "resolve_helpfulness_judge",
+    "resolve_humanity_judge",
     "resolve_judge",
     "verdict_columns",
 ]
