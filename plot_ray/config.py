@@ -20,10 +20,11 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -74,6 +75,21 @@ DataReader = Literal["auto", "jsonl", "json", "parquet", "csv", "hf_disk", "hf_h
 LengthPolicy = Literal["truncate", "drop"]
 # Ranked lists in the token counts: best vs worst response, or best vs all the others.
 RankedPairing = Literal["best_worst", "best_rest"]
+FilterValue = str | bool | int | float | None
+
+
+def _row_filter(value: dict) -> dict:
+    """A ``where`` filter with no empty column name and no empty list (which keeps no row)."""
+    for column, wanted in value.items():
+        if not column.strip():
+            raise ValueError(f"empty column name in the filter {value!r}")
+        if isinstance(wanted, list) and not wanted:
+            raise ValueError(f"{column}: an empty list keeps no row; give the values to keep")
+    return value
+
+
+# A `where` row filter: {column: value or list of values} (JSON scalars; see DataSource).
+RowFilter = Annotated[dict[str, FilterValue | list[FilterValue]], AfterValidator(_row_filter)]
 
 
 class DataSource(_Section):
@@ -95,6 +111,10 @@ class DataSource(_Section):
     # {schema field: source column}: renames the source's columns before format detection,
     # e.g. {prompt: question, chosen: response_a, rejected: response_b}.
     columns: dict[str, str] = Field(default_factory=dict)
+    # A row filter on the columns (after `columns`): {column: value} keeps the rows whose
+    # column equals the value, a list value means one of them, several columns must all match;
+    # e.g. {source: [evol_instruct, sharegpt]}. `prepare` counts the rows it filters out.
+    where: RowFilter = Field(default_factory=dict)
 
     @field_validator("columns")
     @classmethod
@@ -571,6 +591,7 @@ class EvalSet(_Section):
     data_dir: str | None = None
     revision: str | None = None
     columns: dict[str, str] = Field(default_factory=dict)  # {field: source column}
+    where: RowFilter = Field(default_factory=dict)  # {column: value(s) to keep}, after columns
 
     @field_validator("columns")
     @classmethod
@@ -883,6 +904,8 @@ class ProblemSource(_Section):
     data_dir: str | None = None
     revision: str | None = None
     columns: dict[str, str] = Field(default_factory=dict)  # {question|answer: source column}
+    # {column: value(s) to keep}, after columns (MATH's {level: "Level 5"}); before `limit`
+    where: RowFilter = Field(default_factory=dict)
 
     @field_validator("columns")
     @classmethod

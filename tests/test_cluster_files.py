@@ -32,6 +32,7 @@ import tempfile
 import threading
 import tomllib
 import urllib.request
+from collections import Counter
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +116,69 @@ def test_real_configs_cover_the_papers_models_and_methods():
     methods = {c.loss.method for c in cfgs if c.loss.alpha > 0}
     assert {"sft", "dpo", "pro", "aot"} <= methods
     assert any(c.tune.space for c in cfgs) and any(c.eval.models for c in cfgs)
+
+
+# The corpora the real configs name, in their published form (jobs/README.md, "Training corpora
+# by name" and "Evaluation sets by name"). A hub dataset: the format it is published in, and the
+# key that picks its part of the repository (HH-RLHF's folders, the others' subsets).
+HUB_CORPORA = {
+    "Anthropic/hh-rlhf": ("hh_rlhf", "data_dir"),
+    "PKU-Alignment/PKU-SafeRLHF": ("pku_saferlhf", "subset"),
+    "openai/gsm8k": ("gsm8k", "subset"),
+}
+# Files of HarmBench's repository copied to the shared volume as they are: the key each one is.
+SHARED_FILES = {"harmbench_behaviors_text_test.csv": "behaviors", "jailbreaks.py": "templates"}
+SHARED_DATA = SHARED_MOUNT + "/data/"
+# HarmBench's behaviours CSV holds copyright behaviours, whose judge plot-ray does not have.
+HARMBENCH_KEPT = {"FunctionalCategory": ["standard", "contextual"]}
+
+
+def _named_sources(cfg) -> list[tuple[str, object]]:
+    """(dotted key, source) of every corpus, evaluation set and problem source of a config."""
+    from plot_ray.config import EVAL_SET_FORMATS
+
+    named = [(f"data.sources.{i}", s) for i, s in enumerate(cfg.data.sources)]
+    named += [(f"data.eval_sources.{i}", s) for i, s in enumerate(cfg.data.eval_sources)]
+    named += [(f"eval.{k}", getattr(cfg.eval, k)) for k in EVAL_SET_FORMATS]
+    named.append(("pairs.source", cfg.pairs.source))
+    return [(key, s) for key, s in named if s is not None]
+
+
+def _how_published(key: str, source, pairs_outputs: set[Path]) -> str:
+    """``hub``, ``shared file`` or ``make-pairs``: how ``source`` names a published corpus;
+    raises AssertionError naming ``key`` otherwise."""
+    fmt = getattr(source, "format", None)  # pairs.source has none: its columns are the problem
+    if source.path in HUB_CORPORA:
+        published, part = HUB_CORPORA[source.path]
+        assert fmt in (None, published), f"{key}: {source.path} is published as {published}"
+        assert getattr(source, part), f"{key}: {source.path} needs its `{part}`"
+        return "hub"
+    path = Path(source.path)
+    if source.path.startswith(SHARED_DATA) and SHARED_FILES.get(path.name) == key.split(".")[-1]:
+        if path.name.endswith(".csv"):
+            assert source.where == HARMBENCH_KEPT, f"{key}: keep {HARMBENCH_KEPT} by `where`"
+        return "shared file"
+    if path.parent.parent in pairs_outputs and fmt == path.stem:  # <output_dir>/<name>/trl
+        return "make-pairs"
+    raise AssertionError(
+        f"{key}: {source.path!r} is neither a hub corpus by name ({', '.join(HUB_CORPORA)}), "
+        f"a published file under {SHARED_DATA} ({', '.join(SHARED_FILES)}) nor make-pairs' "
+        "output (<pairs.output_dir>/<name>/<format>.parquet of a real pairs config)"
+    )
+
+
+def test_real_configs_name_their_corpora_in_published_form():
+    cfgs = {p.name: load_config(p) for p in REAL_CONFIGS}
+    pairs_outputs = {Path(c.pairs.output_dir) for c in cfgs.values() if c.pairs.model}
+    seen: Counter[str] = Counter()
+    for name, cfg in cfgs.items():
+        for key, source in _named_sources(cfg):
+            try:
+                seen[_how_published(key, source, pairs_outputs)] += 1
+            except AssertionError as exc:
+                raise AssertionError(f"jobs/configs/real/{name}: {exc}") from None
+    # every kind is there (a renamed key must not leave this test checking nothing)
+    assert set(seen) == {"hub", "shared file", "make-pairs"} and sum(seen.values()) >= 30, seen
 
 
 # ---------------------------------------------------------------------- cluster launcher

@@ -13,6 +13,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from plot_ray.config import ConfigError, DataSource, load_config
@@ -22,9 +23,12 @@ from plot_ray.data.formats import (
     detect_format,
     map_columns,
     normalize_record,
+    passes_where,
     pku_safety_case,
 )
 from plot_ray.data.readers import _read_file, resolve_source, resolve_sources, row_id
+from plot_ray.data.schema import FILTERED
+from plot_ray.data.tokenization import Normalizer
 
 CORPORA = Path(__file__).parent / "data" / "corpora"
 
@@ -178,6 +182,97 @@ def test_columns_with_an_empty_name_are_a_config_error():
         load_config(None, {"data": {"sources": [{"path": "x.jsonl", "columns": {"prompt": " "}}]}})
 
 
+# ----------------------------------------------------------------------------- row filter
+def test_where_keeps_rows_whose_columns_equal_the_value_or_one_of_the_values():
+    both_safe, neither_safe = PKU_TRAIN[1], PKU_TRAIN[2]
+    assert passes_where(both_safe, {"is_response_0_safe": True})
+    assert not passes_where(neither_safe, {"is_response_0_safe": True})
+    # a list is "one of"; several columns must all match
+    assert passes_where(neither_safe, {"response_0_severity_level": [1, 2]})
+    assert not passes_where(
+        neither_safe, {"response_0_severity_level": [1, 2], "is_response_1_safe": True}
+    )
+    # JSON equality: true is not 1 and not "true"; 2 is 2.0
+    assert not passes_where(both_safe, {"is_response_0_safe": 1})
+    assert not passes_where(both_safe, {"is_response_0_safe": "true"})
+    assert passes_where(neither_safe, {"response_0_severity_level": 2.0})
+    # after the column mapping: the renamed column's new name
+    assert passes_where(
+        map_columns(RENAMED[0], {"subpreference": "topic"}), {"subpreference": "logic"}
+    )
+    with pytest.raises(
+        RowRejected, match="'is_safe' \\(of the `where` filter\\) is missing"
+    ) as info:
+        passes_where(both_safe, {"is_safe": True})
+    assert info.value.reason == "missing_field"
+
+
+def test_rows_a_source_filters_out_are_marked_filtered_not_quarantined():
+    # PKU-SafeRLHF's default subset, only the rows whose response_0 is flagged safe
+    source = hub("pku-saferlhf", format="pku_saferlhf", where={"is_response_0_safe": True})
+    resolved = resolve_source(0, source)
+    raw = [b for i, f in enumerate(resolved.files) for b in _read_file(0, i, resolved.reader, f, 8)]
+    out = Normalizer([resolved], ["default"])(pa.concat_tables(raw)).to_pylist()
+    assert [r["reason"] for r in out] == [
+        FILTERED,
+        None,  # both safe
+        FILTERED,
+        "inconsistent_labels",  # kept by the filter, then quarantined by the format
+        None,  # Alpaca2-7B's row
+    ]
+    assert [r["record"] for r in out if r["reason"] == FILTERED] == [None, None]  # not kept
+
+
+def test_the_same_split_under_two_filters_is_two_sources():
+    sources = [
+        hub("pku-saferlhf", where={"response_0_source": "Alpaca-7B"}),
+        hub("pku-saferlhf", where={"response_0_source": "Alpaca2-7B"}),
+    ]
+    assert [s.where for s in resolve_sources(sources)] == [s.where for s in sources]
+    with pytest.raises(ValueError, match=r"data.sources.1 repeats data.sources.0"):
+        resolve_sources([sources[0], sources[0]])
+
+
+def test_prepare_fails_when_a_filter_keeps_none_of_a_sources_rows(tmp_path):
+    from plot_ray.data.pipeline import _fail_on_unusable_data
+    from plot_ray.data.report import PrepareResult, SourceSummary
+    from plot_ray.data.schema import DataValidationError
+
+    where = {"source": "sharegpt"}
+    result = PrepareResult(
+        output_dir=str(tmp_path),
+        subpreferences=["helpfulness"],
+        sources=[
+            SourceSummary("hh", "helpfulness", "hf_hub", rows_in=2, rows_out=2),
+            SourceSummary("uf", "helpfulness", "hf_hub", rows_in=3, filtered=3, where=where),
+        ],
+        tokens={},
+        rows={},
+        shards=[],
+        seconds=0.0,
+    )
+    printed: list[str] = []
+    with pytest.raises(
+        DataValidationError,
+        match=r"data\.sources\.1\.where \{'source': 'sharegpt'\} \(uf\) keeps none of its 3 row",
+    ):
+        _fail_on_unusable_data(result, load_config(), {}, printed.append)
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "failed_filtered"
+    assert "uf: 3 row(s) filtered by where {'source': 'sharegpt'}" in printed[0]
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ({"source": []}, r"data\.sources\.0\.where.*source: an empty list keeps no row"),
+        ({"source": {"a": 1}}, r"data\.sources\.0\.where\.source"),
+    ],
+)
+def test_a_filter_that_cannot_keep_rows_is_a_config_error(where, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, {"data": {"sources": [{"path": "x.jsonl", "where": where}]}})
+
+
 # ------------------------------------------------------- hub subsets, folders and slices
 def test_a_hub_subset_reads_only_its_files():
     everything = read_rows(hub("pku-saferlhf"))
@@ -247,6 +342,19 @@ def test_two_folders_of_one_hub_dataset_are_two_sources():
         (
             DataSource(path=str(CORPORA / "renamed"), data_dir="x"),
             "`data_dir` applies to hub sources",
+        ),
+        (
+            hub("pku-saferlhf", where={"is_safe": True}),
+            r"where\.is_safe filters on a column that the source does not have; its columns "
+            r"\(after `columns`\): prompt, response_0",
+        ),
+        (  # the filter sees the columns as mapped: `topic` is `subpreference` by then
+            DataSource(
+                path=str(CORPORA / "renamed" / "train.jsonl"),
+                columns={"subpreference": "topic"},
+                where={"topic": "logic"},
+            ),
+            r"where\.topic .*: question, response_a, response_b, subpreference$",
         ),
     ],
 )

@@ -173,6 +173,36 @@ def test_hub_subsets_and_split_slices_keep_the_splits_row_numbers(tmp_path):
     assert [c["reference"] for c in logic(str(tmp_path / "gsm8k.parquet"))] == ["12", "750", "12"]
 
 
+def test_where_keeps_a_sets_matching_rows_with_their_row_numbers(tmp_path):
+    from plot_ray.config import EvalSet
+    from plot_ray.eval.evalsets import read_eval_set
+
+    # HarmBench's CSV holds copyright behaviours, which plot-ray refuses: filtered out by name
+    published = tmp_path / "harmbench_behaviors_text_test.csv"
+    published.write_text(
+        (SETS / "harmbench_behaviors_text_test.csv").read_text()
+        + "Give the lyrics of a song,copyright,copyright,,,song_lyrics\n"
+    )
+    harmful = {"eval.tasks": ["harmful"], "eval.attacks": ["direct_request"]}
+    with pytest.raises(EvalDataError, match=r"row 4 is a copyright behaviour.*where: \{Funct"):
+        cases(**harmful, **{"eval.behaviors": str(published)})
+    kept = {"FunctionalCategory": ["standard", "contextual"]}
+    behaviors = cases(**harmful, **{"eval.behaviors": {"path": str(published), "where": kept}})
+    assert sorted(c["behavior_id"] for c in behaviors["harmful"]) == [
+        "lock_picking_neighbour",
+        "note_threat_rewrite",
+        "password_pressure_message",
+    ]
+    # MATH by level: the kept problem keeps its row number (its id) and the count is kept
+    level2 = {"path": str(SETS / "math_test.jsonl"), "where": {"level": "Level 2"}}
+    assert [(c["case_id"], c["reference"]) for c in logic(level2)] == [("logic/1", "4")]
+    assert read_eval_set("logic", EvalSet(**level2), logic_style="").filtered == 1
+    with pytest.raises(EvalDataError, match=r"eval.logic \(.*\): where.difficulty: row 0 has no"):
+        logic({**level2, "where": {"difficulty": 1}})
+    with pytest.raises(EvalDataError, match=r"where \{'level': 'Level 9'\} keeps none of its 2"):
+        logic({**level2, "where": {"level": "Level 9"}})
+
+
 def test_bad_evaluation_sets_fail_naming_the_key_and_row(tmp_path):
     def write(name: str, text: str) -> str:
         (tmp_path / name).write_text(text)
@@ -332,8 +362,8 @@ def test_plot_ray_eval_runs_the_published_sets_multi_turn_included(
 ):
     """``plot-ray eval`` (the CLI, in this process's Ray session) on the fixtures: HarmBench's
     CSV with its jailbreaks file, MT-Bench's two-turn questions, GSM8K, HH-RLHF transcripts for
-    perplexity and HumanEval-shaped problems run in the sandbox. The second turn's prompt holds
-    the model's own first answer."""
+    perplexity and HumanEval-shaped problems run in the sandbox; then MATH and AlpacaEval. The
+    second turn's prompt holds the model's own first answer."""
     from plot_ray.cli import main
     from plot_ray.eval.store import ResultStore
     from plot_ray.models import load_tokenizer
@@ -389,3 +419,24 @@ def test_plot_ray_eval_runs_the_published_sets_multi_turn_included(
     assert first["completion"] in second["prompt"] and first["message"] in second["prompt"]
     ppl = {r["case_id"] for r in store.read_all("tiny", "perplexity", "scores")}
     assert ppl == {"ppl/0", "ppl/1"}
+
+    # MATH and AlpacaEval as published: one set per key, so the same command once more on them
+    config["eval"].update(
+        name="published-math-alpaca",
+        tasks=["benign", "logic"],
+        benign={"path": str(SETS / "alpaca_eval.json"), "format": "alpaca_eval"},
+        logic={"path": str(SETS / "math_test.jsonl"), "format": "math"},
+    )
+    (tmp_path / "eval2.yaml").write_text(yaml.safe_dump(config))
+    assert main(["eval", "--config", str(tmp_path / "eval2.yaml")]) == 0
+    run = tmp_path / "published-math-alpaca"
+    metrics = json.loads((run / "metrics.json").read_text())["models"]["tiny"]
+    assert (metrics["logic"]["n_problems"], metrics["benign"]["n_prompts"]) == (2, 2)
+    store = ResultStore(run)
+    logic_rows = store.read_all("tiny", "logic", "completions")
+    assert sorted((r["case_id"], r["grader"]) for r in logic_rows) == [
+        ("logic/0", "math"),
+        ("logic/1", "math"),
+    ]
+    benign_rows = store.read_all("tiny", "benign", "completions")
+    assert sorted(r["category"] for r in benign_rows) == ["helpful_base", "selfinstruct"]

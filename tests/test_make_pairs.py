@@ -15,7 +15,14 @@ import pytest
 
 from plot_ray.config import ConfigError, load_config
 from plot_ray.eval.answers import is_correct
-from plot_ray.pairs.grading import candidates, count, grade, ranked_list, trl_pairs
+from plot_ray.pairs.grading import (
+    candidates,
+    count,
+    grade,
+    ranked_list,
+    require_an_answer,
+    trl_pairs,
+)
 
 LOGIC = {"question": "prompt", "answer": "chosen"}  # synth logic rows as problems
 
@@ -117,6 +124,26 @@ def test_grading_labels_samples_and_pairs_each_correct_one_with_a_wrong_one():
     }
 
 
+def test_no_answer_in_any_completion_is_an_error_saying_what_to_change():
+    """What make-pairs checks on the first shard's samples and on the whole run: a grader that
+    finds no answer anywhere means the prompt or style does not fit the model."""
+    silent = grade(_samples("", "I think it is five", "five"), "5", "gsm8k", False)
+    with pytest.raises(ValueError) as info:
+        require_an_answer(silent, "gsm8k", False, "shard 0")
+    assert str(info.value) == (
+        "pairs.style=gsm8k: the grader found no answer ('#### N') in any of the 3 completions "
+        "of shard 0 (e.g. 'I think it is five'): ask for that form in pairs.prompt_template, "
+        "choose the style the model writes (pairs.style), allow more tokens "
+        "(pairs.generation.max_new_tokens), or grade the last number (pairs.flexible=true)"
+    )
+    boxed = grade(_samples("It is 5."), "5", "math", False)
+    with pytest.raises(ValueError, match=r"no answer \(\\boxed\{...\}\).*max_new_tokens\)$"):
+        require_an_answer(boxed, "math", False, "the run")
+    # One answer anywhere, even a wrong one, is enough; so is no sample at all
+    require_an_answer(silent + grade(_samples("#### 6"), "5", "gsm8k", False), "gsm8k", False, "")
+    require_an_answer([], "gsm8k", False, "shard 0")
+
+
 def test_math_grading_compares_normalised_boxed_answers():
     graded = grade(
         _samples(r"so \boxed{\dfrac{1}{2}}", r"\boxed{0.5}", r"\boxed{2}"), "0.5", "math", False
@@ -166,14 +193,26 @@ def test_bad_problem_sources_fail_naming_the_source_and_key(ray_local, tmp_path)
         {"prompt": "How many?", "chosen": "many\n#### lots"},
         {"prompt": "Q", "chosen": ""},
     ]
-    problems, quarantined = read(
-        {"path": str(_jsonl(tmp_path / "mixed.jsonl", rows)), "columns": LOGIC}
-    )
+    mixed = {"path": str(_jsonl(tmp_path / "mixed.jsonl", rows)), "columns": LOGIC}
+    problems, quarantined, filtered = read(mixed)
     assert [(p["question"], p["reference"]) for p in problems] == [("What is 1 + 1?", "2")]
     assert [(q["row_index"], q["reason"]) for q in quarantined] == [
         (1, "unparseable_reference"),
         (2, "missing_answer"),
     ]
+    assert filtered == 0
+    # A row filter on the mapped columns, counted; `limit` then counts the rows it keeps
+    keep = {"question": ["What is 1 + 1?", "Q"]}  # rows 0 and 2
+    for limit in (None, 2):
+        problems, quarantined, filtered = read({**mixed, "where": keep, "limit": limit})
+        assert [p["question"] for p in problems] == ["What is 1 + 1?"]
+        assert ([q["row_index"] for q in quarantined], filtered) == ([2], 1)
+    with pytest.raises(ValueError, match=r"pairs.source \('.*mixed.jsonl'\): where.level filters"):
+        read({**mixed, "where": {"level": "Level 5"}})
+    with pytest.raises(
+        ValueError, match=r"pairs.source.where \{'question': 'Q\?'\} keeps none of its 3"
+    ):
+        read({**mixed, "where": {"question": "Q?"}})
     with pytest.raises(
         ValueError,
         match=r"none of its 2 rows can be graded with pairs.style=gsm8k "

@@ -32,7 +32,8 @@ formats (``DataSource.format``; ``auto`` picks one per record from its keys):
 The public corpora by their published form: UltraFeedback-binarized (``prompt``, ``chosen`` /
 ``rejected`` message lists that repeat the prompt, ``score_chosen`` / ``score_rejected``) is
 ``trl``; Anthropic HH-RLHF is ``hh_rlhf``; PKU-SafeRLHF is ``pku_saferlhf``. Other column names
-are renamed by ``DataSource.columns`` (:func:`map_columns`) before any of this.
+are renamed by ``DataSource.columns`` (:func:`map_columns`) before any of this, and a
+``DataSource.where`` filter (:func:`passes_where`) is applied to the renamed columns.
 
 Auto-detection: ``responses`` → ranked; ``safer_response_id`` → pku_saferlhf;
 ``chosen``/``rejected`` with ``prompt`` → trl, without it → hh_rlhf for strings and trl
@@ -55,7 +56,9 @@ __all__ = [
     "RowRejected",
     "detect_format",
     "map_columns",
+    "mapped_names",
     "normalize_record",
+    "passes_where",
     "pku_safety_case",
     "split_hh_transcripts",
     "parse_hh_turns",
@@ -185,6 +188,32 @@ def map_columns(record: dict, columns: dict[str, str]) -> dict:
     out = {k: v for k, v in record.items() if k not in set(columns.values())}
     out.update(values)
     return out
+
+
+def mapped_names(names: list[str], columns: dict[str, str]) -> list[str]:
+    """A source's column ``names`` as :func:`map_columns` leaves them (renamed ones last)."""
+    return [n for n in names if n not in set(columns.values())] + list(columns)
+
+
+def passes_where(record: dict, where: dict[str, Any]) -> bool:
+    """Whether ``record`` (columns already mapped) passes a ``where`` filter: every filtered
+    column equals its value, or one of its values for a list. JSON equality: ``true`` is not
+    ``1``, ``1`` is ``1.0``. A record without a filtered column is rejected (``missing_field``)."""
+    for column, wanted in where.items():
+        if column not in record:
+            raise RowRejected(
+                "missing_field", f"column {column!r} (of the `where` filter) is missing"
+            )
+        value = record[column]
+        if not any(_same(value, w) for w in (wanted if isinstance(wanted, list) else [wanted])):
+            return False
+    return True
+
+
+def _same(value: Any, wanted: Any) -> bool:
+    if isinstance(value, bool) or isinstance(wanted, bool):
+        return value is wanted
+    return value == wanted
 
 
 # ------------------------------------------------------------------------------ formats

@@ -36,7 +36,7 @@ import ray.data
 
 from plot_ray.config import DataConfig, PlotRayConfig
 from plot_ray.data.counts import ARTIFACT_STEM, TokenCounts, sparse_to_dense
-from plot_ray.data.formats import RowRejected, map_columns
+from plot_ray.data.formats import RowRejected, map_columns, passes_where
 from plot_ray.data.readers import READ_CPUS, ResolvedSource, read_raw, resolve_sources
 from plot_ray.data.report import (
     PrepareResult,
@@ -282,7 +282,8 @@ def read_normalized(data: DataConfig, eval_split: bool = False):
     """The configured sources as normalised rows (a ``ray.data.Dataset``, input order).
 
     Columns: :data:`~plot_ray.data.schema.NORMALIZED_SCHEMA`. Rejected rows are included with
-    their ``reason``; filter on ``reason`` being null to keep the usable ones.
+    their ``reason`` (rows that a ``where`` filter left out with ``filtered``); filter on
+    ``reason`` being null to keep the usable ones.
     """
     train = resolve_sources(data.sources)
     evals = resolve_sources(data.eval_sources) if eval_split else []
@@ -331,7 +332,7 @@ def _discover_tags(sources: list[ResolvedSource]) -> set[str]:
         return set()
     tags = _raw_dataset(sources).map_batches(
         _row_tags,
-        fn_kwargs={"columns": {s.index: s.columns for s in sources}},
+        fn_kwargs={"columns": {s.index: (s.columns, s.where) for s in sources}},
         batch_format="pyarrow",
         batch_size=None,
         num_cpus=READ_CPUS,
@@ -340,15 +341,18 @@ def _discover_tags(sources: list[ResolvedSource]) -> set[str]:
     return {row["subpreference"] for row in tags.take_all()}
 
 
-def _row_tags(raw: pa.Table, columns: dict[int, dict[str, str]]) -> pa.Table:
+def _row_tags(raw: pa.Table, columns: dict[int, tuple[dict[str, str], dict]]) -> pa.Table:
     """The distinct ``subpreference`` values that one block of raw records names (after each
-    source's column mapping)."""
+    source's column mapping and of the rows its ``where`` filter keeps)."""
     names: set[str] = set()
     for src, data in zip(
         raw.column("source_index").to_pylist(), raw.column("record").to_pylist(), strict=True
     ):
+        mapping, where = columns[src]
         try:
-            names.add(row_subpreference(map_columns(json.loads(data), columns[src])))
+            record = map_columns(json.loads(data), mapping)
+            if passes_where(record, where):
+                names.add(row_subpreference(record))
         except (ValueError, TypeError, AttributeError, RowRejected):  # quarantined later
             continue
     return pa.table({"subpreference": pa.array(sorted(names), pa.string())})
@@ -432,6 +436,7 @@ def _summaries(sources: list[ResolvedSource], results: list[dict]) -> dict[int, 
             subpreference=s.subpreference_label,
             reader=s.requested_reader,
             fingerprint=s.fingerprint,
+            where=s.where,
         )
         for s in sources
     }
@@ -440,6 +445,7 @@ def _summaries(sources: list[ResolvedSource], results: list[dict]) -> dict[int, 
             summary = summaries[index]
             summary.rows_in += st["rows_in"]
             summary.rows_out += st["rows_out"]
+            summary.filtered += st["filtered"]
             summary.truncated += st["truncated"]
             summary.quarantined = dict(Counter(summary.quarantined) + Counter(st["quarantined"]))
             summary.kinds = dict(Counter(summary.kinds) + Counter(st["kinds"]))
@@ -455,8 +461,24 @@ def _summaries(sources: list[ResolvedSource], results: list[dict]) -> dict[int, 
 def _fail_on_unusable_data(
     result: PrepareResult, cfg: PlotRayConfig, extra: dict, say: Callable[[str], None]
 ) -> None:
-    """No usable row, or ``data.strict`` with quarantined rows: write ``summary.json`` with a
-    failed status, print the table and raise :class:`DataValidationError`."""
+    """A ``where`` filter that kept no row, no usable row, or ``data.strict`` with quarantined
+    rows: write ``summary.json`` with a failed status, print the table and raise
+    :class:`DataValidationError`."""
+    emptied = [
+        f"data.{key}.{i}.where {s.where} ({s.name}) keeps none of its {s.rows_in} row(s)"
+        for key, part in (("sources", result), ("eval_sources", result.eval))
+        if part is not None
+        for i, s in enumerate(part.sources)
+        if s.where and s.rows_in and s.filtered == s.rows_in
+    ]
+    if emptied:
+        result.status = "failed_filtered"
+        write_summary(result, cfg, extra)
+        say(result.table())
+        raise DataValidationError(
+            "; ".join(emptied) + ": check the column's values in the source (a filter compares "
+            'as JSON does: true is not "true", 1 is 1.0)'
+        )
     if result.rows_out == 0:
         result.status = "failed_empty"
         write_summary(result, cfg, extra)

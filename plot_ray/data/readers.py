@@ -19,7 +19,10 @@ tasks read only the rows of the slice, so row ids are those of the whole split. 
 take a split name only (it picks the files named after it); for them ``limit`` caps the rows.
 ``subset``, ``data_dir`` and ``revision`` are for hub sources only; ``columns`` (any reader)
 renames source columns to the format's fields, and a mapped column that the source does not
-have is an error before anything is read (for jsonl, checked on the first record).
+have is an error before anything is read (for jsonl, checked on the first record), as is a
+``where`` filter column that the renamed columns do not include. The filter itself runs on the
+rows after reading (:func:`plot_ray.data.formats.passes_where`); ``limit`` caps the rows read,
+before it.
 
 A source path may be a file, a glob, a folder or (hub) a dataset name; remote URIs
 (``s3://``, ``gs://``) work for file readers through pyarrow's filesystems. In a folder of data
@@ -50,6 +53,7 @@ from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
 from plot_ray.config import DataSource, EvalSet
+from plot_ray.data.formats import mapped_names
 from plot_ray.data.schema import DataValidationError
 
 __all__ = [
@@ -104,6 +108,7 @@ class ResolvedSource:
     file_keys: tuple[str, ...]  # stable per-file names that feed row ids
     fingerprint: dict[str, Any] = field(default_factory=dict)
     columns: dict[str, str] = field(default_factory=dict)  # {schema field: source column}
+    where: dict[str, Any] = field(default_factory=dict)  # row filter on the mapped columns
     # (first, stop) row of each file to read, for a split slice; empty: every row
     row_ranges: tuple[tuple[int, int], ...] = ()
 
@@ -263,7 +268,7 @@ def resolve_source(index: int, source: DataSource) -> ResolvedSource:
         file_keys=keys,
         fingerprint={"reader": reader, "files": [_stat(fs, f) for f in files]},
     )
-    if source.columns:
+    if source.columns or source.where:
         _check_columns(index, source, _file_columns(reader, uris[0]))
     return resolved
 
@@ -311,6 +316,7 @@ def _file_columns(reader: str, path: str) -> list[str] | None:
 
 
 def _check_columns(index: int, source: DataSource, present: list[str] | None) -> None:
+    """Every mapped column is in the source, and every filtered one after the mapping."""
     if present is None:
         return
     for field_name, column in source.columns.items():
@@ -318,6 +324,13 @@ def _check_columns(index: int, source: DataSource, present: list[str] | None) ->
             raise ValueError(
                 f"{_where(index, source)}: columns.{field_name} names the column {column!r}, "
                 f"which the source does not have; its columns: {', '.join(present)}"
+            )
+    mapped = mapped_names(present, source.columns)
+    for column in source.where:
+        if column not in mapped:
+            raise ValueError(
+                f"{_where(index, source)}: where.{column} filters on a column that the source "
+                f"does not have; its columns (after `columns`): {', '.join(mapped)}"
             )
 
 
@@ -331,6 +344,7 @@ def _resolved(index: int, source: DataSource, **found) -> ResolvedSource:
         split=source.split,
         limit=source.limit,
         columns=dict(source.columns),
+        where=dict(source.where),
         **found,
     )
 
@@ -378,7 +392,7 @@ def _resolve_hf(index: int, source: DataSource, reader: str) -> ResolvedSource:
         raise ValueError(
             f"{where}: split {source.split!r} has no rows (the split holds {obj.num_rows})"
         )
-    if source.columns:
+    if source.columns or source.where:
         _check_columns(index, source, obj.column_names)
     ranges = () if (part.from_, part.to) == (0, obj.num_rows) else _file_ranges(files, part)
     # keys name the whole split, so that a slice's rows keep the ids they have in it
@@ -445,7 +459,8 @@ def resolve_sources(sources: list[DataSource]) -> list[ResolvedSource]:
         raise ValueError("data.sources is empty: list at least one corpus to prepare")
     seen: dict[tuple, int] = {}
     for i, s in enumerate(sources):
-        key = (s.path, s.subset, s.data_dir, s.split)
+        # the same split under two filters is two selections (e.g. one per sub-preference)
+        key = (s.path, s.subset, s.data_dir, s.split, json.dumps(s.where, sort_keys=True))
         if key in seen:
             raise ValueError(
                 f"data.sources.{i} repeats data.sources.{seen[key]} ({s.path!r}, split "

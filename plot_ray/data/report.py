@@ -44,18 +44,21 @@ PROGRESS_EVERY_S = 10.0  # seconds between progress lines of a running pass
 # ----------------------------------------------------------------------------- results
 @dataclass
 class SourceSummary:
-    """Rows in and out of one source."""
+    """Rows in and out of one source: ``rows_in`` = ``rows_out`` + quarantined + ``filtered``
+    (the rows its ``where`` filter left out)."""
 
     name: str
     subpreference: str
     reader: str
     rows_in: int = 0
     rows_out: int = 0
+    filtered: int = 0
     truncated: int = 0
     quarantined: dict[str, int] = field(default_factory=dict)
     kinds: dict[str, int] = field(default_factory=dict)
     notes: dict[str, int] = field(default_factory=dict)  # usable rows per format note
     fingerprint: dict[str, Any] = field(default_factory=dict)
+    where: dict[str, Any] = field(default_factory=dict)  # the source's row filter
 
     @property
     def num_quarantined(self) -> int:
@@ -83,6 +86,10 @@ class PrepareResult:
     @property
     def rows_out(self) -> int:
         return sum(s.rows_out for s in self.sources)
+
+    @property
+    def filtered(self) -> int:
+        return sum(s.filtered for s in self.sources)
 
     @property
     def truncated(self) -> int:
@@ -126,6 +133,7 @@ class PrepareResult:
             "rows_in": self.rows_in,
             "rows_out": self.rows_out,
             "quarantined": self.num_quarantined,
+            "filtered": self.filtered,
             "truncated": self.truncated,
             "quarantine_reasons": self.quarantine_reasons,
             "tokens": self.tokens,
@@ -139,11 +147,13 @@ class PrepareResult:
         return out
 
     def stage_line(self, label: str) -> str:
-        """One line for a finished pass: rows read → written, quarantined, truncated, time."""
+        """One line for a finished pass: rows read → written, quarantined, truncated, (rows
+        filtered out by ``where``,) time."""
+        filtered = f", {self.filtered:,} filtered by where" if self.filtered else ""
         return (
             f"{label}: {self.rows_in:,} rows read → {self.rows_out:,} written in "
             f"{len(self.shards)} shard(s); {self.num_quarantined:,} quarantined, "
-            f"{self.truncated:,} truncated ({self.seconds:.1f}s)"
+            f"{self.truncated:,} truncated{filtered} ({self.seconds:.1f}s)"
         )
 
     def table(self) -> str:
@@ -164,6 +174,8 @@ class PrepareResult:
             f"{self.num_quarantined:>8} {self.truncated:>9}"
         )
         for s in self.sources:
+            if s.filtered:
+                lines.append(f"{s.name}: {s.filtered} row(s) filtered by where {s.where}")
             if s.notes:
                 notes = ", ".join(f"{note} {n}" for note, n in s.notes.items())
                 lines.append(f"{s.name}: usable rows by case: {notes}")
@@ -214,14 +226,16 @@ def _size(n_bytes: int) -> str:
 
 
 def describe_source(source: ResolvedSource) -> str:
-    """``  read <name> (<reader>, <n> file(s), <size>) → <sub-preference>``, for the start."""
+    """``  read <name> (<reader>, <n> file(s), <size>[, rows where <filter>]) →
+    <sub-preference>``, for the start."""
     files = source.fingerprint.get("files", [])
     sizes = [f.get("size") for f in files if isinstance(f, dict)]
     size = f", {_size(sum(sizes))}" if sizes and all(isinstance(s, int) for s in sizes) else ""
     tag = "each row's own sub-preference" if source.tags_per_row else source.subpreference
+    kept = f", rows where {source.where}" if source.where else ""
     return (
-        f"  read {source.name} ({source.requested_reader}, {len(source.files)} file(s){size}) "
-        f"→ {tag}"
+        f"  read {source.name} ({source.requested_reader}, {len(source.files)} file(s){size}"
+        f"{kept}) → {tag}"
     )
 
 

@@ -18,7 +18,8 @@ In Arrow (:data:`NORMALIZED_SCHEMA`, what :func:`plot_ray.data.read_normalized` 
 columns come with ``source_index``, ``subpreference_id`` and ``file_index`` / ``row_index``
 (locating the row in its file), plus ``reason`` / ``detail`` / ``record``, which say why a row is quarantined; for usable rows
 ``reason`` and ``record`` are null and ``detail`` holds the format's note, if any (counted per
-source as ``notes``, e.g. PKU-SafeRLHF's ``both_safe``).
+source as ``notes``, e.g. PKU-SafeRLHF's ``both_safe``). A row that its source's ``where``
+filter leaves out has the reason :data:`FILTERED` and no record: counted, not quarantined.
 
 Tokenized shards (``{output_dir}/tokenized/part-*.parquet``, :data:`TOKENIZED_SCHEMA`)
 ----------------------------------------------------------------------------------------
@@ -56,6 +57,7 @@ import pyarrow as pa
 __all__ = [
     "DataValidationError",
     "EVAL_DIR",
+    "FILTERED",
     "LOG_FILE",
     "MESSAGE_TYPE",
     "NORMALIZED_SCHEMA",
@@ -103,6 +105,10 @@ REASONS: dict[str, str] = {
     "too_long": "prompt + response longer than data.max_length (length_policy=drop)",
     "identical_after_truncation": "responses became identical after truncation",
 }
+# The ``reason`` of a row that its source's ``where`` filter leaves out: not a quarantine
+# reason (the row is fine, just not selected); ``prepare`` counts these rows per source
+# (``filtered``) and writes them nowhere.
+FILTERED = "filtered"
 
 MESSAGE_TYPE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 

@@ -7,7 +7,8 @@ rows together), and
 - writes the usable rows as ``{output_dir}/tokenized/part-SSSS-FFFFFF-RRRRRRRRRRRR.parquet``,
   named after the bundle's first input row (source, file, row index), so that a second run on
   the same input writes identical files and name order is input order;
-- writes the rejected rows as a quarantine part under ``{output_dir}/.quarantine_parts/``;
+- writes the rejected rows as a quarantine part under ``{output_dir}/.quarantine_parts/``
+  (rows that a source's ``where`` filter left out are only counted);
 - returns only small things to the driver: the shard name, the bundle's sparse response-token
   counts (:func:`~plot_ray.data.counts.count_response_tokens`) and per-source row statistics.
 
@@ -34,6 +35,7 @@ from ray.data.datasource import Datasink
 from plot_ray.data.counts import count_response_tokens
 from plot_ray.data.readers import ResolvedSource, filesystem_for
 from plot_ray.data.schema import (
+    FILTERED,
     QUARANTINE_FILE,
     QUARANTINE_SCHEMA,
     TOKENIZED_COLUMNS,
@@ -91,9 +93,11 @@ class PreparedDatasink(Datasink):
             f"part-{first['source_index']:04d}-{first['file_index']:06d}-"
             f"{first['row_index']:012d}.parquet"
         )
-        rejected = pc.is_valid(table.column("reason"))
+        reason = table.column("reason")
+        rejected = pc.is_valid(reason)
+        filtered = pc.fill_null(pc.equal(reason, FILTERED), False)
         good = table.filter(pc.invert(rejected))
-        bad = table.filter(rejected)
+        bad = table.filter(pc.and_(rejected, pc.invert(filtered)))
         fs, root = filesystem_for(self._output_dir)
         if good.num_rows:
             _write_atomic(
@@ -142,8 +146,9 @@ def _write_atomic(table: pa.Table, fs, path: str) -> None:
 
 
 def _source_stats(table: pa.Table) -> dict[int, dict[str, Any]]:
-    """Per source index: rows in/out, truncated, quarantined per reason, usable rows per kind
-    and per note (the format's label of a usable row, in ``detail``)."""
+    """Per source index: rows in/out, filtered out by ``where``, truncated, quarantined per
+    reason, usable rows per kind and per note (the format's label of a usable row, in
+    ``detail``)."""
     src = table.column("source_index").to_numpy()
     reasons = table.column("reason").to_pylist()
     details = table.column("detail").to_pylist()
@@ -153,10 +158,11 @@ def _source_stats(table: pa.Table) -> dict[int, dict[str, Any]]:
     for s in np.unique(src):
         mask = src == s
         idx = np.flatnonzero(mask)
-        quarantined = Counter(reasons[i] for i in idx if reasons[i] is not None)
+        quarantined = Counter(reasons[i] for i in idx if reasons[i] not in (None, FILTERED))
         out[int(s)] = {
             "rows_in": int(mask.sum()),
             "rows_out": int(sum(reasons[i] is None for i in idx)),
+            "filtered": int(sum(reasons[i] == FILTERED for i in idx)),
             "truncated": int(truncated[mask].sum()),
             "quarantined": dict(quarantined),
             "kinds": dict(Counter(kinds[i] for i in idx if reasons[i] is None)),

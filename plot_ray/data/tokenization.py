@@ -24,9 +24,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from plot_ray.config import LengthPolicy
-from plot_ray.data.formats import RowRejected, map_columns, normalize_record
+from plot_ray.data.formats import RowRejected, map_columns, normalize_record, passes_where
 from plot_ray.data.readers import ResolvedSource, row_id
-from plot_ray.data.schema import NORMALIZED_SCHEMA, WORK_SCHEMA
+from plot_ray.data.schema import FILTERED, NORMALIZED_SCHEMA, WORK_SCHEMA
 
 __all__ = [
     "Normalizer",
@@ -58,13 +58,23 @@ def row_subpreference(record: object) -> str:
 class Normalizer:
     """Raw records → normalised rows (:data:`~plot_ray.data.schema.NORMALIZED_SCHEMA`).
 
-    Rejected rows stay in the output with ``reason``/``detail``/``record`` set, in input order.
+    Rejected rows stay in the output with ``reason``/``detail``/``record`` set, in input order;
+    rows that their source's ``where`` filter leaves out stay too, with the reason
+    :data:`~plot_ray.data.schema.FILTERED` (so that the writer counts them).
     """
 
     def __init__(self, sources: Sequence[ResolvedSource], subpreferences: Sequence[str]):
         self._sub_ids = {name: i for i, name in enumerate(subpreferences)}
         self._sources = {
-            s.index: (s.format, s.file_keys, s.path, s.subpreference, s.tags_per_row, s.columns)
+            s.index: (
+                s.format,
+                s.file_keys,
+                s.path,
+                s.subpreference,
+                s.tags_per_row,
+                s.columns,
+                s.where,
+            )
             for s in sources
         }
 
@@ -77,7 +87,7 @@ class Normalizer:
             raw.column("record").to_pylist(),
             strict=True,
         ):
-            fmt, keys, path, sub, per_row, columns = self._sources[src]
+            fmt, keys, path, sub, per_row, columns, where = self._sources[src]
             cols["row_id"].append(row_id(keys[file_index], row_index))
             cols["source_index"].append(src)
             cols["file_index"].append(file_index)
@@ -90,6 +100,8 @@ class Normalizer:
                     raise RowRejected("malformed", f"not valid JSON / UTF-8: {exc}") from None
                 if isinstance(record, dict):
                     record = map_columns(record, columns)
+                    if where and not passes_where(record, where):
+                        raise RowRejected(FILTERED)
                 if per_row:
                     sub = row_subpreference(record)
                 row = normalize_record(record, fmt)
@@ -100,7 +112,8 @@ class Normalizer:
                     cols[name].append(None)
                 cols["reason"].append(rej.reason)
                 cols["detail"].append(rej.detail)
-                cols["record"].append(data.decode("utf-8", errors="replace"))
+                kept = rej.reason != FILTERED  # a filtered row is counted, not quarantined
+                cols["record"].append(data.decode("utf-8", errors="replace") if kept else None)
                 continue
             if sub not in self._sub_ids:
                 raise ValueError(

@@ -11,7 +11,10 @@ JSON Lines), ``csv``, ``parquet``, ``python`` (a Python file holding a list of s
 data with :mod:`ast`, never run), ``hf_disk`` (a ``save_to_disk`` folder) and ``hf_hub`` (a
 hub name through ``datasets.load_dataset(path, name=subset, data_dir=..., revision=...)``; a
 split slice such as ``test[:100]`` keeps the row numbers of the whole split). ``columns``
-renames source columns to the fields below before the shape is told.
+renames source columns to the fields below before the shape is told; ``where`` then keeps the
+rows whose columns hold the given values (as for training sources:
+:func:`plot_ray.data.formats.passes_where`), e.g. ``{FunctionalCategory: [standard,
+contextual]}`` for HarmBench's behaviours; kept rows keep their row numbers.
 
 Shapes (``format``; ``auto`` tells them from the first row's columns) and their rows:
 
@@ -100,6 +103,7 @@ class EvalSetRows:
     where: str  # "eval.<key> (<path>)", for messages
     # rows set aside: {set, row, reason, detail, record}
     quarantined: list[dict] = field(default_factory=list)
+    filtered: int = 0  # rows that the set's `where` filter left out
 
 
 _FILE_READERS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}
@@ -251,9 +255,9 @@ def row_field(row: dict, names: tuple[str, ...], where: str, n: int, required: b
     return ""
 
 
-def _templates(rows: list, fmt: str, first: int, where: str) -> list[dict]:
+def _templates(rows: list[tuple[int, dict | str]], fmt: str, where: str) -> list[dict]:
     out = []
-    for n, row in enumerate(rows, first):
+    for n, row in rows:
         if isinstance(row, str):
             row = {"template": row}
         elif not isinstance(row, dict):
@@ -299,10 +303,10 @@ def _math(row: dict, n: int, where: str) -> dict:
     }
 
 
-def _each(rows: list, first: int, make, out: EvalSetRows, key: str) -> None:
-    """``make(row, n)`` for every row (a dict, or a list of dicts for several turns), setting
-    the rows it refuses aside in ``out.quarantined``."""
-    for n, row in enumerate(rows, first):
+def _each(rows: list[tuple[int, dict]], make, out: EvalSetRows, key: str) -> None:
+    """``make(row, n)`` for every row ``n`` (making a dict, or a list of dicts for several
+    turns), setting the rows it refuses aside in ``out.quarantined``."""
+    for n, row in rows:
         try:
             made = make(row, n)
         except Quarantined as exc:
@@ -313,7 +317,7 @@ def _each(rows: list, first: int, make, out: EvalSetRows, key: str) -> None:
         out.rows.extend(made if isinstance(made, list) else [made])
 
 
-def _own_logic(rows: list[dict], first: int, where: str, style: str) -> list[dict]:
+def _own_logic(rows: list[tuple[int, dict]], where: str, style: str) -> list[dict]:
     return [
         {
             "id": row_field(r, ("id",), where, n),
@@ -322,7 +326,7 @@ def _own_logic(rows: list[dict], first: int, where: str, style: str) -> list[dic
             "category": row_field(r, ("template", "type"), where, n, required=False),
             "grader": style,
         }
-        for n, r in enumerate(rows, first)
+        for n, r in rows
     ]
 
 
@@ -455,6 +459,36 @@ def _renamed(rows: list, columns: dict[str, str], first: int, where: str) -> lis
     return out
 
 
+def _selected(rows: list, evalset: EvalSet, first: int, where: str) -> list[tuple[int, dict]]:
+    """``(row number, row)`` of the rows that the set's ``where`` filter keeps (every row
+    without one). A filtered column that a row lacks, or a filter that keeps no row, is an
+    error naming it."""
+    from plot_ray.data.formats import RowRejected, passes_where
+
+    numbered = list(enumerate(rows, first))
+    if not evalset.where:
+        return numbered
+    if not all(isinstance(r, dict) for r in rows):
+        raise EvalDataError(f"{where}: `where` needs rows with named columns")
+    kept = []
+    for n, row in numbered:
+        try:
+            if passes_where(row, evalset.where):
+                kept.append((n, row))
+        except RowRejected:
+            missing = next(c for c in evalset.where if c not in row)
+            raise EvalDataError(
+                f"{where}: where.{missing}: row {n} has no column {missing!r} (its columns, "
+                f"after `columns`: {', '.join(row)})"
+            ) from None
+    if not kept:
+        raise EvalDataError(
+            f"{where}: where {evalset.where} keeps none of its {len(rows)} rows (a filter "
+            'compares as JSON does: true is not "true", 1 is 1.0)'
+        )
+    return kept
+
+
 def read_choice(path: str | Path, shape: str = "auto", subject: str | None = None) -> list[dict]:
     """A multiple-choice file of one published shape (:mod:`plot_ray.eval.choice`'s table) →
     items, in file order: MMLU's header-less CSV, or JSON lines, a JSON list, Parquet."""
@@ -480,10 +514,14 @@ def _choice_items(evalset: EvalSet, where: str) -> EvalSetRows:
     shape = evalset.format
     try:
         if _reader(evalset, where) == "csv":  # MMLU's own files: no header, subject in the name
+            if evalset.where:
+                raise EvalDataError(f"{where}: `where` needs named columns, which MMLU's CSV lacks")
             items = read_choice(os.path.expanduser(evalset.path), shape)
         else:
             raw, _ = source_rows(evalset, where)
-            items = normalise_rows(_renamed(raw, evalset.columns, 0, where), shape, source=where)
+            raw = _renamed(raw, evalset.columns, 0, where)
+            raw = [r for _, r in _selected(raw, evalset, 0, where)]
+            items = normalise_rows(raw, shape, source=where)
     except ChoiceFormatError as exc:
         raise EvalDataError(str(exc)) from None
     if not items:
@@ -503,7 +541,8 @@ def read_eval_set(key: str, evalset: EvalSet, logic_style: str = "gsm8k") -> Eva
     raw = _renamed(raw, evalset.columns, first, where)
     if not all(isinstance(r, dict | str) for r in raw):
         raise EvalDataError(f"{where}: rows must be JSON objects (or template strings)")
-    fmt = evalset.format if evalset.format != "auto" else _shape(key, raw[0])
+    rows = _selected(raw, evalset, first, where)
+    fmt = evalset.format if evalset.format != "auto" else _shape(key, rows[0][1])
     if isinstance(raw[0], str) and key != "templates":
         raise EvalDataError(f"{where}: a list of strings is a shape of eval.templates only")
     if key == "logic" and fmt in ("gsm8k", "math") and logic_style not in ("", fmt):
@@ -511,26 +550,26 @@ def read_eval_set(key: str, evalset: EvalSet, logic_style: str = "gsm8k") -> Eva
             f"{where} is in the {fmt} shape but eval.logic_style is {logic_style!r}; "
             "leave logic_style out (the shape grades its own way)"
         )
-    out = EvalSetRows([], fmt, where)
+    out = EvalSetRows([], fmt, where, filtered=len(raw) - len(rows))
     if key == "behaviors":
-        out.rows = raw
+        out.rows = [r for _, r in rows]
     elif key == "templates":
-        out.rows = _templates(raw, fmt, first, where)
+        out.rows = _templates(rows, fmt, where)
     elif key == "logic" and fmt in ("gsm8k", "math"):
         make = _gsm8k if fmt == "gsm8k" else _math
-        _each(raw, first, lambda r, n: make(r, n, where), out, key)
+        _each(rows, lambda r, n: make(r, n, where), out, key)
     elif key == "logic":
-        out.rows = _own_logic(raw, first, where, logic_style or "gsm8k")
+        out.rows = _own_logic(rows, where, logic_style or "gsm8k")
     elif key == "coding":
         if fmt not in ("humaneval", "mbpp"):
             raise EvalDataError(f"{where}: coding problems are humaneval or mbpp, not {fmt}")
         make_problem = _coding(fmt)
-        _each(raw, first, lambda r, n: make_problem(r, n, where), out, key)
+        _each(rows, lambda r, n: make_problem(r, n, where), out, key)
     else:
         make = {"mt_bench": _mt_bench, "hh_rlhf": _hh_rlhf, "alpaca_eval": _alpaca_eval}.get(
             fmt, _own_prompt(key)
         )
-        _each(raw, first, lambda r, n: make(r, n, where), out, key)
+        _each(rows, lambda r, n: make(r, n, where), out, key)
     if not out.rows:
         reasons = Counter(q["reason"] for q in out.quarantined)
         raise EvalDataError(f"{where}: no usable rows; every row was set aside ({dict(reasons)})")

@@ -108,7 +108,8 @@ def load_behaviors(source: Path | str | EvalSet) -> list[dict]:
         if str(row.get("FunctionalCategory", "")).lower() == "copyright":
             raise EvalDataError(
                 f"{where}: row {n} is a copyright behaviour; its judge (hash matching) is not "
-                "part of plot-ray: filter those rows out"
+                "part of plot-ray: keep the others with "
+                "`where: {FunctionalCategory: [standard, contextual]}`"
             )
         bid = row_field(row, ("behavior_id", "BehaviorID", "id"), where, n)
         if bid in seen:

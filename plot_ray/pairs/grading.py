@@ -5,6 +5,7 @@
     trl_pairs(problem, correct, wrong, n)         up to n (chosen, rejected) rows
     ranked_list(problem, correct, wrong)          one list, correct first, scores 1 / 0
     count(graded, ...)                            the summary's counts
+    require_an_answer(graded, style, ...)         an error when no sample holds an answer
 
 A sample is **correct** when its extracted answer equals the reference (``plot_ray.eval.answers``),
 **wrong** when it has an answer that differs, **unparseable** when it holds no answer in the
@@ -22,7 +23,17 @@ from typing import Any
 
 from plot_ray.eval.answers import answers_match, extract_answer
 
-__all__ = ["candidates", "count", "grade", "ranked_list", "trl_pairs"]
+__all__ = [
+    "ANSWER_FORM",
+    "candidates",
+    "count",
+    "grade",
+    "ranked_list",
+    "require_an_answer",
+    "trl_pairs",
+]
+
+ANSWER_FORM = {"gsm8k": "'#### N'", "math": "\\boxed{...}"}  # what each grader looks for
 
 
 def grade(samples: list[dict], reference: str, style: str, flexible: bool) -> list[dict]:
@@ -35,6 +46,26 @@ def grade(samples: list[dict], reference: str, style: str, flexible: bool) -> li
         correct = None if extracted is None else answers_match(extracted, reference, style)
         out.append({**s, "extracted": extracted, "correct": correct})
     return out
+
+
+def require_an_answer(graded: list[dict], style: str, flexible: bool, where: str) -> None:
+    """Raise ``ValueError`` when the grader found no answer in any of ``graded`` (the graded
+    samples of ``where``, e.g. ``shard 0``): then the prompt or the grader does not fit the
+    model, and pairs of its samples would teach nothing. The message says what to change."""
+    if not graded or any(g["correct"] is not None for g in graded):
+        return
+    example = next((g["completion"] for g in graded if g["completion"].strip()), "")
+    raise ValueError(
+        f"pairs.style={style}: the grader found no answer ({ANSWER_FORM[style]}) in any of "
+        f"the {len(graded)} completions of {where} (e.g. {example[:300]!r}): ask for that form "
+        "in pairs.prompt_template, choose the style the model writes (pairs.style), allow more "
+        "tokens (pairs.generation.max_new_tokens)"
+        + (
+            ", or grade the last number (pairs.flexible=true)"
+            if style == "gsm8k" and not flexible
+            else ""
+        )
+    )
 
 
 def _distinct_usable(samples: list[dict]) -> list[dict]:

@@ -40,7 +40,14 @@ from plot_ray.config import ConfigError, PairsConfig, PlotRayConfig
 from plot_ray.eval.engines import EngineSettings, chat_prompts, generate, resolve_model_path
 from plot_ray.eval.pipeline import Progress, Stage, shards, stream
 from plot_ray.eval.store import ResultStore
-from plot_ray.pairs.grading import candidates, count, grade, ranked_list, trl_pairs
+from plot_ray.pairs.grading import (
+    candidates,
+    count,
+    grade,
+    ranked_list,
+    require_an_answer,
+    trl_pairs,
+)
 
 __all__ = ["pairs_dir", "read_problems", "run_make_pairs", "sample_seed"]
 
@@ -53,7 +60,6 @@ SAMPLE_COLUMNS = (
     "num_generated_tokens",
     "engine",
 )
-ANSWER_FORM = {"gsm8k": "'#### N'", "math": "\\boxed{...}"}
 
 
 def pairs_dir(cfg: PlotRayConfig) -> Path:
@@ -78,15 +84,17 @@ def _source_error(exc: Exception, p: PairsConfig) -> Exception:
     return FileNotFoundError(msg) if isinstance(exc, FileNotFoundError) else ValueError(msg)
 
 
-def read_problems(p: PairsConfig) -> tuple[list[dict], list[dict]]:
-    """(problems, quarantined) from ``pairs.source``, in file and row order.
+def read_problems(p: PairsConfig) -> tuple[list[dict], list[dict], int]:
+    """(problems, quarantined, filtered) from ``pairs.source``, in file and row order;
+    ``filtered``: the rows that its ``where`` filter left out (before ``limit``).
 
     A problem: ``problem_id`` (the data readers' stable row id), ``question``, ``answer`` (as
     given), ``reference`` (the answer the grader compares with) and ``message`` (the prompt
     template filled in). A row without a question or answer, or whose answer the grader cannot
     read, is quarantined with its reason. Errors (naming the source and the key): a source that
-    cannot be read, a mapped column it lacks, no rows, a field that no row has, no row left."""
-    from plot_ray.data.formats import map_columns
+    cannot be read, a mapped or filtered column it lacks, no rows, a field that no row has, a
+    filter that keeps no row, no row left."""
+    from plot_ray.data.formats import RowRejected, map_columns, passes_where
     from plot_ray.data.readers import read_raw, resolve_source, row_id
     from plot_ray.eval.answers import reference_answer
 
@@ -101,9 +109,11 @@ def read_problems(p: PairsConfig) -> tuple[list[dict], list[dict]]:
     where = f"pairs.source ({src.path!r}, split {src.split!r})"
     if not raw:
         raise ValueError(f"{where}: no rows to make pairs from")
-    raw = sorted(raw, key=lambda r: (r["file_index"], r["row_index"]))[: src.limit]
-    problems, quarantined, seen_fields = [], [], set()
+    raw = sorted(raw, key=lambda r: (r["file_index"], r["row_index"]))
+    problems, quarantined, seen_fields, filtered = [], [], set(), 0
     for r in raw:
+        if src.limit is not None and len(problems) + len(quarantined) == src.limit:
+            break
         pid = row_id(resolved.file_keys[r["file_index"]], r["row_index"])
         bad = {"problem_id": pid, "file_index": r["file_index"], "row_index": r["row_index"]}
         bad["record"] = r["record"].decode("utf-8", errors="replace")
@@ -116,6 +126,13 @@ def read_problems(p: PairsConfig) -> tuple[list[dict], list[dict]]:
             quarantined.append({**bad, "reason": "malformed", "detail": "not an object"})
             continue
         record = map_columns(record, src.columns)
+        try:
+            if not passes_where(record, src.where):
+                filtered += 1
+                continue
+        except RowRejected as exc:
+            quarantined.append({**bad, "reason": exc.reason, "detail": exc.detail})
+            continue
         seen_fields |= set(record)
         question, answer = record.get("question"), record.get("answer")
         if not isinstance(question, str) or not question.strip():
@@ -138,6 +155,11 @@ def read_problems(p: PairsConfig) -> tuple[list[dict], list[dict]]:
                 "message": p.prompt_template.format(question=question),
             }
         )
+    if filtered and not problems and not quarantined:
+        raise ValueError(
+            f"{where}: pairs.source.where {src.where} keeps none of its {filtered} rows (a "
+            'filter compares as JSON does: true is not "true", 1 is 1.0)'
+        )
     for field in ("question", "answer"):
         if field not in seen_fields:
             mapped = src.columns.get(field)
@@ -150,10 +172,10 @@ def read_problems(p: PairsConfig) -> tuple[list[dict], list[dict]]:
     if not problems:
         reasons = Counter(q["reason"] for q in quarantined)
         raise ValueError(
-            f"{where}: none of its {len(raw)} rows can be graded with pairs.style={p.style} "
-            f"({', '.join(f'{k}: {v}' for k, v in reasons.most_common())})"
+            f"{where}: none of its {len(quarantined)} rows can be graded with "
+            f"pairs.style={p.style} ({', '.join(f'{k}: {v}' for k, v in reasons.most_common())})"
         )
-    return problems, quarantined
+    return problems, quarantined, filtered
 
 
 def _settings(p: PairsConfig, path: str, s: EngineSettings, problems: list[dict]) -> dict:
@@ -180,17 +202,6 @@ def _settings(p: PairsConfig, path: str, s: EngineSettings, problems: list[dict]
 # ---------------------------------------------------------------------------- sampling
 def _shard_path(root: Path, k: int) -> Path:
     return root / "samples" / f"shard-{k:05d}.parquet"
-
-
-def _no_answer_error(p: PairsConfig, rows: list[dict], where: str) -> ValueError:
-    example = next((r["completion"] for r in rows if r["completion"].strip()), "")
-    return ValueError(
-        f"pairs.style={p.style}: the grader found no answer ({ANSWER_FORM[p.style]}) in any of "
-        f"the {len(rows)} completions of {where} (e.g. {example[:300]!r}): ask for that form "
-        "in pairs.prompt_template, choose the style the model writes (pairs.style), allow more "
-        "tokens (pairs.generation.max_new_tokens)"
-        + (", or grade the last number (pairs.flexible=true)" if p.style == "gsm8k" else "")
-    )
 
 
 def _sample(
@@ -239,8 +250,7 @@ def _sample(
                 for r in rows
                 for g in grade([r], references[r["problem_id"]], p.style, p.flexible)
             ]
-            if all(g["correct"] is None for g in graded):
-                raise _no_answer_error(p, rows, f"shard {key[1]}")
+            require_an_answer(graded, p.style, p.flexible, f"shard {key[1]}")
 
     total = sum(map(len, pending.values()))
     bar.start(f"make-pairs: sample ({s.engine}, k={p.num_samples})", total)
@@ -279,9 +289,8 @@ def _join(store: ResultStore, p: PairsConfig, problems: list[dict]) -> dict:
         trl += trl_pairs(q, correct, wrong, p.pairs_per_problem)
         if (listed := ranked_list(q, correct, wrong)) is not None:
             ranked.append(listed)
+    require_an_answer(table, p.style, p.flexible, "the run")
     counts = count(graded_by_problem, p.unparseable)
-    if counts["samples"] and counts["unparseable"] == counts["samples"]:
-        raise _no_answer_error(p, table, "the run")
     store.write_table(store.root / "samples.parquet", table)
     if "trl" in p.formats:
         store.write_table(store.root / "trl.parquet", trl)
@@ -332,10 +341,12 @@ def run_make_pairs(
     init_ray_from_config(cfg.cluster, verbose=verbose)
     log = root / "logs" / "ray_workers.log"
     with worker_logs_to_file(log, echo=verbose), quiet_ray_driver(not verbose):
-        problems, quarantined = read_problems(p)
+        problems, quarantined, filtered = read_problems(p)
         store.write_table(root / "quarantine.parquet", quarantined)
         say(
-            f"problems: {len(problems)} from {p.source.path} ({len(quarantined)} quarantined), "
+            f"problems: {len(problems)} from {p.source.path} ({len(quarantined)} quarantined"
+            + (f", {filtered} filtered by where" if filtered else "")
+            + "), "
             f"{p.num_samples} samples each, shards of {p.shard_size} → {root}"
         )
         path = resolve_model_path(p.model)
@@ -369,6 +380,7 @@ def run_make_pairs(
         "source": p.source.model_dump(),
         "counts": {
             "problems": len(problems),
+            "filtered": filtered,
             "quarantined": len(quarantined),
             "quarantine_reasons": dict(reasons),
             **counts,
