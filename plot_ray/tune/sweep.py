@@ -322,6 +322,11 @@ def run_sweep(cfg: PlotRayConfig, base: dict[str, Any], resume: bool = False) ->
                 max_concurrent_trials=concurrency(cfg, ray.cluster_resources()),
                 scheduler=trial_scheduler,
                 search_alg=search_alg,
+                # A finished trial's process runs the next trial, its imports (torch,
+                # transformers, Ray Train) done: a new one spends ~10 s on them on 2 cores. Not
+                # with a scheduler: a trial it stops may still be in its fit when Tune would
+                # hand the process on, and Tune then fails the next trial.
+                reuse_actors=trial_scheduler is None,
             ),
             run_config=tune.RunConfig(
                 name="ray_tune",
