@@ -870,6 +870,9 @@ def stage_nccl(st: Stage) -> None:
         import deepspeed
         import deepspeed.comm as ds_comm
 
+        from plot_ray.train.deepspeed_config import isolate_extension_builds
+
+        isolate_extension_builds()  # as the recipe does: on CPU this builds DeepSpeed's comm op
         deepspeed.init_distributed(dist_backend=dist.get_backend())
         st.expect(
             "deepspeed_comm",

@@ -26,7 +26,11 @@ from plot_ray.losses import (
 )
 from plot_ray.losses.chunked import _Plan, default_chunk_size
 from plot_ray.profiling import peak_live_bytes
-from plot_ray.train.deepspeed_config import AcceleratorError, select_accelerator
+from plot_ray.train.deepspeed_config import (
+    AcceleratorError,
+    isolate_extension_builds,
+    select_accelerator,
+)
 from plot_ray.train.loop import PreferenceRecipe
 from plot_ray.train.reference import ReferenceLogps, scoring_resources
 
@@ -92,6 +96,43 @@ def test_deepspeed_imported_too_early_on_the_cpu_is_an_error(worker_env, monkeyp
     with pytest.raises(AcceleratorError, match="imported in this process before"):
         select_accelerator(True)
     assert select_accelerator(False) == "cpu"
+
+
+def test_deepspeeds_ops_build_with_the_environments_ninja_in_a_folder_of_its_own(
+    monkeypatch, tmp_path
+):
+    """Ninja rebuilds when another ninja version or another command wrote the folder's build
+    log: every process of an environment takes the ninja installed with DeepSpeed, whatever
+    its PATH (the system's ninja first, as in the suite's Ray workers), and a command made of
+    other paths or another compiler gets another folder, the same one the same folder; a
+    folder the user chose is kept."""
+    import shutil
+
+    import ninja
+    from torch.utils.cpp_extension import get_default_build_root
+
+    monkeypatch.setenv("PATH", os.pathsep.join(["/usr/bin", "/bin"]))
+    monkeypatch.delenv("TORCH_EXTENSIONS_DIR", raising=False)
+    monkeypatch.delenv("CXX", raising=False)
+    first = isolate_extension_builds()
+    assert shutil.which("ninja") == os.path.join(ninja.BIN_DIR, "ninja")
+    assert os.environ["PATH"].split(os.pathsep) == [ninja.BIN_DIR, "/usr/bin", "/bin"]
+    assert os.environ["TORCH_EXTENSIONS_DIR"] == first
+    assert os.path.dirname(first) == get_default_build_root()
+    assert os.path.basename(first).startswith("plot_ray-")
+    monkeypatch.delenv("TORCH_EXTENSIONS_DIR")
+    assert isolate_extension_builds() == first  # this environment: the same folder again
+    assert os.environ["PATH"].split(os.pathsep) == [ninja.BIN_DIR, "/usr/bin", "/bin"]
+    monkeypatch.delenv("TORCH_EXTENSIONS_DIR")
+    monkeypatch.setenv("CXX", "g++")  # another command line
+    assert isolate_extension_builds() != first
+    monkeypatch.delenv("TORCH_EXTENSIONS_DIR")
+    monkeypatch.delenv("CXX")  # the compiler again, torch installed elsewhere
+    monkeypatch.setattr(torch, "__file__", str(tmp_path / "elsewhere" / "torch" / "__init__.py"))
+    other = isolate_extension_builds()
+    assert other != first and os.path.basename(other).startswith("plot_ray-")
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "mine"))
+    assert isolate_extension_builds() == str(tmp_path / "mine")
 
 
 def test_precomputed_reference_logps_are_scored_on_a_gpu_when_training_uses_gpus(worker_env):

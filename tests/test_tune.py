@@ -468,6 +468,16 @@ def test_a_sweep_killed_after_its_first_trial_resumes_only_the_others(
         assert row["metric/eval/chosen_nll"] == pytest.approx(
             summary["last_metrics"]["eval/chosen_nll"]
         )
+    # The resumed sweep ran its three trials one after another in one process: with no
+    # scheduler a finished trial's process (its imports done) runs the next trial.
+    results = [
+        json.loads(f.read_text().splitlines()[-1])
+        for f in (sweep / "ray_tune").glob("*/result.json")
+    ]
+    pids = {r["trial_id"]: r["pid"] for r in results}
+    assert sorted(pids) == sorted(Path(r["run_dir"]).name.removeprefix("trial_") for r in table)
+    resumed = {pid for trial, pid in pids.items() if trial != first.name.removeprefix("trial_")}
+    assert len(resumed) == 1 and pids[first.name.removeprefix("trial_")] not in resumed
     text = (sweep / "summary.md").read_text()
     assert "Best configuration per method" in text and "**dpo**" in text and "**sft**" in text
     for figure in ("metric_vs_alpha.png", "validation_curves.png"):

@@ -21,6 +21,7 @@ __all__ = [
     "reference_zero_config",
     "merge_user_config",
     "select_accelerator",
+    "isolate_extension_builds",
     "require_cuda",
     "AcceleratorError",
 ]
@@ -65,6 +66,60 @@ def select_accelerator(use_gpu: bool) -> str:
         )
     os.environ["DS_ACCELERATOR"] = wanted
     return wanted
+
+
+def isolate_extension_builds() -> str:
+    """Have this Python environment build the C++ ops DeepSpeed compiles on first use (on CPU:
+    its shared-memory allreduce, ~30 s on 2 cores) with its own ninja, in a folder of its own;
+    returns the folder (``TORCH_EXTENSIONS_DIR``, kept as it is if already set). Call it before
+    DeepSpeed builds an op.
+
+    Torch builds an op in one folder per op name (``~/.cache/torch_extensions/py311_cpu/<op>``)
+    with whichever ``ninja`` comes first on ``PATH``, and ninja compiles again whenever the
+    folder's build log was written by another ninja version (1.11 and 1.13 hash commands
+    differently and start over on each other's log format) or records another command. In the
+    test suite both happened: its Ray workers found the system's ninja (1.11) while a local
+    cluster's job workers, whose ``PATH`` starts with the environment's ``bin``, found the one
+    pip installed with DeepSpeed (1.13), and checkouts in other folders compile with other
+    paths; each switch rebuilt the op (30-60 s on 2 cores). So the ninja installed with
+    DeepSpeed (the ``ninja`` package) goes first on this process's ``PATH``, and the folder's
+    name carries a hash of what the build depends on: Python, torch and where it and DeepSpeed
+    are installed, Python's headers, the compiler and ninja.
+    """
+    import hashlib
+    import importlib.util
+    import shutil
+    import sysconfig
+
+    import torch
+    from torch.utils.cpp_extension import get_default_build_root
+
+    try:
+        import ninja
+
+        ninja_dir = ninja.BIN_DIR
+    except (ImportError, AttributeError):  # no ninja package: the one on PATH, if any
+        ninja_dir = None
+    if ninja_dir and os.path.isfile(os.path.join(ninja_dir, "ninja")):
+        path = os.environ.get("PATH", "")
+        if path.split(os.pathsep)[0] != ninja_dir:
+            os.environ["PATH"] = os.pathsep.join(p for p in (ninja_dir, path) if p)
+    if os.environ.get("TORCH_EXTENSIONS_DIR"):
+        return os.environ["TORCH_EXTENSIONS_DIR"]
+    deepspeed = importlib.util.find_spec("deepspeed")  # its location, without importing it
+    inputs = [
+        sys.version,
+        torch.__version__,  # with its device build: 2.13.0+cpu, +cu128...
+        os.path.dirname(torch.__file__),
+        os.path.dirname(deepspeed.origin) if deepspeed and deepspeed.origin else "",
+        sysconfig.get_path("include", scheme="posix_prefix") or "",
+        os.environ.get("CXX", "c++"),
+        shutil.which("ninja") or "",
+    ]
+    key = hashlib.sha256("\n".join(inputs).encode()).hexdigest()[:16]
+    folder = os.path.join(get_default_build_root(), f"plot_ray-{key}")
+    os.environ["TORCH_EXTENSIONS_DIR"] = folder
+    return folder
 
 
 def require_cuda(flag: str = "train.use_gpu=true") -> None:

@@ -62,7 +62,7 @@ from plot_ray.train.checkpoint import (
     save_rng,
     write_state,
 )
-from plot_ray.train.deepspeed_config import select_accelerator
+from plot_ray.train.deepspeed_config import isolate_extension_builds, select_accelerator
 from plot_ray.train.validation import (
     EVAL_PREFIX,
     EvalTotals,
@@ -184,6 +184,7 @@ class PreferenceRecipe:
 
         from plot_ray.train.deepspeed_config import zero_config
 
+        isolate_extension_builds()  # before init_distributed builds DeepSpeed's CPU comm op
         # Ray Train has set up torch.distributed; DeepSpeed's comm layer wraps that group. It must
         # exist before HfDeepSpeedConfig, which sizes batches by DeepSpeed's world size.
         deepspeed.init_distributed(
