@@ -54,6 +54,7 @@ __all__ = [
     "Message",
     "NormalizedRow",
     "RowRejected",
+    "WHERE_EQUALITY",
     "detect_format",
     "map_columns",
     "mapped_names",
@@ -193,6 +194,10 @@ def map_columns(record: dict, columns: dict[str, str]) -> dict:
 def mapped_names(names: list[str], columns: dict[str, str]) -> list[str]:
     """A source's column ``names`` as :func:`map_columns` leaves them (renamed ones last)."""
     return [n for n in names if n not in set(columns.values())] + list(columns)
+
+
+# How a `where` filter compares, for the errors of a filter that keeps no row
+WHERE_EQUALITY = 'a filter compares as JSON does: true is not "true", 1 is 1.0'
 
 
 def passes_where(record: dict, where: dict[str, Any]) -> bool:

@@ -36,7 +36,7 @@ import ray.data
 
 from plot_ray.config import DataConfig, PlotRayConfig
 from plot_ray.data.counts import ARTIFACT_STEM, TokenCounts, sparse_to_dense
-from plot_ray.data.formats import RowRejected, map_columns, passes_where
+from plot_ray.data.formats import WHERE_EQUALITY, RowRejected, map_columns, passes_where
 from plot_ray.data.readers import READ_CPUS, ResolvedSource, read_raw, resolve_sources
 from plot_ray.data.report import (
     PrepareResult,
@@ -476,8 +476,7 @@ def _fail_on_unusable_data(
         write_summary(result, cfg, extra)
         say(result.table())
         raise DataValidationError(
-            "; ".join(emptied) + ": check the column's values in the source (a filter compares "
-            'as JSON does: true is not "true", 1 is 1.0)'
+            "; ".join(emptied) + f": check the column's values in the source ({WHERE_EQUALITY})"
         )
     if result.rows_out == 0:
         result.status = "failed_empty"

@@ -65,18 +65,7 @@ class Normalizer:
 
     def __init__(self, sources: Sequence[ResolvedSource], subpreferences: Sequence[str]):
         self._sub_ids = {name: i for i, name in enumerate(subpreferences)}
-        self._sources = {
-            s.index: (
-                s.format,
-                s.file_keys,
-                s.path,
-                s.subpreference,
-                s.tags_per_row,
-                s.columns,
-                s.where,
-            )
-            for s in sources
-        }
+        self._sources = {s.index: s for s in sources}
 
     def __call__(self, raw: pa.Table) -> pa.Table:
         cols: dict[str, list] = {name: [] for name in NORMALIZED_SCHEMA.names}
@@ -87,24 +76,25 @@ class Normalizer:
             raw.column("record").to_pylist(),
             strict=True,
         ):
-            fmt, keys, path, sub, per_row, columns, where = self._sources[src]
-            cols["row_id"].append(row_id(keys[file_index], row_index))
+            source = self._sources[src]
+            sub = source.subpreference
+            cols["row_id"].append(row_id(source.file_keys[file_index], row_index))
             cols["source_index"].append(src)
             cols["file_index"].append(file_index)
             cols["row_index"].append(row_index)
-            cols["source"].append(path)
+            cols["source"].append(source.path)
             try:
                 try:
                     record = json.loads(data.decode("utf-8"))
                 except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                     raise RowRejected("malformed", f"not valid JSON / UTF-8: {exc}") from None
                 if isinstance(record, dict):
-                    record = map_columns(record, columns)
-                    if where and not passes_where(record, where):
+                    record = map_columns(record, source.columns)
+                    if source.where and not passes_where(record, source.where):
                         raise RowRejected(FILTERED)
-                if per_row:
+                if source.tags_per_row:
                     sub = row_subpreference(record)
-                row = normalize_record(record, fmt)
+                row = normalize_record(record, source.format)
             except RowRejected as rej:
                 cols["subpreference"].append(sub)
                 cols["subpreference_id"].append(self._sub_ids.get(sub, -1))
@@ -117,7 +107,7 @@ class Normalizer:
                 continue
             if sub not in self._sub_ids:
                 raise ValueError(
-                    f"sub-preference {sub!r} of {path} was not seen when the sub-preferences "
+                    f"sub-preference {sub!r} of {source.path} was not seen when the sub-preferences "
                     "were listed (did the input change during the run?)"
                 )
             cols["subpreference"].append(sub)

@@ -463,7 +463,7 @@ def _selected(rows: list, evalset: EvalSet, first: int, where: str) -> list[tupl
     """``(row number, row)`` of the rows that the set's ``where`` filter keeps (every row
     without one). A filtered column that a row lacks, or a filter that keeps no row, is an
     error naming it."""
-    from plot_ray.data.formats import RowRejected, passes_where
+    from plot_ray.data.formats import WHERE_EQUALITY, RowRejected, passes_where
 
     numbered = list(enumerate(rows, first))
     if not evalset.where:
@@ -483,8 +483,7 @@ def _selected(rows: list, evalset: EvalSet, first: int, where: str) -> list[tupl
             ) from None
     if not kept:
         raise EvalDataError(
-            f"{where}: where {evalset.where} keeps none of its {len(rows)} rows (a filter "
-            'compares as JSON does: true is not "true", 1 is 1.0)'
+            f"{where}: where {evalset.where} keeps none of its {len(rows)} rows ({WHERE_EQUALITY})"
         )
     return kept
 

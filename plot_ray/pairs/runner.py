@@ -94,7 +94,7 @@ def read_problems(p: PairsConfig) -> tuple[list[dict], list[dict], int]:
     read, is quarantined with its reason. Errors (naming the source and the key): a source that
     cannot be read, a mapped or filtered column it lacks, no rows, a field that no row has, a
     filter that keeps no row, no row left."""
-    from plot_ray.data.formats import RowRejected, map_columns, passes_where
+    from plot_ray.data.formats import WHERE_EQUALITY, RowRejected, map_columns, passes_where
     from plot_ray.data.readers import read_raw, resolve_source, row_id
     from plot_ray.eval.answers import reference_answer
 
@@ -157,8 +157,8 @@ def read_problems(p: PairsConfig) -> tuple[list[dict], list[dict], int]:
         )
     if filtered and not problems and not quarantined:
         raise ValueError(
-            f"{where}: pairs.source.where {src.where} keeps none of its {filtered} rows (a "
-            'filter compares as JSON does: true is not "true", 1 is 1.0)'
+            f"{where}: pairs.source.where {src.where} keeps none of its {filtered} rows "
+            f"({WHERE_EQUALITY})"
         )
     for field in ("question", "answer"):
         if field not in seen_fields:
